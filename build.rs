@@ -1,0 +1,23 @@
+//! Compiles the protos with protox (pure Rust), so a fresh machine needs no `protoc`.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "linkstate/v1/common.proto",
+    "linkstate/v1/connection.proto",
+    "linkstate/v1/financial_data.proto",
+    "linkstate/v1/event.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(PROTOS, ["proto"])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Reflection serves this descriptor set, so grpcurl needs no proto files.
+    std::fs::write(
+        out_dir.join("linkstate_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
+    Ok(())
+}

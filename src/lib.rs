@@ -1,0 +1,15 @@
+//! linkstate: the aggregation state of bank connections, served over gRPC.
+
+pub mod domain;
+pub mod providers;
+pub mod sim;
+
+/// The generated gRPC types of `linkstate.v1`.
+pub mod proto {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("linkstate.v1");
+
+    /// The encoded descriptors of every linkstate proto, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("linkstate_descriptor");
+}

@@ -1,0 +1,3 @@
+//! Clients for the data providers, and the mapping of their answers to domain signals.
+
+pub mod plaid;

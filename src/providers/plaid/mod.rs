@@ -1,0 +1,1 @@
+//! Plaid: the HTTP client and the shapes of Plaid's API.

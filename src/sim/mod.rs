@@ -1,0 +1,1 @@
+//! The provider simulator: a Plaid-sandbox compatible HTTP API for `dev`, `simulate` and tests.
