@@ -1,8 +1,10 @@
 //! linkstate: the aggregation state of bank connections, served over gRPC.
 
+pub mod cipher;
 pub mod domain;
 pub mod providers;
 pub mod sim;
+pub mod store;
 
 /// The generated gRPC types of `linkstate.v1`.
 pub mod proto {

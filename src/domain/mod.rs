@@ -1,3 +1,15 @@
 //! The pure core: the business rules of connections and their events. No I/O lives here.
 
+pub mod api_key;
+pub mod connection;
+pub mod connection_events;
+pub mod connection_status;
+pub mod cursor;
+pub mod event;
+pub mod event_filter;
+pub mod financial_account;
+pub mod ids;
+pub mod import;
+pub mod product;
 pub mod secret;
+pub mod service_provider;

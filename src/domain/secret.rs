@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// A secret string (access token, refresh token, API key): `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {

@@ -1,1 +1,12 @@
 //! Plaid: the HTTP client and the shapes of Plaid's API.
+
+mod client;
+mod error;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use client::{PlaidClient, PlaidConfig};
+pub use error::{PlaidApiError, PlaidError};
+pub use types::*;

@@ -1,0 +1,169 @@
+//! Builds the events that describe a connection, each with the fields of its seed example.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::event::{EventFinancialAccount, EventPayload, EventType, NewEvent};
+use super::ids::{ConnectionId, CustomerId, FinancialAccountId, InstitutionId, RequestId};
+use super::product::Product;
+use super::service_provider::ServiceProvider;
+
+/// What every connection event says about its connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectionFacts {
+    /// The connection.
+    pub connection_id: ConnectionId,
+    /// Its customer.
+    pub customer_id: CustomerId,
+    /// The tenant's id for the customer.
+    pub external_customer_id: Option<String>,
+    /// The institution.
+    pub institution_id: InstitutionId,
+    /// The institution's name.
+    pub institution_name: String,
+    /// The provider.
+    pub service_provider: ServiceProvider,
+    /// The provider's id for the connection (Plaid `item_id`), once known.
+    pub provider_connection_id: Option<String>,
+}
+
+/// One account as ACCOUNTS_UPDATING announces it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountSummary {
+    /// The account.
+    pub id: FinancialAccountId,
+    /// The institution's name for it.
+    pub name: String,
+    /// The last digits of its number, if the institution gives them.
+    pub mask: Option<String>,
+    /// Whether this aggregation found it for the first time.
+    pub is_new: bool,
+}
+
+impl ConnectionFacts {
+    /// `serviceProviderDetails` when no provider webhook caused the event.
+    pub fn provider_details(&self) -> Map<String, Value> {
+        let mut details = Map::new();
+        details.insert("serviceProvider".into(), self.service_provider.as_str().into());
+        if let Some(id) = &self.provider_connection_id {
+            details.insert("serviceProviderConnectionId".into(), id.clone().into());
+        }
+        details
+    }
+
+    /// The fields that every connection and account event carries.
+    fn base(&self) -> EventPayload {
+        EventPayload {
+            customer_id: Some(self.customer_id),
+            external_customer_id: self.external_customer_id.clone(),
+            connection_id: Some(self.connection_id),
+            institution_id: Some(self.institution_id),
+            service_provider_details: self.provider_details(),
+            ..EventPayload::default()
+        }
+    }
+}
+
+/// BANK_LINKING_ACCOUNTS_UPDATING: aggregation started, with basic account info.
+pub fn accounts_updating(
+    connection: &ConnectionFacts,
+    request_id: &RequestId,
+    accounts: &[AccountSummary],
+) -> NewEvent {
+    let financial_accounts = accounts
+        .iter()
+        .map(|account| EventFinancialAccount {
+            id: Some(account.id),
+            name: Some(account.name.clone()),
+            truncated_account_number: account.mask.clone(),
+            new_account: Some(account.is_new),
+            ..EventFinancialAccount::default()
+        })
+        .collect();
+    NewEvent {
+        event_type: EventType::BankLinkingAccountsUpdating,
+        payload: EventPayload {
+            request_id: Some(request_id.to_string()),
+            financial_accounts: Some(financial_accounts),
+            ..connection.base()
+        },
+    }
+}
+
+/// BANK_LINKING_ACCOUNTS_UPDATED: aggregation finished; the products fetched per account.
+///
+/// TRANSACTIONS is never listed (it has its own events), and accounts with nothing updated are
+/// left out, so an aggregation that updated nothing sends an empty list.
+pub fn accounts_updated(
+    connection: &ConnectionFacts,
+    request_id: &RequestId,
+    aggregated_at: DateTime<Utc>,
+    updated: &[(FinancialAccountId, Vec<Product>)],
+) -> NewEvent {
+    let financial_accounts = updated
+        .iter()
+        .filter_map(|(id, products)| {
+            let products: Vec<Product> = products
+                .iter()
+                .copied()
+                .filter(|product| *product != Product::Transactions)
+                .collect();
+            (!products.is_empty()).then(|| EventFinancialAccount {
+                id: Some(*id),
+                products: Some(products),
+                ..EventFinancialAccount::default()
+            })
+        })
+        .collect();
+    NewEvent {
+        event_type: EventType::BankLinkingAccountsUpdated,
+        payload: EventPayload {
+            request_id: Some(request_id.to_string()),
+            successfully_aggregated_at: Some(aggregated_at),
+            financial_accounts: Some(financial_accounts),
+            ..connection.base()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> ConnectionFacts {
+        ConnectionFacts {
+            connection_id: ConnectionId::generate(),
+            customer_id: CustomerId::generate(),
+            external_customer_id: Some("c-1".into()),
+            institution_id: InstitutionId::generate(),
+            institution_name: "First Platypus Bank".into(),
+            service_provider: ServiceProvider::Plaid,
+            provider_connection_id: Some("item-1".into()),
+        }
+    }
+
+    #[test]
+    fn accounts_updated_never_lists_transactions_nor_empty_accounts() {
+        let (a, b) = (FinancialAccountId::generate(), FinancialAccountId::generate());
+        let event = accounts_updated(
+            &facts(),
+            &RequestId::generate(),
+            Utc::now(),
+            &[
+                (a, vec![Product::Balances, Product::Transactions]),
+                (b, vec![Product::Transactions]),
+            ],
+        );
+        let accounts = event.payload.financial_accounts.unwrap();
+        assert_eq!(accounts.len(), 1);
+        assert_eq!(accounts[0].id, Some(a));
+        assert_eq!(accounts[0].products, Some(vec![Product::Balances]));
+    }
+
+    #[test]
+    fn provider_details_name_the_item() {
+        let details = facts().provider_details();
+        assert_eq!(details["serviceProvider"], "PLAID");
+        assert_eq!(details["serviceProviderConnectionId"], "item-1");
+    }
+}

@@ -1,0 +1,38 @@
+//! Financial accounts as providers report them, before linkstate gives them ids.
+
+use bigdecimal::BigDecimal;
+
+/// One account as a provider reports it, normalized across providers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderAccount {
+    /// The provider's id for the account (Plaid `account_id`).
+    pub provider_account_id: String,
+    /// The institution's name for it.
+    pub name: String,
+    /// The official name, if any.
+    pub official_name: Option<String>,
+    /// The last digits of the account number (Plaid `mask`).
+    pub mask: Option<String>,
+    /// Provider account type (depository, credit, ...).
+    pub account_type: Option<String>,
+    /// Provider account subtype (checking, savings, ...).
+    pub subtype: Option<String>,
+    /// The current balance, exact.
+    pub current_balance: Option<BigDecimal>,
+    /// The available balance, exact.
+    pub available_balance: Option<BigDecimal>,
+    /// ISO currency code.
+    pub currency: Option<String>,
+}
+
+/// Whether a financial account is still shared with us; Meld knows only these two.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum FinancialAccountStatus {
+    /// Shared and aggregated.
+    Active,
+    /// Revoked or closed; its data stays readable.
+    Inactive,
+}

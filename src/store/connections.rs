@@ -1,0 +1,446 @@
+//! Customers, institutions and connections.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::schema::{connections, customers, institutions};
+use crate::cipher::Cipher;
+use crate::domain::connection::Connection;
+use crate::domain::connection_status::ConnectionStatus;
+use crate::domain::ids::{AccountId, ConnectionId, CustomerId, InstitutionId};
+use crate::domain::import::ProviderCredentials;
+use crate::domain::secret::Secret;
+use crate::domain::service_provider::ServiceProvider;
+
+/// The columns a [`Connection`] is read from.
+type ConnectionColumns = (
+    connections::id,
+    connections::account_id,
+    connections::customer_id,
+    customers::external_customer_id,
+    connections::institution_id,
+    institutions::name,
+    connections::service_provider,
+    connections::provider_connection_id,
+    connections::status,
+    connections::status_reason,
+    connections::products,
+    connections::successfully_aggregated_at,
+    connections::created_at,
+);
+
+const CONNECTION_COLUMNS: ConnectionColumns = (
+    connections::id,
+    connections::account_id,
+    connections::customer_id,
+    customers::external_customer_id,
+    connections::institution_id,
+    institutions::name,
+    connections::service_provider,
+    connections::provider_connection_id,
+    connections::status,
+    connections::status_reason,
+    connections::products,
+    connections::successfully_aggregated_at,
+    connections::created_at,
+);
+
+/// A connection row as stored, before its strings are parsed.
+#[derive(Queryable)]
+struct ConnectionRow {
+    id: Uuid,
+    account_id: Uuid,
+    customer_id: Uuid,
+    external_customer_id: Option<String>,
+    institution_id: Uuid,
+    institution_name: String,
+    service_provider: String,
+    provider_connection_id: Option<String>,
+    status: String,
+    status_reason: Option<String>,
+    products: Vec<String>,
+    successfully_aggregated_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<ConnectionRow> for Connection {
+    type Error = StoreError;
+
+    fn try_from(row: ConnectionRow) -> Result<Self, StoreError> {
+        let corrupt = |what: &str, value: &str| StoreError::Corrupt(format!("{what} {value:?}"));
+        Ok(Connection {
+            id: ConnectionId(row.id),
+            account_id: AccountId(row.account_id),
+            customer_id: CustomerId(row.customer_id),
+            external_customer_id: row.external_customer_id,
+            institution_id: InstitutionId(row.institution_id),
+            institution_name: row.institution_name,
+            service_provider: row
+                .service_provider
+                .parse()
+                .map_err(|_| corrupt("service provider", &row.service_provider))?,
+            provider_connection_id: row.provider_connection_id,
+            status: row
+                .status
+                .parse()
+                .map_err(|_| corrupt("status", &row.status))?,
+            status_reason: row
+                .status_reason
+                .map(|reason| reason.parse().map_err(|_| corrupt("status reason", &reason)))
+                .transpose()?,
+            products: row
+                .products
+                .iter()
+                .map(|p| p.parse().map_err(|_| corrupt("product", p)))
+                .collect::<Result<_, _>>()?,
+            successfully_aggregated_at: row.successfully_aggregated_at,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// The joined tables a connection is read from.
+macro_rules! connection_source {
+    () => {
+        connections::table
+            .inner_join(customers::table)
+            .inner_join(institutions::table)
+    };
+}
+
+/// One connection of the tenant; `NotFound` for another tenant's.
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    id: ConnectionId,
+) -> Result<Connection, StoreError> {
+    connection_source!()
+        .filter(connections::account_id.eq(account_id.0))
+        .filter(connections::id.eq(id.0))
+        .select(CONNECTION_COLUMNS)
+        .first::<ConnectionRow>(conn)
+        .await?
+        .try_into()
+}
+
+/// The tenant's connection for a provider's connection id, if imported before.
+pub async fn find_by_provider_id(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    provider: ServiceProvider,
+    provider_connection_id: &str,
+) -> Result<Option<Connection>, StoreError> {
+    connection_source!()
+        .filter(connections::account_id.eq(account_id.0))
+        .filter(connections::service_provider.eq(provider.as_str()))
+        .filter(connections::provider_connection_id.eq(provider_connection_id))
+        .select(CONNECTION_COLUMNS)
+        .first::<ConnectionRow>(conn)
+        .await
+        .optional()?
+        .map(Connection::try_from)
+        .transpose()
+}
+
+/// Filters of [`list`].
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionQuery {
+    /// Only this customer's.
+    pub customer_id: Option<CustomerId>,
+    /// Only the customer with this external id.
+    pub external_customer_id: Option<String>,
+    /// Only these statuses (any when empty).
+    pub statuses: Vec<ConnectionStatus>,
+    /// Only these providers (any when empty).
+    pub service_providers: Vec<ServiceProvider>,
+    /// Continue after this (created_at, id), newest first.
+    pub after: Option<(DateTime<Utc>, ConnectionId)>,
+}
+
+/// The tenant's connections, newest first, at most `limit`.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    query: &ConnectionQuery,
+    limit: i64,
+) -> Result<Vec<Connection>, StoreError> {
+    let mut select = connection_source!()
+        .filter(connections::account_id.eq(account_id.0))
+        .select(CONNECTION_COLUMNS)
+        .into_boxed();
+    if let Some(customer_id) = query.customer_id {
+        select = select.filter(connections::customer_id.eq(customer_id.0));
+    }
+    if let Some(external) = &query.external_customer_id {
+        select = select.filter(customers::external_customer_id.eq(external.clone()));
+    }
+    if !query.statuses.is_empty() {
+        let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+        select = select.filter(connections::status.eq_any(statuses));
+    }
+    if !query.service_providers.is_empty() {
+        let providers: Vec<&str> = query.service_providers.iter().map(|p| p.as_str()).collect();
+        select = select.filter(connections::service_provider.eq_any(providers));
+    }
+    if let Some((created_at, id)) = query.after {
+        select = select.filter(
+            connections::created_at.lt(created_at).or(connections::created_at
+                .eq(created_at)
+                .and(connections::id.lt(id.0))),
+        );
+    }
+    select
+        .order((connections::created_at.desc(), connections::id.desc()))
+        .limit(limit)
+        .load::<ConnectionRow>(conn)
+        .await?
+        .into_iter()
+        .map(Connection::try_from)
+        .collect()
+}
+
+/// The customer with this external id, made on first use; a customer without one is always new.
+pub async fn find_or_create_customer(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    external_customer_id: Option<&str>,
+) -> Result<CustomerId, StoreError> {
+    let new_id = CustomerId::generate();
+    // DO UPDATE (a no-op) rather than DO NOTHING, so that RETURNING yields the existing row too.
+    let id = diesel::insert_into(customers::table)
+        .values((
+            customers::id.eq(new_id.0),
+            customers::account_id.eq(account_id.0),
+            customers::external_customer_id.eq(external_customer_id),
+        ))
+        .on_conflict((customers::account_id, customers::external_customer_id))
+        .do_update()
+        .set(customers::account_id.eq(account_id.0))
+        .returning(customers::id)
+        .get_result::<Uuid>(conn)
+        .await?;
+    Ok(CustomerId(id))
+}
+
+/// The institution a provider names `provider_institution_id`, made or renamed as needed.
+pub async fn upsert_institution(
+    conn: &mut AsyncPgConnection,
+    provider: ServiceProvider,
+    provider_institution_id: &str,
+    name: &str,
+) -> Result<InstitutionId, StoreError> {
+    let id = diesel::insert_into(institutions::table)
+        .values((
+            institutions::id.eq(InstitutionId::generate().0),
+            institutions::service_provider.eq(provider.as_str()),
+            institutions::provider_institution_id.eq(provider_institution_id),
+            institutions::name.eq(name),
+        ))
+        .on_conflict((
+            institutions::service_provider,
+            institutions::provider_institution_id,
+        ))
+        .do_update()
+        .set(institutions::name.eq(name))
+        .returning(institutions::id)
+        .get_result::<Uuid>(conn)
+        .await?;
+    Ok(InstitutionId(id))
+}
+
+/// What [`insert_imported`] writes.
+#[derive(Debug)]
+pub struct ImportedConnection<'a> {
+    /// The tenant.
+    pub account_id: AccountId,
+    /// The customer.
+    pub customer_id: CustomerId,
+    /// The institution.
+    pub institution_id: InstitutionId,
+    /// The provider's id for the connection.
+    pub provider_connection_id: &'a str,
+    /// The credentials, sealed before they are written.
+    pub credentials: &'a ProviderCredentials,
+    /// The products the provider has for it.
+    pub products: Vec<String>,
+}
+
+/// Inserts an imported connection as ACTIVE, or, when the tenant imported the same provider
+/// connection before, stores the new credentials on it. Returns its id and whether it is new.
+pub async fn insert_imported(
+    conn: &mut AsyncPgConnection,
+    cipher: &Cipher,
+    new: ImportedConnection<'_>,
+) -> Result<(ConnectionId, bool), StoreError> {
+    let provider = new.credentials.service_provider();
+    let existing = connections::table
+        .filter(connections::account_id.eq(new.account_id.0))
+        .filter(connections::service_provider.eq(provider.as_str()))
+        .filter(connections::provider_connection_id.eq(new.provider_connection_id))
+        .select(connections::id)
+        .for_update()
+        .first::<Uuid>(conn)
+        .await
+        .optional()?;
+    let id = existing.map_or_else(ConnectionId::generate, ConnectionId);
+    let sealed = seal_credentials(cipher, id, new.credentials);
+    if existing.is_some() {
+        diesel::update(connections::table.find(id.0))
+            .set((
+                connections::credentials.eq(sealed),
+                connections::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+        return Ok((id, false));
+    }
+    diesel::insert_into(connections::table)
+        .values((
+            connections::id.eq(id.0),
+            connections::account_id.eq(new.account_id.0),
+            connections::customer_id.eq(new.customer_id.0),
+            connections::institution_id.eq(new.institution_id.0),
+            connections::service_provider.eq(provider.as_str()),
+            connections::provider_connection_id.eq(new.provider_connection_id),
+            connections::status.eq(ConnectionStatus::Active.as_str()),
+            connections::products.eq(new.products),
+            connections::credentials.eq(sealed),
+        ))
+        .execute(conn)
+        .await?;
+    Ok((id, true))
+}
+
+/// The sealed form of credentials, bound to the connection's id.
+fn seal_credentials(cipher: &Cipher, id: ConnectionId, credentials: &ProviderCredentials) -> Vec<u8> {
+    let plain = match credentials {
+        ProviderCredentials::Plaid { access_token } => {
+            serde_json::json!({"plaid": {"accessToken": access_token.expose()}})
+        }
+        ProviderCredentials::Akoya {
+            refresh_token,
+            provider_id,
+        } => serde_json::json!({
+            "akoya": {"refreshToken": refresh_token.expose(), "providerId": provider_id}
+        }),
+    };
+    cipher.seal(plain.to_string().as_bytes(), id.0.as_bytes())
+}
+
+/// The credentials of a connection, opened.
+pub async fn credentials(
+    conn: &mut AsyncPgConnection,
+    cipher: &Cipher,
+    id: ConnectionId,
+) -> Result<ProviderCredentials, StoreError> {
+    let sealed = connections::table
+        .find(id.0)
+        .select(connections::credentials)
+        .first::<Option<Vec<u8>>>(conn)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let plain = cipher
+        .open(&sealed, id.0.as_bytes())
+        .map_err(|e| StoreError::Corrupt(format!("credentials of {id}: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&plain)
+        .map_err(|e| StoreError::Corrupt(format!("credentials of {id}: {e}")))?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    if let Some(plaid) = value.get("plaid") {
+        return Ok(ProviderCredentials::Plaid {
+            access_token: Secret::new(text(&plaid["accessToken"])),
+        });
+    }
+    let akoya = &value["akoya"];
+    Ok(ProviderCredentials::Akoya {
+        refresh_token: Secret::new(text(&akoya["refreshToken"])),
+        provider_id: text(&akoya["providerId"]),
+    })
+}
+
+/// The webhook URL the provider was last told, if any.
+pub async fn webhook_url(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+) -> Result<Option<String>, StoreError> {
+    Ok(connections::table
+        .find(id.0)
+        .select(connections::webhook_url)
+        .first::<Option<String>>(conn)
+        .await?)
+}
+
+/// Records that the provider now sends this connection's webhooks to `url`.
+pub async fn set_webhook_url(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+    url: &str,
+) -> Result<(), StoreError> {
+    diesel::update(connections::table.find(id.0))
+        .set(connections::webhook_url.eq(url))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a successful aggregation.
+pub async fn mark_aggregated(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    diesel::update(connections::table.find(id.0))
+        .set((
+            connections::successfully_aggregated_at.eq(at),
+            connections::consecutive_failures.eq(0),
+            connections::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes the connection's work lease for `owner` until `until`; false while another holds it.
+///
+/// Work on one connection is serialized by this lease instead of a row lock, because the work
+/// calls the provider, and no lock may be held across a provider call.
+pub async fn try_lease(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+    owner: &str,
+    until: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let taken = diesel::update(connections::table.find(id.0))
+        .filter(
+            connections::lease_until
+                .is_null()
+                .or(connections::lease_until.lt(diesel::dsl::now))
+                .or(connections::lease_owner.eq(owner)),
+        )
+        .set((
+            connections::lease_owner.eq(owner),
+            connections::lease_until.eq(until),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(taken == 1)
+}
+
+/// Gives the lease back.
+pub async fn release_lease(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+    owner: &str,
+) -> Result<(), StoreError> {
+    diesel::update(connections::table.find(id.0))
+        .filter(connections::lease_owner.eq(owner))
+        .set((
+            connections::lease_owner.eq(None::<String>),
+            connections::lease_until.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

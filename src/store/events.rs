@@ -1,0 +1,221 @@
+//! The event log: append inside the caller's transaction, read in commit-safe order.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::schema::events;
+use crate::domain::cursor::Cursor;
+use crate::domain::event::{EVENT_VERSION, Event, EventPayload, EventType, NewEvent};
+use crate::domain::event_filter::EventFilter;
+use crate::domain::ids::{AccountId, EventId};
+
+/// An event with its position in the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedEvent {
+    /// Where it sits.
+    pub cursor: Cursor,
+    /// The event.
+    pub event: Event,
+}
+
+/// One read of the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventPage {
+    /// Matching events in log order.
+    pub events: Vec<LoggedEvent>,
+    /// Everything up to here was scanned (matching or not): resuming after it skips nothing.
+    pub scanned_to: Cursor,
+}
+
+/// Appends events; call inside the transaction that makes the change they describe.
+pub async fn append(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    new_events: &[NewEvent],
+) -> Result<Vec<EventId>, StoreError> {
+    let mut ids = Vec::with_capacity(new_events.len());
+    let mut rows = Vec::with_capacity(new_events.len());
+    for new in new_events {
+        let id = EventId::generate();
+        let payload = serde_json::to_value(&new.payload)
+            .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?;
+        rows.push((
+            events::event_id.eq(id.0),
+            events::account_id.eq(account_id.0),
+            events::event_type.eq(new.event_type.as_str()),
+            events::customer_id.eq(new.payload.customer_id.map(|c| c.0)),
+            events::external_customer_id.eq(new.payload.external_customer_id.clone()),
+            events::connection_id.eq(new.payload.connection_id.map(|c| c.0)),
+            events::version.eq(EVENT_VERSION),
+            events::payload.eq(payload),
+        ));
+        ids.push(id);
+    }
+    if !rows.is_empty() {
+        // One statement, so the events' sequence numbers follow the order given.
+        diesel::insert_into(events::table)
+            .values(rows)
+            .execute(conn)
+            .await?;
+    }
+    Ok(ids)
+}
+
+#[derive(QueryableByName)]
+struct EventRow {
+    #[diesel(sql_type = BigInt)]
+    transaction_id: i64,
+    #[diesel(sql_type = BigInt)]
+    sequence: i64,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    event_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    account_id: Uuid,
+    #[diesel(sql_type = Text)]
+    event_type: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    version: String,
+    #[diesel(sql_type = diesel::sql_types::Json)]
+    payload: serde_json::Value,
+}
+
+impl TryFrom<EventRow> for LoggedEvent {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> Result<Self, StoreError> {
+        let event_type: EventType = row
+            .event_type
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("event type {:?}", row.event_type)))?;
+        let payload: EventPayload = serde_json::from_value(row.payload)
+            .map_err(|e| StoreError::Corrupt(format!("event {} payload: {e}", row.event_id)))?;
+        Ok(LoggedEvent {
+            cursor: Cursor {
+                transaction: row.transaction_id as u64,
+                sequence: row.sequence,
+            },
+            event: Event {
+                event_id: EventId(row.event_id),
+                event_type,
+                timestamp: row.created_at,
+                account_id: AccountId(row.account_id),
+                version: row.version,
+                payload,
+            },
+        })
+    }
+}
+
+const EVENT_SELECT: &str = "SELECT transaction_id, sequence, event_id, account_id, event_type, \
+     created_at, version, payload FROM events";
+
+/// The oldest transaction still running: every event of an older transaction is settled.
+async fn settled_below(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
+    #[derive(QueryableByName)]
+    struct Horizon {
+        #[diesel(sql_type = BigInt)]
+        xmin: i64,
+    }
+    let horizon = diesel::sql_query(
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin",
+    )
+    .get_result::<Horizon>(conn)
+    .await?;
+    Ok(horizon.xmin)
+}
+
+/// Reads up to `limit` events after `after` that match `filter`, for one tenant or (with
+/// `None`) for all. Only settled events are returned, so no later commit can land before them.
+pub async fn read_after(
+    conn: &mut AsyncPgConnection,
+    account_id: Option<AccountId>,
+    after: Cursor,
+    filter: &EventFilter,
+    limit: i64,
+) -> Result<EventPage, StoreError> {
+    // Taken before the read: every transaction below it had finished, so the read sees all of
+    // their events.
+    let horizon = settled_below(conn).await?;
+    let mut query = diesel::sql_query(EVENT_SELECT)
+        .into_boxed()
+        .sql(" WHERE (transaction_id, sequence) > ($1, $2) AND transaction_id < $3")
+        .bind::<BigInt, _>(after.transaction as i64)
+        .bind::<BigInt, _>(after.sequence)
+        .bind::<BigInt, _>(horizon);
+    let mut next = 4;
+    let mut placeholder = || {
+        next += 1;
+        format!("${}", next - 1)
+    };
+    if let Some(account_id) = account_id {
+        query = query
+            .sql(format!(" AND account_id = {}", placeholder()))
+            .bind::<diesel::sql_types::Uuid, _>(account_id.0);
+    }
+    if !filter.event_types.is_empty() {
+        let types: Vec<String> = filter
+            .event_types
+            .iter()
+            .map(|t| t.as_str().to_string())
+            .collect();
+        query = query
+            .sql(format!(" AND event_type = ANY({})", placeholder()))
+            .bind::<Array<Text>, _>(types);
+    }
+    if let Some(customer_id) = filter.customer_id {
+        query = query
+            .sql(format!(" AND customer_id = {}", placeholder()))
+            .bind::<diesel::sql_types::Uuid, _>(customer_id.0);
+    }
+    if let Some(external) = &filter.external_customer_id {
+        query = query
+            .sql(format!(" AND external_customer_id = {}", placeholder()))
+            .bind::<Text, _>(external.clone());
+    }
+    if let Some(connection_id) = filter.connection_id {
+        query = query
+            .sql(format!(" AND connection_id = {}", placeholder()))
+            .bind::<diesel::sql_types::Uuid, _>(connection_id.0);
+    }
+    let rows = query
+        .sql(format!(" ORDER BY transaction_id, sequence LIMIT {}", placeholder()))
+        .bind::<BigInt, _>(limit)
+        .load::<EventRow>(conn)
+        .await?;
+    let full = rows.len() as i64 == limit;
+    let events: Vec<LoggedEvent> = rows
+        .into_iter()
+        .map(LoggedEvent::try_from)
+        .collect::<Result<_, _>>()?;
+    // A full page stops at its last event; a short one scanned everything settled.
+    let scanned_to = match events.last() {
+        Some(last) if full => last.cursor,
+        _ => Cursor::before_transaction(horizon as u64).max(after),
+    };
+    Ok(EventPage { events, scanned_to })
+}
+
+/// One event of the tenant by id.
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    event_id: EventId,
+) -> Result<LoggedEvent, StoreError> {
+    diesel::sql_query(format!("{EVENT_SELECT} WHERE event_id = $1 AND account_id = $2"))
+        .bind::<diesel::sql_types::Uuid, _>(event_id.0)
+        .bind::<diesel::sql_types::Uuid, _>(account_id.0)
+        .get_result::<EventRow>(conn)
+        .await?
+        .try_into()
+}
+
+/// The position after every settled event: where a live stream starts.
+pub async fn head(conn: &mut AsyncPgConnection) -> Result<Cursor, StoreError> {
+    Ok(Cursor::before_transaction(settled_below(conn).await? as u64))
+}

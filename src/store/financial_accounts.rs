@@ -1,0 +1,153 @@
+//! Financial accounts and their balances.
+
+use bigdecimal::BigDecimal;
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::Bool;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::schema::{customers, financial_accounts};
+use crate::domain::financial_account::ProviderAccount;
+use crate::domain::ids::{AccountId, ConnectionId, CustomerId, FinancialAccountId};
+
+/// A financial account as stored.
+#[derive(Clone, Debug, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = financial_accounts)]
+pub struct FinancialAccountRow {
+    /// Its id.
+    pub id: Uuid,
+    /// Its connection.
+    pub connection_id: Uuid,
+    /// Its customer.
+    pub customer_id: Uuid,
+    /// The provider's id.
+    pub provider_account_id: String,
+    /// The institution's name for it.
+    pub name: String,
+    /// The last digits of its number.
+    pub mask: Option<String>,
+    /// Provider type.
+    #[diesel(column_name = type_)]
+    pub account_type: Option<String>,
+    /// Provider subtype.
+    pub subtype: Option<String>,
+    /// ACTIVE or INACTIVE.
+    pub status: String,
+    /// Current balance.
+    pub current_balance: Option<BigDecimal>,
+    /// Available balance.
+    pub available_balance: Option<BigDecimal>,
+    /// ISO currency.
+    pub currency: Option<String>,
+    /// When balances were fetched.
+    pub balances_updated_at: Option<DateTime<Utc>>,
+    /// Whether the historical transaction load finished.
+    pub historical_aggregation_succeeded: bool,
+}
+
+/// One account of [`upsert`]'s result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpsertedAccount {
+    /// Its id.
+    pub id: FinancialAccountId,
+    /// Whether this call created it.
+    pub is_new: bool,
+}
+
+/// Writes the accounts a provider reported for a connection, in order: new ones are made,
+/// known ones get the latest names and balances.
+pub async fn upsert(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    connection_id: ConnectionId,
+    customer_id: CustomerId,
+    accounts: &[ProviderAccount],
+    fetched_at: DateTime<Utc>,
+) -> Result<Vec<UpsertedAccount>, StoreError> {
+    let mut upserted = Vec::with_capacity(accounts.len());
+    for account in accounts {
+        let values = (
+            financial_accounts::name.eq(&account.name),
+            financial_accounts::official_name.eq(&account.official_name),
+            financial_accounts::mask.eq(&account.mask),
+            financial_accounts::type_.eq(&account.account_type),
+            financial_accounts::subtype.eq(&account.subtype),
+            financial_accounts::current_balance.eq(&account.current_balance),
+            financial_accounts::available_balance.eq(&account.available_balance),
+            financial_accounts::currency.eq(&account.currency),
+            financial_accounts::balances_updated_at.eq(fetched_at),
+        );
+        // `xmax = 0` holds only for a row this statement inserted: it tells new from known.
+        let (id, is_new) = diesel::insert_into(financial_accounts::table)
+            .values((
+                financial_accounts::id.eq(FinancialAccountId::generate().0),
+                financial_accounts::account_id.eq(account_id.0),
+                financial_accounts::connection_id.eq(connection_id.0),
+                financial_accounts::customer_id.eq(customer_id.0),
+                financial_accounts::provider_account_id.eq(&account.provider_account_id),
+                values,
+            ))
+            .on_conflict((
+                financial_accounts::connection_id,
+                financial_accounts::provider_account_id,
+            ))
+            .do_update()
+            .set(values)
+            .returning((financial_accounts::id, sql::<Bool>("xmax = 0")))
+            .get_result::<(Uuid, bool)>(conn)
+            .await?;
+        upserted.push(UpsertedAccount {
+            id: FinancialAccountId(id),
+            is_new,
+        });
+    }
+    Ok(upserted)
+}
+
+/// Which accounts to list.
+#[derive(Clone, Debug)]
+pub enum AccountScope {
+    /// One connection's.
+    Connection(ConnectionId),
+    /// One customer's.
+    Customer(CustomerId),
+    /// The customer's with this external id.
+    ExternalCustomer(String),
+}
+
+/// The tenant's accounts in `scope`, ordered by id, after `after`, at most `limit`.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    scope: &AccountScope,
+    after: Option<FinancialAccountId>,
+    limit: i64,
+) -> Result<Vec<FinancialAccountRow>, StoreError> {
+    let mut select = financial_accounts::table
+        .filter(financial_accounts::account_id.eq(account_id.0))
+        .select(FinancialAccountRow::as_select())
+        .into_boxed();
+    select = match scope {
+        AccountScope::Connection(id) => select.filter(financial_accounts::connection_id.eq(id.0)),
+        AccountScope::Customer(id) => select.filter(financial_accounts::customer_id.eq(id.0)),
+        AccountScope::ExternalCustomer(external) => select.filter(
+            financial_accounts::customer_id.eq_any(
+                customers::table
+                    .filter(customers::account_id.eq(account_id.0))
+                    .filter(customers::external_customer_id.eq(external.clone()))
+                    .select(customers::id),
+            ),
+        ),
+    };
+    if let Some(after) = after {
+        select = select.filter(financial_accounts::id.gt(after.0));
+    }
+    Ok(select
+        .order(financial_accounts::id)
+        .limit(limit)
+        .load(conn)
+        .await?)
+}

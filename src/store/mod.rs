@@ -1,0 +1,92 @@
+//! Storage: the Postgres pool, the migrations, and one module of queries per table family.
+//!
+//! Error policy: queries return [`StoreError`]. Callers branch on `NotFound` and `Unavailable`
+//! (the API turns them into NOT_FOUND and UNAVAILABLE); everything else is a bug or a broken
+//! database and surfaces as INTERNAL with the detail in the log, not in the response.
+
+pub mod accounts;
+pub mod connections;
+pub mod embedded;
+pub mod events;
+pub mod financial_accounts;
+pub mod jobs;
+pub mod migrations;
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+
+/// The shared pool of database connections.
+pub type DbPool = Pool<AsyncPgConnection>;
+
+/// One connection taken from the pool.
+pub type DbConn = Object<AsyncPgConnection>;
+
+/// What went wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such row (within the caller's tenant).
+    #[error("not found")]
+    NotFound,
+    /// The database cannot be reached or gave no connection in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value that does not parse: the database holds something the code never writes.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Query(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(error: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match error {
+            Error::NotFound => StoreError::NotFound,
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                StoreError::Unavailable(info.message().to_string())
+            }
+            other => StoreError::Query(other),
+        }
+    }
+}
+
+impl From<PoolError> for StoreError {
+    fn from(error: PoolError) -> Self {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
+/// Builds the pool; connections are made lazily, so this does not touch the database.
+pub fn pool(database_url: &str, max_size: usize) -> Result<DbPool, StoreError> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(deadpool::Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+/// Takes a connection from the pool.
+pub async fn connect(pool: &DbPool) -> Result<DbConn, StoreError> {
+    Ok(pool.get().await?)
+}
+
+/// Whether the database answers a trivial query.
+pub async fn ping(pool: &DbPool) -> bool {
+    use diesel_async::RunQueryDsl;
+    match pool.get().await {
+        Ok(mut conn) => diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,133 @@
+//! Diesel's view of the tables in `migrations/`.
+
+diesel::table! {
+    accounts (id) {
+        id -> Uuid,
+        name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    api_keys (key_hash) {
+        key_hash -> Bytea,
+        account_id -> Uuid,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    customers (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        external_customer_id -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    institutions (id) {
+        id -> Uuid,
+        service_provider -> Text,
+        provider_institution_id -> Text,
+        name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    connections (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        customer_id -> Uuid,
+        institution_id -> Uuid,
+        service_provider -> Text,
+        provider_connection_id -> Nullable<Text>,
+        status -> Text,
+        status_reason -> Nullable<Text>,
+        products -> Array<Text>,
+        credentials -> Nullable<Bytea>,
+        webhook_url -> Nullable<Text>,
+        successfully_aggregated_at -> Nullable<Timestamptz>,
+        consecutive_failures -> Int4,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    financial_accounts (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        connection_id -> Uuid,
+        customer_id -> Uuid,
+        provider_account_id -> Text,
+        name -> Text,
+        official_name -> Nullable<Text>,
+        mask -> Nullable<Text>,
+        #[sql_name = "type"]
+        type_ -> Nullable<Text>,
+        subtype -> Nullable<Text>,
+        status -> Text,
+        current_balance -> Nullable<Numeric>,
+        available_balance -> Nullable<Numeric>,
+        currency -> Nullable<Text>,
+        balances_updated_at -> Nullable<Timestamptz>,
+        historical_aggregation_succeeded -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    events (transaction_id, sequence) {
+        sequence -> Int8,
+        transaction_id -> Int8,
+        event_id -> Uuid,
+        account_id -> Uuid,
+        event_type -> Text,
+        customer_id -> Nullable<Uuid>,
+        external_customer_id -> Nullable<Text>,
+        connection_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        version -> Text,
+        payload -> Json,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> Uuid,
+        kind -> Text,
+        account_id -> Nullable<Uuid>,
+        connection_id -> Nullable<Uuid>,
+        payload -> Jsonb,
+        dedupe_key -> Nullable<Text>,
+        run_at -> Timestamptz,
+        attempts -> Int4,
+        locked_by -> Nullable<Text>,
+        locked_until -> Nullable<Timestamptz>,
+        rerun -> Bool,
+        last_error -> Nullable<Text>,
+        dead_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(api_keys -> accounts (account_id));
+diesel::joinable!(connections -> customers (customer_id));
+diesel::joinable!(connections -> institutions (institution_id));
+diesel::joinable!(financial_accounts -> connections (connection_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    api_keys,
+    customers,
+    institutions,
+    connections,
+    financial_accounts,
+    events,
+    jobs
+);
