@@ -1,10 +1,14 @@
 //! linkstate: the aggregation state of bank connections, served over gRPC.
 
 pub mod cipher;
+pub mod context;
 pub mod domain;
+pub mod events;
+pub mod import;
 pub mod providers;
 pub mod sim;
 pub mod store;
+pub mod worker;
 
 /// The generated gRPC types of `linkstate.v1`.
 pub mod proto {

@@ -16,11 +16,41 @@ struct Template {
 }
 
 const TEMPLATES: &[Template] = &[
-    template("Plaid Checking", "Plaid Gold Standard 0% Interest Checking", "depository", "checking", "0000"),
-    template("Plaid Saving", "Plaid Silver Standard 0.1% Interest Saving", "depository", "savings", "1111"),
-    template("Plaid CD", "Plaid Bronze Standard 0.2% Interest CD", "depository", "cd", "2222"),
-    template("Plaid Credit Card", "Plaid Diamond 12.5% APR Interest Credit Card", "credit", "credit card", "3333"),
-    template("Plaid Money Market", "Plaid Platinum Standard 1.85% Interest Money Market", "depository", "money market", "4444"),
+    template(
+        "Plaid Checking",
+        "Plaid Gold Standard 0% Interest Checking",
+        "depository",
+        "checking",
+        "0000",
+    ),
+    template(
+        "Plaid Saving",
+        "Plaid Silver Standard 0.1% Interest Saving",
+        "depository",
+        "savings",
+        "1111",
+    ),
+    template(
+        "Plaid CD",
+        "Plaid Bronze Standard 0.2% Interest CD",
+        "depository",
+        "cd",
+        "2222",
+    ),
+    template(
+        "Plaid Credit Card",
+        "Plaid Diamond 12.5% APR Interest Credit Card",
+        "credit",
+        "credit card",
+        "3333",
+    ),
+    template(
+        "Plaid Money Market",
+        "Plaid Platinum Standard 1.85% Interest Money Market",
+        "depository",
+        "money market",
+        "4444",
+    ),
 ];
 
 const fn template(
@@ -113,8 +143,15 @@ mod tests {
         let accounts = generate("item-a");
         let masks: Vec<_> = accounts.iter().map(|a| a.mask.clone().unwrap()).collect();
         assert_eq!(masks, ["0000", "1111", "2222", "3333", "4444"]);
-        assert!(accounts.iter().all(|a| a.balances.iso_currency_code.as_deref() == Some("USD")));
-        assert!(accounts[2].balances.available.is_none(), "a CD has no available balance");
+        assert!(
+            accounts
+                .iter()
+                .all(|a| a.balances.iso_currency_code.as_deref() == Some("USD"))
+        );
+        assert!(
+            accounts[2].balances.available.is_none(),
+            "a CD has no available balance"
+        );
         assert!(accounts[3].balances.limit.is_some(), "a card has a limit");
     }
 

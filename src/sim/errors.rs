@@ -37,7 +37,12 @@ impl SimError {
     /// The answer an injected rule asks for.
     pub fn injected(rule: &ErrorRule) -> Self {
         let message = &rule.error_message;
-        Self::new(rule.http_status, &rule.error_type, &rule.error_code, message)
+        Self::new(
+            rule.http_status,
+            &rule.error_type,
+            &rule.error_code,
+            message,
+        )
     }
 
     /// Missing or wrong `client_id` / `secret`.
@@ -92,7 +97,12 @@ impl SimError {
         let message = "invalid key_id provided. note that key_ids are specific to Plaid \
                        environments, and verification requests must be made to the same \
                        environment that the webhook was sent from";
-        Self::new(400, "INVALID_INPUT", "INVALID_WEBHOOK_VERIFICATION_KEY_ID", message)
+        Self::new(
+            400,
+            "INVALID_INPUT",
+            "INVALID_WEBHOOK_VERIFICATION_KEY_ID",
+            message,
+        )
     }
 
     /// A body that is not JSON.
@@ -137,8 +147,14 @@ mod tests {
     #[test]
     fn documentation_urls_follow_plaids_layout() {
         let url = documentation_url("ITEM_ERROR", "ITEM_LOGIN_REQUIRED");
-        assert_eq!(url, "https://plaid.com/docs/errors/item/#item_login_required");
+        assert_eq!(
+            url,
+            "https://plaid.com/docs/errors/item/#item_login_required"
+        );
         let url = documentation_url("INVALID_INPUT", "INVALID_ACCESS_TOKEN");
-        assert_eq!(url, "https://plaid.com/docs/errors/invalid-input/#invalid_access_token");
+        assert_eq!(
+            url,
+            "https://plaid.com/docs/errors/invalid-input/#invalid_access_token"
+        );
     }
 }

@@ -111,7 +111,10 @@ mod tests {
         assert!(faults.take("/accounts/get", Some("t2")).is_none());
         assert!(faults.take("/accounts/get", None).is_none());
         assert!(faults.take("/accounts/get", Some("t1")).is_some());
-        assert!(faults.take("/accounts/get", Some("t1")).is_some(), "unlimited");
+        assert!(
+            faults.take("/accounts/get", Some("t1")).is_some(),
+            "unlimited"
+        );
         faults.clear();
         assert!(faults.take("/accounts/get", Some("t1")).is_none());
     }

@@ -30,9 +30,27 @@ const BASIC: &[&str] = &["auth", "balance", "identity", "transactions"];
 
 /// Plaid's sandbox institutions (names as in Plaid's sandbox and API examples).
 const CATALOG: &[InstitutionSeed] = &[
-    seed("ins_109508", "First Platypus Bank", FULL, &["011401533"], false),
-    seed("ins_109509", "First Gingham Credit Union", FULL, &["011201762"], false),
-    seed("ins_109510", "Tattersall Federal Credit Union", FULL, &["011301798"], false),
+    seed(
+        "ins_109508",
+        "First Platypus Bank",
+        FULL,
+        &["011401533"],
+        false,
+    ),
+    seed(
+        "ins_109509",
+        "First Gingham Credit Union",
+        FULL,
+        &["011201762"],
+        false,
+    ),
+    seed(
+        "ins_109510",
+        "Tattersall Federal Credit Union",
+        FULL,
+        &["011301798"],
+        false,
+    ),
     seed("ins_109511", "Tartan Bank", FULL, &["011601074"], false),
     seed(
         "ins_109512",
@@ -41,7 +59,13 @@ const CATALOG: &[InstitutionSeed] = &[
         &["011000138", "011200365", "011400495"],
         false,
     ),
-    seed("ins_127287", "Platypus OAuth Bank", FULL, &["021000089"], true),
+    seed(
+        "ins_127287",
+        "Platypus OAuth Bank",
+        FULL,
+        &["021000089"],
+        true,
+    ),
     seed("ins_3", "Chase", FULL, &["021000021", "322271627"], true),
     seed("ins_56", "Chase", FULL, &["021000021"], true),
 ];

@@ -78,7 +78,8 @@ mod tests {
         let key = WebhookKey::generate();
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(key.kid.clone());
-        let claims = serde_json::json!({"iat": chrono::Utc::now().timestamp(), "request_body_sha256": "ab"});
+        let claims =
+            serde_json::json!({"iat": chrono::Utc::now().timestamp(), "request_body_sha256": "ab"});
         let der = key.signing_key.to_pkcs8_der().unwrap();
         let encoding = EncodingKey::from_ec_der(der.as_bytes());
         let token = jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
@@ -88,7 +89,8 @@ mod tests {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.required_spec_claims.clear();
         validation.validate_exp = false;
-        let data = jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
         assert_eq!(data.claims["request_body_sha256"], "ab");
         assert_eq!(data.header.kid.as_deref(), Some(key.kid.as_str()));
     }

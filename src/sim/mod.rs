@@ -16,6 +16,8 @@ mod plaid;
 mod state;
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;

@@ -3,8 +3,9 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{MethodRouter, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,36 +18,41 @@ use super::{Simulator, ids};
 
 /// The Plaid endpoints.
 pub fn routes() -> Router<Simulator> {
-    let router = Router::new();
-    let router = route(router, "/sandbox/public_token/create", endpoints::sandbox_public_token_create);
-    let router = route(router, "/item/public_token/exchange", endpoints::item_public_token_exchange);
-    let router = route(router, "/item/get", endpoints::item_get);
-    let router = route(router, "/accounts/get", endpoints::accounts_get);
-    let router = route(router, "/item/webhook/update", endpoints::item_webhook_update);
-    let router = route(router, "/institutions/get_by_id", endpoints::institutions_get_by_id);
-    route(router, "/webhook_verification_key/get", endpoints::webhook_verification_key_get)
+    use endpoints::*;
+    Router::new()
+        .route(
+            "/sandbox/public_token/create",
+            plaid(sandbox_public_token_create),
+        )
+        .route(
+            "/item/public_token/exchange",
+            plaid(item_public_token_exchange),
+        )
+        .route("/item/get", plaid(item_get))
+        .route("/accounts/get", plaid(accounts_get))
+        .route("/item/webhook/update", plaid(item_webhook_update))
+        .route("/institutions/get_by_id", plaid(institutions_get_by_id))
+        .route(
+            "/webhook_verification_key/get",
+            plaid(webhook_verification_key_get),
+        )
 }
 
-/// Adds `POST path` answered by `handler`.
-fn route<Req, Resp>(
-    router: Router<Simulator>,
-    path: &'static str,
-    handler: Handler<Req, Resp>,
-) -> Router<Simulator>
+/// A `POST` endpoint answered by `handler`.
+fn plaid<Req, Resp>(handler: Handler<Req, Resp>) -> MethodRouter<Simulator>
 where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
-    let endpoint = post(move |State(sim): State<Simulator>, body: Bytes| {
-        answer(sim, path, body, handler)
-    });
-    router.route(path, endpoint)
+    post(move |State(sim): State<Simulator>, uri: Uri, body: Bytes| {
+        answer(sim, uri.path().to_owned(), body, handler)
+    })
 }
 
 /// Answers one request after the injected latency.
 async fn answer<Req, Resp>(
     sim: Simulator,
-    endpoint: &'static str,
+    endpoint: String,
     body: Bytes,
     handler: Handler<Req, Resp>,
 ) -> Response
@@ -56,10 +62,11 @@ where
 {
     let request_id = ids::request_id();
     tokio::time::sleep(sim.latency()).await;
-    let api_keys_ok = |value: &Value| sim.accepts(field(value, "client_id"), field(value, "secret"));
+    let api_keys_ok =
+        |value: &Value| sim.accepts(field(value, "client_id"), field(value, "secret"));
     let outcome = accept(&body, api_keys_ok).and_then(|(value, request)| {
         let mut state = sim.lock();
-        inject(&mut state, endpoint, &value)?;
+        inject(&mut state, &endpoint, &value)?;
         handler(&mut state, request, &request_id)
     });
     match outcome {

@@ -2,6 +2,7 @@
 
 mod client;
 mod error;
+pub mod mapping;
 mod types;
 
 #[cfg(test)]

@@ -404,8 +404,14 @@ mod tests {
             "subtype":"checking","type":"depository","something_new":true}"#;
         let account: AccountBase = serde_json::from_str(body).unwrap();
         assert_eq!(account.r#type, "depository");
-        assert_eq!(decimal_string(account.balances.available.as_ref().unwrap()), "100");
-        assert_eq!(decimal_string(account.balances.current.as_ref().unwrap()), "23631.9805");
+        assert_eq!(
+            decimal_string(account.balances.available.as_ref().unwrap()),
+            "100"
+        );
+        assert_eq!(
+            decimal_string(account.balances.current.as_ref().unwrap()),
+            "23631.9805"
+        );
         assert!(account.balances.limit.is_none());
     }
 

@@ -1,0 +1,176 @@
+//! One client's event stream: catch up from the table, then follow the hub, with heartbeats.
+
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::hub::EventHub;
+use crate::domain::cursor::Cursor;
+use crate::domain::event_filter::EventFilter;
+use crate::domain::ids::AccountId;
+use crate::store::events::{self as event_store, LoggedEvent};
+use crate::store::{self, DbPool, StoreError};
+
+/// Messages buffered per stream; a slow reader holds back only its own producer.
+const STREAM_BUFFER: usize = 256;
+
+/// Events read per catch-up query.
+const CATCH_UP_PAGE: i64 = 500;
+
+/// Where a stream starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// Strictly after this cursor.
+    After(Cursor),
+    /// At the oldest retained event.
+    Earliest,
+    /// With events committed from now on.
+    Live,
+}
+
+/// What a stream sends.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamItem {
+    /// A matching event.
+    Event(LoggedEvent),
+    /// Nothing matched for a while; resuming after this cursor skips nothing.
+    Heartbeat(Cursor),
+}
+
+/// What one stream asks for.
+#[derive(Clone, Debug)]
+pub struct StreamRequest {
+    /// The tenant whose events it sees.
+    pub account_id: AccountId,
+    /// Where it starts.
+    pub start: StartAt,
+    /// Which events it wants.
+    pub filter: EventFilter,
+    /// How often to send a heartbeat.
+    pub heartbeat: Duration,
+}
+
+/// Starts a stream; it ends when the client stops reading or the database fails.
+pub fn open(
+    pool: DbPool,
+    hub: EventHub,
+    request: StreamRequest,
+) -> ReceiverStream<Result<StreamItem, StoreError>> {
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    tokio::spawn(async move {
+        let producer = Producer { pool, hub, request, tx: tx.clone() };
+        if let Err(error) = producer.run().await {
+            let _ = tx.send(Err(error)).await;
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+struct Producer {
+    pool: DbPool,
+    hub: EventHub,
+    request: StreamRequest,
+    tx: mpsc::Sender<Result<StreamItem, StoreError>>,
+}
+
+/// The client went away: stop quietly.
+struct Gone;
+
+impl Producer {
+    async fn run(self) -> Result<(), StoreError> {
+        // Subscribe before the first read, so nothing committed in between is missed.
+        let mut batches = self.hub.subscribe();
+        let mut position = self.start_position().await?;
+        let mut heartbeat = tokio::time::interval(self.request.heartbeat);
+        heartbeat.tick().await;
+        'catch_up: loop {
+            match self.catch_up(&mut position).await? {
+                Ok(()) => {}
+                Err(Gone) => return Ok(()),
+            }
+            loop {
+                tokio::select! {
+                    _ = self.tx.closed() => return Ok(()),
+                    _ = heartbeat.tick() => {
+                        if self.send(StreamItem::Heartbeat(position)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    received = batches.recv() => match received {
+                        // A batch that starts past us, or one we lagged behind: the table knows.
+                        Ok(batch) if batch.from > position => continue 'catch_up,
+                        Ok(batch) => {
+                            for logged in &batch.events {
+                                if logged.cursor <= position {
+                                    continue;
+                                }
+                                if self.wants(logged)
+                                    && self.send(StreamItem::Event(logged.clone())).await.is_err()
+                                {
+                                    return Ok(());
+                                }
+                                position = logged.cursor;
+                            }
+                            position = position.max(batch.to);
+                        }
+                        Err(RecvError::Lagged(_)) => continue 'catch_up,
+                        Err(RecvError::Closed) => {
+                            return Err(StoreError::Unavailable("shutting down".into()));
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    async fn start_position(&self) -> Result<Cursor, StoreError> {
+        match self.request.start {
+            StartAt::After(cursor) => Ok(cursor),
+            StartAt::Earliest => Ok(Cursor::START),
+            StartAt::Live => {
+                let mut conn = store::connect(&self.pool).await?;
+                event_store::head(&mut conn).await
+            }
+        }
+    }
+
+    /// Reads the table from `position` until it has sent everything settled.
+    async fn catch_up(&self, position: &mut Cursor) -> Result<Result<(), Gone>, StoreError> {
+        loop {
+            // A connection per page, never held while a slow client reads.
+            let mut conn = store::connect(&self.pool).await?;
+            let page = event_store::read_after(
+                &mut conn,
+                Some(self.request.account_id),
+                *position,
+                &self.request.filter,
+                CATCH_UP_PAGE,
+            )
+            .await?;
+            drop(conn);
+            let full = page.events.len() as i64 == CATCH_UP_PAGE;
+            for logged in page.events {
+                let cursor = logged.cursor;
+                if self.send(StreamItem::Event(logged)).await.is_err() {
+                    return Ok(Err(Gone));
+                }
+                *position = cursor;
+            }
+            *position = (*position).max(page.scanned_to);
+            if !full {
+                return Ok(Ok(()));
+            }
+        }
+    }
+
+    fn wants(&self, logged: &LoggedEvent) -> bool {
+        logged.event.account_id == self.request.account_id
+            && self.request.filter.matches(&logged.event)
+    }
+
+    async fn send(&self, item: StreamItem) -> Result<(), Gone> {
+        self.tx.send(Ok(item)).await.map_err(|_| Gone)
+    }
+}

@@ -1,0 +1,251 @@
+//! Importing provider connections: Meld's import guide, steps 1 to 5.
+//!
+//! For each item, concurrently and with a bound: call the provider (outside any transaction) to
+//! check the credentials and learn the item and its accounts; then, in one transaction, write the
+//! customer, the connection, its accounts, ACCOUNTS_UPDATING and the aggregation job that points
+//! the provider's webhooks at us and sends ACCOUNTS_UPDATED. A failed item writes nothing.
+
+use chrono::Utc;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures::StreamExt;
+
+use crate::context::Context;
+use crate::domain::connection::Connection;
+use crate::domain::connection_events;
+use crate::domain::financial_account::ProviderAccount;
+use crate::domain::ids::{AccountId, RequestId};
+use crate::domain::import::{ImportItem, ProviderCredentials};
+use crate::domain::secret::Secret;
+use crate::domain::service_provider::ServiceProvider;
+use crate::providers::plaid::{PlaidError, mapping};
+use crate::store::connections::ImportedConnection;
+use crate::store::jobs::OnDuplicate;
+use crate::store::{self, StoreError, connections, events, financial_accounts};
+use crate::worker::{self, Job, aggregate::AggregateJob};
+
+/// Items of one request in flight at once: enough to hide provider latency, few enough to stay
+/// polite to the provider and the pool.
+const CONCURRENCY: usize = 16;
+
+/// Why one item failed; the gRPC layer passes these through as they are.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ItemFailure {
+    /// A gRPC status code name.
+    pub code: &'static str,
+    /// What happened, for people.
+    pub message: String,
+    /// The provider's own error.
+    pub provider_details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The outcome of a whole import.
+#[derive(Debug)]
+pub struct ImportOutcome {
+    /// The id carried into the events of this import.
+    pub request_id: RequestId,
+    /// One result per item, in request order.
+    pub results: Vec<Result<Connection, ItemFailure>>,
+}
+
+/// Why a whole import could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A provider named in the request has no API keys configured.
+    #[error("{0} is not configured: set {0}_CLIENT_ID and {0}_SECRET")]
+    ProviderNotConfigured(ServiceProvider),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Imports validated items for a tenant.
+pub async fn import(
+    ctx: &Context,
+    account_id: AccountId,
+    items: Vec<ImportItem>,
+) -> Result<ImportOutcome, ImportError> {
+    let needs_plaid = items
+        .iter()
+        .any(|item| matches!(item.credentials, ProviderCredentials::Plaid { .. }));
+    if needs_plaid && !ctx.plaid().is_configured() {
+        return Err(ImportError::ProviderNotConfigured(ServiceProvider::Plaid));
+    }
+    let request_id = RequestId::generate();
+    let results: Vec<Result<Result<Connection, ItemFailure>, StoreError>> =
+        futures::stream::iter(items)
+            .map(|item| import_one(ctx, account_id, &request_id, item))
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+    let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    ctx.hub().wake();
+    ctx.wake_workers();
+    Ok(ImportOutcome {
+        request_id,
+        results,
+    })
+}
+
+async fn import_one(
+    ctx: &Context,
+    account_id: AccountId,
+    request_id: &RequestId,
+    item: ImportItem,
+) -> Result<Result<Connection, ItemFailure>, StoreError> {
+    let access_token = match &item.credentials {
+        ProviderCredentials::Plaid { access_token } => access_token,
+        ProviderCredentials::Akoya { .. } => {
+            return Ok(Err(ItemFailure {
+                code: "UNIMPLEMENTED",
+                message: "importing AKOYA connections is not available yet".into(),
+                provider_details: serde_json::Map::from_iter([(
+                    "serviceProvider".to_string(),
+                    "AKOYA".into(),
+                )]),
+            }));
+        }
+    };
+    let fetched = match fetch_plaid_item(ctx, access_token).await {
+        Ok(fetched) => fetched,
+        Err(error) => return Ok(Err(plaid_failure(&error))),
+    };
+    // Two items of one request may name the same Plaid item: the second write then finds the
+    // first one's row, so one retry settles the race on the unique key.
+    let mut conn = store::connect(ctx.pool()).await?;
+    match write(&mut conn, ctx, account_id, request_id, &item, &fetched).await {
+        Err(StoreError::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))) => {
+            write(&mut conn, ctx, account_id, request_id, &item, &fetched).await
+        }
+        other => other,
+    }
+    .map(Ok)
+}
+
+/// What Plaid says about an item.
+struct PlaidItem {
+    item_id: String,
+    institution_id: String,
+    institution_name: String,
+    products: Vec<String>,
+    accounts: Vec<ProviderAccount>,
+}
+
+async fn fetch_plaid_item(ctx: &Context, access_token: &Secret) -> Result<PlaidItem, PlaidError> {
+    let plaid = ctx.plaid();
+    let (item, accounts) = tokio::try_join!(
+        plaid.item_get(access_token),
+        plaid.accounts_get(access_token)
+    )?;
+    let item = item.item;
+    let institution_id = item
+        .institution_id
+        .clone()
+        .unwrap_or_else(|| "unknown".to_string());
+    let institution_name = match item.institution_name.clone() {
+        Some(name) => name,
+        None => {
+            plaid
+                .institutions_get_by_id(&institution_id)
+                .await?
+                .institution
+                .name
+        }
+    };
+    let products = [item.billed_products.clone(), item.products.clone().unwrap_or_default()].concat();
+    Ok(PlaidItem {
+        item_id: item.item_id,
+        institution_id,
+        institution_name,
+        products,
+        accounts: accounts.accounts.iter().map(mapping::account).collect(),
+    })
+}
+
+/// Writes one fetched item and its consequences in one transaction.
+async fn write(
+    conn: &mut AsyncPgConnection,
+    ctx: &Context,
+    account_id: AccountId,
+    request_id: &RequestId,
+    item: &ImportItem,
+    fetched: &PlaidItem,
+) -> Result<Connection, StoreError> {
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        let customer_id = connections::find_or_create_customer(
+            conn,
+            account_id,
+            item.external_customer_id.as_deref(),
+        )
+        .await?;
+        let institution_id = connections::upsert_institution(
+            conn,
+            ServiceProvider::Plaid,
+            &fetched.institution_id,
+            &fetched.institution_name,
+        )
+        .await?;
+        let products = mapping::products(&fetched.products)
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .collect();
+        let (connection_id, is_new) = connections::insert_imported(
+            conn,
+            ctx.cipher(),
+            ImportedConnection {
+                account_id,
+                customer_id,
+                institution_id,
+                provider_connection_id: &fetched.item_id,
+                credentials: &item.credentials,
+                products,
+            },
+        )
+        .await?;
+        let connection = connections::get(conn, account_id, connection_id).await?;
+        if is_new {
+            let upserted = financial_accounts::upsert(
+                conn,
+                account_id,
+                connection_id,
+                connection.customer_id,
+                &fetched.accounts,
+                Utc::now(),
+            )
+            .await?;
+            let summaries = worker::aggregate::summaries(&fetched.accounts, &upserted);
+            let updating =
+                connection_events::accounts_updating(&connection.facts(), request_id, &summaries);
+            events::append(conn, account_id, &[updating]).await?;
+        }
+        // A known connection imported again is refreshed, and that run announces itself.
+        let job = Job::Aggregate(AggregateJob {
+            account_id,
+            connection_id,
+            request_id: request_id.clone(),
+            announce: !is_new,
+        });
+        worker::enqueue(conn, &job, OnDuplicate::Skip).await?;
+        Ok(connection)
+    })
+    .await
+}
+
+/// A Plaid failure as one item's error.
+fn plaid_failure(error: &PlaidError) -> ItemFailure {
+    let code = match error.http_status() {
+        _ if matches!(error, PlaidError::NotConfigured) => "FAILED_PRECONDITION",
+        Some(401) => "UNAUTHENTICATED",
+        Some(403) => "PERMISSION_DENIED",
+        Some(429) => "RESOURCE_EXHAUSTED",
+        _ if error.is_credentials_error() => "UNAUTHENTICATED",
+        Some(status) if (400..500).contains(&status) => "INVALID_ARGUMENT",
+        _ if error.is_retryable() => "UNAVAILABLE",
+        _ => "INTERNAL",
+    };
+    ItemFailure {
+        code,
+        message: error.to_string(),
+        provider_details: mapping::error_details(error),
+    }
+}

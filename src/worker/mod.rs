@@ -1,0 +1,162 @@
+//! Background work: jobs claimed from the queue, run, and finished, retried or buried.
+
+pub mod aggregate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::store::jobs::{self, ClaimedJob, NewJob, OnDuplicate};
+use crate::store::{self, StoreError};
+
+/// How long a claimed job is ours before another worker may take it over.
+const LEASE: Duration = Duration::from_secs(300);
+
+/// How often an idle worker looks for due jobs that no wake-up announced.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Attempts before a failing job is buried.
+const MAX_ATTEMPTS: i32 = 8;
+
+/// The jobs linkstate knows, as stored in `jobs.payload`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Fetch a connection's data from its provider.
+    Aggregate(aggregate::AggregateJob),
+}
+
+impl Job {
+    /// The row that queues this job.
+    pub fn to_new_job(&self) -> NewJob {
+        match self {
+            Job::Aggregate(job) => NewJob {
+                kind: "aggregate".into(),
+                account_id: Some(job.account_id.0),
+                connection_id: Some(job.connection_id.0),
+                payload: serde_json::to_value(self).expect("jobs serialize"),
+                dedupe_key: Some(format!("aggregate:{}", job.connection_id)),
+            },
+        }
+    }
+}
+
+/// Queues a job inside the caller's transaction; see [`OnDuplicate`].
+pub async fn enqueue(
+    conn: &mut diesel_async::AsyncPgConnection,
+    job: &Job,
+    on_duplicate: OnDuplicate,
+) -> Result<bool, StoreError> {
+    jobs::enqueue(conn, job.to_new_job(), on_duplicate).await
+}
+
+/// Why a job did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Another worker holds the connection; try again shortly, it is nobody's fault.
+    #[error("connection busy")]
+    Busy,
+    /// A failure that may pass (provider down, database gone).
+    #[error("{0}")]
+    Transient(String),
+    /// A failure that will not pass by trying again.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<StoreError> for JobError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(message) => JobError::Transient(message),
+            other => JobError::Permanent(other.to_string()),
+        }
+    }
+}
+
+/// Runs jobs until `shutdown`, at most `concurrency` at once.
+pub async fn run(ctx: Context, worker_id: String, concurrency: usize, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    loop {
+        let free = slots.available_permits() as i32;
+        let claimed = if free > 0 {
+            claim(&ctx, &worker_id, free).await
+        } else {
+            Vec::new()
+        };
+        let idle = claimed.is_empty();
+        for job in claimed {
+            let permit = slots.clone().acquire_owned().await.expect("semaphore open");
+            let (ctx, worker_id) = (ctx.clone(), worker_id.clone());
+            tokio::spawn(async move {
+                run_one(&ctx, &worker_id, job).await;
+                drop(permit);
+            });
+        }
+        if idle {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ctx.workers_woken() => {}
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+        } else if shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
+async fn claim(ctx: &Context, worker_id: &str, limit: i32) -> Vec<ClaimedJob> {
+    let claimed = async {
+        let mut conn = store::connect(ctx.pool()).await?;
+        jobs::claim(&mut conn, worker_id, LEASE, limit).await
+    };
+    claimed.await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "could not claim jobs");
+        Vec::new()
+    })
+}
+
+async fn run_one(ctx: &Context, worker_id: &str, claimed: ClaimedJob) {
+    let outcome = match serde_json::from_value::<Job>(claimed.payload.clone()) {
+        Ok(Job::Aggregate(job)) => aggregate::run(ctx, worker_id, &job).await,
+        Err(error) => Err(JobError::Permanent(format!("unreadable job: {error}"))),
+    };
+    let finished = async {
+        let mut conn = store::connect(ctx.pool()).await?;
+        match &outcome {
+            Ok(()) => jobs::complete(&mut conn, claimed.id, worker_id).await,
+            Err(JobError::Busy) => {
+                let delay = Duration::from_secs(1);
+                jobs::retry_later(&mut conn, claimed.id, worker_id, delay, "busy").await
+            }
+            Err(JobError::Transient(message)) if claimed.attempts < MAX_ATTEMPTS => {
+                let delay = backoff(claimed.attempts);
+                tracing::warn!(job = %claimed.id, kind = %claimed.kind, %message, ?delay, "job will be retried");
+                jobs::retry_later(&mut conn, claimed.id, worker_id, delay, message).await
+            }
+            Err(error) => {
+                tracing::error!(job = %claimed.id, kind = %claimed.kind, %error, "job failed for good");
+                jobs::bury(&mut conn, claimed.id, worker_id, &error.to_string()).await
+            }
+        }
+    };
+    if let Err(error) = finished.await {
+        // The lease runs out and another worker takes the job over.
+        tracing::warn!(job = %claimed.id, %error, "could not record the job's outcome");
+    }
+    if outcome.is_ok() {
+        ctx.wake_workers();
+    }
+}
+
+/// Exponential backoff with jitter: a random delay between half and all of 2s, 4s, 8s, ...
+/// capped at the lease, so that jobs failing together do not retry together.
+fn backoff(attempt: i32) -> Duration {
+    use rand::RngExt;
+    let ceiling = Duration::from_secs(2u64.saturating_pow(attempt.clamp(1, 20) as u32)).min(LEASE);
+    let millis = rand::rng().random_range(ceiling.as_millis() as u64 / 2..=ceiling.as_millis() as u64);
+    Duration::from_millis(millis)
+}
