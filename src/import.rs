@@ -18,6 +18,7 @@ use crate::domain::ids::{AccountId, RequestId};
 use crate::domain::import::{ImportItem, ProviderCredentials};
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
+use crate::metrics;
 use crate::providers::plaid::{PlaidError, mapping};
 use crate::store::connections::ImportedConnection;
 use crate::store::jobs::OnDuplicate;
@@ -79,6 +80,10 @@ pub async fn import(
             .collect()
             .await;
     let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    for result in &results {
+        let outcome = result.as_ref().map_or_else(|failure| failure.code, |_| "ok");
+        metrics::count(&metrics::METRICS.imports, outcome);
+    }
     ctx.hub().wake();
     ctx.wake_workers();
     Ok(ImportOutcome {

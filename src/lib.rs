@@ -1,10 +1,12 @@
 //! linkstate: the aggregation state of bank connections, served over gRPC.
 
+pub mod api;
 pub mod cipher;
 pub mod context;
 pub mod domain;
 pub mod events;
 pub mod import;
+pub mod metrics;
 pub mod providers;
 pub mod sim;
 pub mod store;

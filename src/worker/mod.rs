@@ -147,6 +147,13 @@ async fn run_one(ctx: &Context, worker_id: &str, claimed: ClaimedJob) {
         // The lease runs out and another worker takes the job over.
         tracing::warn!(job = %claimed.id, %error, "could not record the job's outcome");
     }
+    let label = match &outcome {
+        Ok(()) => "ok",
+        Err(JobError::Busy) => "busy",
+        Err(JobError::Transient(_)) => "transient",
+        Err(JobError::Permanent(_)) => "permanent",
+    };
+    crate::metrics::count(&crate::metrics::METRICS.jobs, label);
     if outcome.is_ok() {
         ctx.wake_workers();
     }

@@ -1,0 +1,30 @@
+//! Who is calling: `authorization: Bearer <apiKey>` names one account.
+
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+
+use super::status;
+use crate::context::Context;
+use crate::domain::ids::AccountId;
+use crate::store::{self, accounts};
+
+/// The account whose API key the request carries; UNAUTHENTICATED when there is none or it is
+/// unknown (the two answers are the same, so a caller learns nothing about which keys exist).
+pub async fn account(ctx: &Context, metadata: &MetadataMap) -> Result<AccountId, Status> {
+    let key = metadata
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer ").or(value.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+        .ok_or_else(unauthenticated)?;
+    let mut conn = store::connect(ctx.pool()).await.map_err(status::store)?;
+    accounts::authenticate(&mut conn, key)
+        .await
+        .map_err(status::store)?
+        .ok_or_else(unauthenticated)
+}
+
+fn unauthenticated() -> Status {
+    Status::unauthenticated("missing or unknown API key: send `authorization: Bearer <apiKey>`")
+}

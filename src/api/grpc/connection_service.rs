@@ -1,0 +1,163 @@
+//! `linkstate.v1.ConnectionService`.
+
+use chrono::{DateTime, Utc};
+use tonic::{Request, Response, Status};
+
+use super::{auth, convert, request, status};
+use crate::context::Context;
+use crate::domain::connection_status::ConnectionStatus;
+use crate::domain::ids::ConnectionId;
+use crate::domain::import::{self as import_rules, RawImportItem};
+use crate::domain::secret::Secret;
+use crate::domain::service_provider::ServiceProvider;
+use crate::import;
+use crate::proto;
+use crate::proto::connection_service_server::ConnectionService;
+use crate::store::{self, connections};
+
+/// Serves connection imports and reads.
+pub struct Connections {
+    ctx: Context,
+}
+
+impl Connections {
+    /// A service over the shared context.
+    pub fn new(ctx: Context) -> Self {
+        Self { ctx }
+    }
+}
+
+/// A provider enum value as the domain's provider; `None` when unset or unknown.
+fn provider(value: i32) -> Option<ServiceProvider> {
+    proto::service_provider::Value::try_from(value)
+        .ok()
+        .and_then(|v| v.as_str_name().parse().ok())
+}
+
+fn raw_item(item: proto::ImportConnection) -> RawImportItem {
+    RawImportItem {
+        service_provider: provider(item.service_provider),
+        external_customer_id: item.external_customer_id,
+        access_token: Secret::new(item.access_token),
+        refresh_token: Secret::new(item.refresh_token),
+        provider_id: item.provider_id,
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ConnectionPageToken {
+    created_at: DateTime<Utc>,
+    id: ConnectionId,
+}
+
+#[tonic::async_trait]
+impl ConnectionService for Connections {
+    async fn import_connections(
+        &self,
+        request: Request<proto::ImportConnectionsRequest>,
+    ) -> Result<Response<proto::ImportConnectionsResponse>, Status> {
+        let account_id = auth::account(&self.ctx, request.metadata()).await?;
+        let raw = request.into_inner().connections.into_iter().map(raw_item).collect();
+        let items =
+            import_rules::validate(raw).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let outcome = import::import(&self.ctx, account_id, items)
+            .await
+            .map_err(status::import)?;
+        let results = outcome
+            .results
+            .iter()
+            .map(|result| proto::ImportResult {
+                result: Some(match result {
+                    Ok(connection) => {
+                        proto::import_result::Result::Connection(convert::connection(connection))
+                    }
+                    Err(failure) => proto::import_result::Result::Error(proto::ImportError {
+                        code: failure.code.to_string(),
+                        message: failure.message.clone(),
+                        service_provider_details: Some(convert::json_struct(
+                            &failure.provider_details,
+                        )),
+                    }),
+                }),
+            })
+            .collect();
+        Ok(Response::new(proto::ImportConnectionsResponse {
+            request_id: outcome.request_id.to_string(),
+            results,
+            warnings: Vec::new(),
+        }))
+    }
+
+    async fn get_connection(
+        &self,
+        request: Request<proto::GetConnectionRequest>,
+    ) -> Result<Response<proto::Connection>, Status> {
+        let account_id = auth::account(&self.ctx, request.metadata()).await?;
+        let raw_id = request.into_inner().connection_id;
+        if raw_id.is_empty() {
+            return Err(Status::invalid_argument("connectionId is required"));
+        }
+        let not_found = || status::not_found("connection", &raw_id);
+        let id: ConnectionId = raw_id.parse().map_err(|_| not_found())?;
+        let mut conn = store::connect(self.ctx.pool()).await.map_err(status::store)?;
+        match connections::get(&mut conn, account_id, id).await {
+            Ok(connection) => Ok(Response::new(convert::connection(&connection))),
+            Err(store::StoreError::NotFound) => Err(not_found()),
+            Err(error) => Err(status::store(error)),
+        }
+    }
+
+    async fn list_connections(
+        &self,
+        request: Request<proto::ListConnectionsRequest>,
+    ) -> Result<Response<proto::ListConnectionsResponse>, Status> {
+        let account_id = auth::account(&self.ctx, request.metadata()).await?;
+        let request = request.into_inner();
+        let limit = request::page_size(request.page_size)?;
+        let after = request::decode_token::<ConnectionPageToken>(&request.page_token)?;
+        let statuses = request
+            .statuses
+            .iter()
+            .map(|value| {
+                let name = proto::connection::Status::try_from(*value)
+                    .ok()
+                    .filter(|s| *s != proto::connection::Status::Unspecified)
+                    .map(|s| s.as_str_name());
+                request::known_enum::<ConnectionStatus>("statuses", name)
+            })
+            .collect::<Result<_, _>>()?;
+        let service_providers = request
+            .service_providers
+            .iter()
+            .map(|value| {
+                provider(*value).ok_or_else(|| {
+                    Status::invalid_argument("serviceProviders has an unknown or unset value")
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let query = connections::ConnectionQuery {
+            customer_id: request::optional_id("customerId", &request.customer_id)?,
+            external_customer_id: Some(request.external_customer_id).filter(|s| !s.is_empty()),
+            statuses,
+            service_providers,
+            after: after.map(|token| (token.created_at, token.id)),
+        };
+        let mut conn = store::connect(self.ctx.pool()).await.map_err(status::store)?;
+        let page = connections::list(&mut conn, account_id, &query, limit + 1)
+            .await
+            .map_err(status::store)?;
+        let has_more = page.len() as i64 > limit;
+        let page = &page[..page.len().min(limit as usize)];
+        let next_page_token = match page.last() {
+            Some(last) if has_more => request::encode_token(&ConnectionPageToken {
+                created_at: last.created_at,
+                id: last.id,
+            }),
+            _ => String::new(),
+        };
+        Ok(Response::new(proto::ListConnectionsResponse {
+            connections: page.iter().map(convert::connection).collect(),
+            next_page_token,
+        }))
+    }
+}

@@ -1,0 +1,196 @@
+//! Domain values as their `linkstate.v1` messages.
+
+use chrono::{DateTime, Utc};
+use prost_types::value::Kind;
+
+use crate::domain::connection::Connection;
+use crate::domain::event::{Event, EventFinancialAccount, EventPayload};
+use crate::proto;
+use crate::store::events::LoggedEvent;
+use crate::store::financial_accounts::FinancialAccountRow;
+
+/// A protobuf timestamp.
+pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// A JSON object as a `google.protobuf.Struct`.
+pub fn json_struct(map: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: map
+            .iter()
+            .map(|(key, value)| (key.clone(), json_value(value)))
+            .collect(),
+    }
+}
+
+fn json_value(value: &serde_json::Value) -> prost_types::Value {
+    use serde_json::Value;
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(json_value).collect(),
+        }),
+        Value::Object(map) => Kind::StructValue(json_struct(map)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// An enum value of `linkstate.v1` by its name, which our domain names share.
+macro_rules! proto_enum {
+    ($ty:ty, $name:expr) => {
+        <$ty>::from_str_name($name).unwrap_or_default() as i32
+    };
+}
+
+/// A connection as the API shows it; credentials are not part of it.
+pub fn connection(connection: &Connection) -> proto::Connection {
+    proto::Connection {
+        id: connection.id.to_string(),
+        account_id: connection.account_id.to_string(),
+        customer_id: connection.customer_id.to_string(),
+        external_customer_id: connection.external_customer_id.clone().unwrap_or_default(),
+        institution_id: connection.institution_id.to_string(),
+        institution_name: connection.institution_name.clone(),
+        service_provider: proto_enum!(
+            proto::service_provider::Value,
+            connection.service_provider.as_str()
+        ),
+        status: proto_enum!(proto::connection::Status, connection.status.as_str()),
+        status_reason: connection
+            .status_reason
+            .map(|reason| proto_enum!(proto::connection::StatusReason, reason.as_str())),
+        products: connection
+            .products
+            .iter()
+            .map(|product| proto_enum!(proto::product::Value, product.as_str()))
+            .collect(),
+        successfully_aggregated_at: connection.successfully_aggregated_at.map(timestamp),
+        created_at: Some(timestamp(connection.created_at)),
+        active_duplicate_connection_id: None,
+        duplicate_connection_ids: Vec::new(),
+        service_provider_details: Some(proto::ServiceProviderDetails {
+            service_provider: proto_enum!(
+                proto::service_provider::Value,
+                connection.service_provider.as_str()
+            ),
+            service_provider_connection_id: connection
+                .provider_connection_id
+                .clone()
+                .unwrap_or_default(),
+        }),
+    }
+}
+
+/// A financial account as the API shows it.
+pub fn financial_account(row: &FinancialAccountRow) -> proto::FinancialAccount {
+    proto::FinancialAccount {
+        id: row.id.to_string(),
+        connection_id: row.connection_id.to_string(),
+        customer_id: row.customer_id.to_string(),
+        name: row.name.clone(),
+        truncated_account_number: row.mask.clone().unwrap_or_default(),
+        r#type: row.account_type.clone().unwrap_or_default(),
+        subtype: row.subtype.clone().unwrap_or_default(),
+        status: proto_enum!(proto::financial_account::Status, &row.status),
+        balances: Some(proto::Balances {
+            current_amount: row.current_balance.as_ref().map(|a| a.normalized().to_string()),
+            available_amount: row
+                .available_balance
+                .as_ref()
+                .map(|a| a.normalized().to_string()),
+            currency: row.currency.clone().unwrap_or_default(),
+            updated_at: row.balances_updated_at.map(timestamp),
+        }),
+        identifiers: None,
+        owners: Vec::new(),
+        historical_aggregation_succeeded: row.historical_aggregation_succeeded,
+    }
+}
+
+/// An event with its cursor.
+pub fn event(logged: &LoggedEvent) -> proto::Event {
+    let Event {
+        event_id,
+        event_type,
+        timestamp: at,
+        account_id,
+        version,
+        payload,
+    } = &logged.event;
+    proto::Event {
+        event_id: event_id.to_string(),
+        event_type: proto_enum!(proto::event::Type, event_type.as_str()),
+        timestamp: Some(timestamp(*at)),
+        account_id: account_id.to_string(),
+        version: version.clone(),
+        cursor: logged.cursor.encode(),
+        payload: Some(event_payload(payload)),
+    }
+}
+
+fn event_payload(payload: &EventPayload) -> proto::EventPayload {
+    proto::EventPayload {
+        request_id: payload.request_id.clone(),
+        customer_id: payload.customer_id.map(|id| id.to_string()),
+        external_customer_id: payload.external_customer_id.clone(),
+        connection_id: payload.connection_id.map(|id| id.to_string()),
+        institution_id: payload.institution_id.map(|id| id.to_string()),
+        institution_name: payload.institution_name.clone(),
+        reason: payload.reason.clone(),
+        old_status: payload
+            .old_status
+            .map(|s| proto_enum!(proto::connection::Status, s.as_str())),
+        new_status: payload
+            .new_status
+            .map(|s| proto_enum!(proto::connection::Status, s.as_str())),
+        new_status_reason: payload
+            .new_status_reason
+            .flatten()
+            .map(|r| proto_enum!(proto::connection::StatusReason, r.as_str())),
+        active_duplicate_connection_id: payload
+            .active_duplicate_connection_id
+            .flatten()
+            .map(|id| id.to_string()),
+        successfully_aggregated_at: payload.successfully_aggregated_at.map(timestamp),
+        is_partial: payload.is_partial,
+        financial_accounts: payload
+            .financial_accounts
+            .iter()
+            .flatten()
+            .map(event_financial_account)
+            .collect(),
+        service_provider_details: Some(json_struct(&payload.service_provider_details)),
+    }
+}
+
+fn event_financial_account(account: &EventFinancialAccount) -> proto::EventFinancialAccount {
+    proto::EventFinancialAccount {
+        id: account.id.map(|id| id.to_string()),
+        name: account.name.clone(),
+        truncated_account_number: account.truncated_account_number.clone(),
+        new_account: account.new_account,
+        products: account
+            .products
+            .iter()
+            .flatten()
+            .map(|p| proto_enum!(proto::product::Value, p.as_str()))
+            .collect(),
+        financial_account_id: account.financial_account_id.map(|id| id.to_string()),
+        num_transactions_added: account.num_transactions_added,
+        num_investment_transactions_added: account.num_investment_transactions_added,
+        num_transactions_updated: account.num_transactions_updated,
+        num_investment_transactions_updated: account.num_investment_transactions_updated,
+        transaction_ids_removed: account.transaction_ids_removed.clone().unwrap_or_default(),
+        investment_transaction_ids_removed: account
+            .investment_transaction_ids_removed
+            .clone()
+            .unwrap_or_default(),
+    }
+}

@@ -1,0 +1,181 @@
+//! `linkstate.v1.EventService`.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use super::{auth, convert, request, status};
+use crate::context::Context;
+use crate::domain::cursor::Cursor;
+use crate::domain::event::EventType;
+use crate::domain::event_filter::EventFilter;
+use crate::domain::ids::EventId;
+use crate::events::stream::{self, StartAt, StreamItem, StreamRequest};
+use crate::proto;
+use crate::proto::event_service_server::EventService;
+use crate::store::{self, events as event_store};
+
+/// Heartbeat interval when the request does not say.
+const DEFAULT_HEARTBEAT_SECONDS: i32 = 15;
+
+/// Most events one ListEvents page may hold.
+const MAX_EVENTS_PAGE: i32 = 1000;
+
+/// Serves the event log.
+pub struct Events {
+    ctx: Context,
+}
+
+impl Events {
+    /// A service over the shared context.
+    pub fn new(ctx: Context) -> Self {
+        Self { ctx }
+    }
+}
+
+fn filter(
+    event_types: &[i32],
+    customer_id: &str,
+    external_customer_id: &str,
+    connection_id: &str,
+) -> Result<EventFilter, Status> {
+    let event_types = event_types
+        .iter()
+        .map(|value| {
+            let name = proto::event::Type::try_from(*value)
+                .ok()
+                .filter(|t| *t != proto::event::Type::Unspecified)
+                .map(|t| t.as_str_name());
+            request::known_enum::<EventType>("eventTypes", name)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(EventFilter {
+        event_types,
+        customer_id: request::optional_id("customerId", customer_id)?,
+        external_customer_id: Some(external_customer_id.to_string()).filter(|s| !s.is_empty()),
+        connection_id: request::optional_id("connectionId", connection_id)?,
+    })
+}
+
+fn cursor(text: &str) -> Result<Cursor, Status> {
+    Cursor::decode(text).map_err(|e| Status::invalid_argument(format!("afterCursor: {e}")))
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::StreamEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EventService for Events {
+    type StreamEventsStream = EventStream;
+
+    async fn stream_events(
+        &self,
+        request: Request<proto::StreamEventsRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let account_id = auth::account(&self.ctx, request.metadata()).await?;
+        let request = request.into_inner();
+        let start = match (request.after_cursor.is_empty(), request.from_earliest) {
+            (false, true) => {
+                return Err(Status::invalid_argument(
+                    "give afterCursor or fromEarliest, not both",
+                ));
+            }
+            (false, false) => StartAt::After(cursor(&request.after_cursor)?),
+            (true, true) => StartAt::Earliest,
+            (true, false) => StartAt::Live,
+        };
+        let heartbeat_seconds = match request.heartbeat_seconds {
+            0 => DEFAULT_HEARTBEAT_SECONDS,
+            n if (1..=3600).contains(&n) => n,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "heartbeatSeconds must be between 1 and 3600",
+                ));
+            }
+        };
+        let filter = filter(
+            &request.event_types,
+            &request.customer_id,
+            &request.external_customer_id,
+            &request.connection_id,
+        )?;
+        let items = stream::open(
+            self.ctx.pool().clone(),
+            self.ctx.hub().clone(),
+            StreamRequest {
+                account_id,
+                start,
+                filter,
+                heartbeat: Duration::from_secs(heartbeat_seconds as u64),
+            },
+        );
+        let messages = items.map(|item| {
+            let message = match item.map_err(status::store)? {
+                StreamItem::Event(logged) => {
+                    proto::stream_events_response::Message::Event(convert::event(&logged))
+                }
+                StreamItem::Heartbeat(cursor) => {
+                    proto::stream_events_response::Message::Heartbeat(proto::Heartbeat {
+                        cursor: cursor.encode(),
+                    })
+                }
+            };
+            Ok(proto::StreamEventsResponse {
+                message: Some(message),
+            })
+        });
+        Ok(Response::new(Box::pin(messages)))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<proto::ListEventsRequest>,
+    ) -> Result<Response<proto::ListEventsResponse>, Status> {
+        let account_id = auth::account(&self.ctx, request.metadata()).await?;
+        let request = request.into_inner();
+        let after = if request.after_cursor.is_empty() {
+            Cursor::START
+        } else {
+            cursor(&request.after_cursor)?
+        };
+        let limit = match request.page_size {
+            0 => 100,
+            n if n < 0 => return Err(Status::invalid_argument("pageSize must not be negative")),
+            n => n.min(MAX_EVENTS_PAGE),
+        };
+        let filter = filter(
+            &request.event_types,
+            &request.customer_id,
+            &request.external_customer_id,
+            &request.connection_id,
+        )?;
+        let mut conn = store::connect(self.ctx.pool()).await.map_err(status::store)?;
+        let page = event_store::read_after(&mut conn, Some(account_id), after, &filter, limit as i64)
+            .await
+            .map_err(status::store)?;
+        Ok(Response::new(proto::ListEventsResponse {
+            events: page.events.iter().map(convert::event).collect(),
+            next_cursor: page.scanned_to.encode(),
+        }))
+    }
+
+    async fn get_event(
+        &self,
+        request: Request<proto::GetEventRequest>,
+    ) -> Result<Response<proto::Event>, Status> {
+        let account_id = auth::account(&self.ctx, request.metadata()).await?;
+        let raw_id = request.into_inner().event_id;
+        if raw_id.is_empty() {
+            return Err(Status::invalid_argument("eventId is required"));
+        }
+        let not_found = || status::not_found("event", &raw_id);
+        let id: EventId = raw_id.parse().map_err(|_| not_found())?;
+        let mut conn = store::connect(self.ctx.pool()).await.map_err(status::store)?;
+        match event_store::get(&mut conn, account_id, id).await {
+            Ok(logged) => Ok(Response::new(convert::event(&logged))),
+            Err(store::StoreError::NotFound) => Err(not_found()),
+            Err(error) => Err(status::store(error)),
+        }
+    }
+}

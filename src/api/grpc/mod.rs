@@ -1,0 +1,52 @@
+//! The gRPC server: linkstate's services behind API-key auth, plus reflection and health.
+
+pub mod auth;
+pub mod connection_service;
+pub mod convert;
+pub mod event_service;
+pub mod financial_data_service;
+pub mod request;
+pub mod status;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::context::Context;
+use crate::proto;
+
+/// Serves gRPC on `listener` until `shutdown` resolves.
+pub async fn serve(
+    ctx: Context,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor set is valid");
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<proto::connection_service_server::ConnectionServiceServer<
+            connection_service::Connections,
+        >>()
+        .await;
+    Server::builder()
+        .add_service(reflection)
+        .add_service(health)
+        .add_service(proto::connection_service_server::ConnectionServiceServer::new(
+            connection_service::Connections::new(ctx.clone()),
+        ))
+        .add_service(
+            proto::financial_data_service_server::FinancialDataServiceServer::new(
+                financial_data_service::FinancialData::new(ctx.clone()),
+            ),
+        )
+        .add_service(proto::event_service_server::EventServiceServer::new(
+            event_service::Events::new(ctx),
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

@@ -1,0 +1,57 @@
+//! Reading request fields: ids, page sizes and page tokens, each refused with a clear message.
+
+use std::str::FromStr;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tonic::Status;
+
+/// Most items one page may hold.
+pub const MAX_PAGE_SIZE: i32 = 100;
+
+/// Items in a page when the request does not say.
+pub const DEFAULT_PAGE_SIZE: i32 = 25;
+
+/// An optional id field: empty means unset; anything else must parse.
+pub fn optional_id<T: FromStr>(field: &str, value: &str) -> Result<Option<T>, Status> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| Status::invalid_argument(format!("{field} {value:?} is not a valid id")))
+}
+
+/// A page size: 0 means the default, over the maximum is capped, negative is refused.
+pub fn page_size(value: i32) -> Result<i64, Status> {
+    match value {
+        0 => Ok(DEFAULT_PAGE_SIZE as i64),
+        n if n < 0 => Err(Status::invalid_argument("pageSize must not be negative")),
+        n => Ok(n.min(MAX_PAGE_SIZE) as i64),
+    }
+}
+
+/// An opaque page token carrying `T`.
+pub fn encode_token<T: serde::Serialize>(value: &T) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("tokens serialize"))
+}
+
+/// Reads a page token we handed out; empty means the first page.
+pub fn decode_token<T: serde::de::DeserializeOwned>(token: &str) -> Result<Option<T>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .map(Some)
+        .ok_or_else(|| Status::invalid_argument("pageToken is not one this service handed out"))
+}
+
+/// An enum field that must be set to a known value.
+pub fn known_enum<T: FromStr>(field: &str, name: Option<&str>) -> Result<T, Status> {
+    name.and_then(|name| name.parse().ok())
+        .ok_or_else(|| Status::invalid_argument(format!("{field} has an unknown or unset value")))
+}

@@ -1,0 +1,34 @@
+//! Errors as gRPC statuses: what the caller may branch on, and nothing that leaks internals.
+
+use tonic::Status;
+
+use crate::import::ImportError;
+use crate::store::StoreError;
+
+/// Turns a storage error into the status a caller sees; internal details go to the log only.
+pub fn store(error: StoreError) -> Status {
+    match error {
+        StoreError::NotFound => Status::not_found("not found"),
+        StoreError::Unavailable(detail) => {
+            tracing::warn!(%detail, "database unavailable");
+            Status::unavailable("the database is unavailable; retry later")
+        }
+        other => {
+            tracing::error!(error = %other, "internal error");
+            Status::internal("internal error")
+        }
+    }
+}
+
+/// Turns an import failure into a status.
+pub fn import(error: ImportError) -> Status {
+    match error {
+        ImportError::ProviderNotConfigured(_) => Status::failed_precondition(error.to_string()),
+        ImportError::Store(error) => store(error),
+    }
+}
+
+/// A NOT_FOUND that names what was looked for, and never says whether another tenant has it.
+pub fn not_found(what: &str, id: &str) -> Status {
+    Status::not_found(format!("{what} {id:?} not found"))
+}
