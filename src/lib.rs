@@ -1,7 +1,9 @@
 //! linkstate: the aggregation state of bank connections, served over gRPC.
 
 pub mod api;
+pub mod app;
 pub mod cipher;
+pub mod config;
 pub mod context;
 pub mod domain;
 pub mod events;

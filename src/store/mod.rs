@@ -90,3 +90,28 @@ pub async fn ping(pool: &DbPool) -> bool {
         Err(_) => false,
     }
 }
+
+/// Creates database `name` on the server at `admin_url` unless it exists.
+pub async fn create_database_if_missing(admin_url: &str, name: &str) -> Result<(), StoreError> {
+    use diesel::sql_types::Text;
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+    let mut conn = AsyncPgConnection::establish(admin_url)
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let found = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+        .bind::<Text, _>(name)
+        .get_result::<Found>(&mut conn)
+        .await?;
+    if !found.exists {
+        // Identifiers cannot be bound; `name` is ours, never a user's.
+        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await?;
+    }
+    Ok(())
+}

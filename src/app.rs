@@ -1,0 +1,108 @@
+//! Wiring: one linkstate process with its listeners, event hub and workers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cipher::Cipher;
+use crate::context::Context;
+use crate::events::hub::EventHub;
+use crate::providers::plaid::{PlaidClient, PlaidConfig};
+use crate::{api, store, worker};
+
+/// How often the hub polls the log for events no wake-up announced (another replica's).
+const HUB_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What one process needs to run.
+pub struct AppConfig {
+    /// The database.
+    pub database_url: String,
+    /// The bound gRPC listener.
+    pub grpc_listener: TcpListener,
+    /// The bound HTTP listener.
+    pub http_listener: TcpListener,
+    /// Where providers reach the HTTP listener.
+    pub public_url: String,
+    /// Seals credentials at rest.
+    pub cipher: Cipher,
+    /// The Plaid client's configuration.
+    pub plaid: PlaidConfig,
+    /// Jobs run at once.
+    pub worker_concurrency: usize,
+}
+
+/// A running process; dropping it does not stop it, [`RunningApp::stop`] does.
+pub struct RunningApp {
+    /// Where gRPC listens.
+    pub grpc_addr: SocketAddr,
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    /// The shared context, for tests and `dev`.
+    pub ctx: Context,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+/// Starts the listeners, the event hub and the workers.
+pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
+    let pool = store::pool(&config.database_url, 32)?;
+    let shutdown = CancellationToken::new();
+    let hub = EventHub::new(HUB_POLL_INTERVAL, shutdown.clone());
+    let ctx = Context::new(
+        pool.clone(),
+        config.cipher,
+        PlaidClient::new(config.plaid),
+        &config.public_url,
+        hub.clone(),
+    );
+    let grpc_addr = config.grpc_listener.local_addr()?;
+    let http_addr = config.http_listener.local_addr()?;
+    let mut tasks = JoinSet::new();
+    tasks.spawn(hub.run(pool));
+    let worker_id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
+    tasks.spawn(worker::run(
+        ctx.clone(),
+        worker_id,
+        config.worker_concurrency,
+        shutdown.clone(),
+    ));
+    let (grpc_ctx, grpc_shutdown) = (ctx.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        let stop = async move { grpc_shutdown.cancelled().await };
+        if let Err(error) = api::grpc::serve(grpc_ctx, config.grpc_listener, stop).await {
+            tracing::error!(%error, "gRPC server stopped");
+        }
+    });
+    let (http_ctx, http_shutdown) = (ctx.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        let stop = async move { http_shutdown.cancelled().await };
+        if let Err(error) = api::http::serve(http_ctx, config.http_listener, stop).await {
+            tracing::error!(%error, "HTTP server stopped");
+        }
+    });
+    tracing::info!(%grpc_addr, %http_addr, "linkstate is serving");
+    Ok(RunningApp {
+        grpc_addr,
+        http_addr,
+        ctx,
+        shutdown,
+        tasks,
+    })
+}
+
+impl RunningApp {
+    /// Stops accepting, ends streams and workers, and waits for them.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "linkstate".to_string())
+}

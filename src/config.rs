@@ -1,0 +1,193 @@
+//! Every setting, read once from flags or the environment (the names are fixed by the contract).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::cipher::Cipher;
+use crate::domain::secret::Secret;
+use crate::providers::plaid::PlaidConfig;
+
+/// The Plaid client id the simulator accepts by default, and `dev` uses.
+pub const SIM_CLIENT_ID: &str = "linkstate-sim-client";
+
+/// The Plaid secret the simulator accepts by default, and `dev` uses.
+pub const SIM_SECRET: &str = "linkstate-sim-secret";
+
+/// linkstate: the aggregation state of bank connections, served over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "linkstate", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: gRPC, the webhook HTTP listener and the background workers.
+    Serve(Settings),
+    /// Run the service for a newcomer: embedded PostgreSQL, the provider simulator, a dev key.
+    Dev(DevSettings),
+    /// Apply pending migrations to DATABASE_URL and exit.
+    Migrate(DatabaseSettings),
+    /// Manage tenant accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// Run only the provider simulator (Plaid-sandbox compatible HTTP API).
+    Simulate(SimulatorSettings),
+}
+
+/// `linkstate accounts ...`.
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Create a tenant account and print its id and API key as JSON.
+    Create {
+        /// The account's name.
+        #[arg(long)]
+        name: String,
+        /// Where the database is.
+        #[command(flatten)]
+        database: DatabaseSettings,
+    },
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseSettings {
+    /// PostgreSQL URL; unset: an embedded cluster under LINKSTATE_DATA_DIR.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Where the embedded cluster and dev secrets live.
+    #[arg(long, env = "LINKSTATE_DATA_DIR", default_value = "./.linkstate")]
+    pub data_dir: PathBuf,
+}
+
+/// Settings of `serve` (and, with defaults filled in, of `dev`).
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Where the database is.
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    /// gRPC listen address.
+    #[arg(long, env = "LINKSTATE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// Webhook, health and metrics HTTP listen address.
+    #[arg(long, env = "LINKSTATE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// Base URL at which providers reach the HTTP listener; default `http://{LINKSTATE_HTTP_ADDR}`.
+    #[arg(long, env = "LINKSTATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// 32-byte key, base64, sealing provider credentials at rest.
+    #[arg(long, env = "LINKSTATE_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    /// Plaid API base.
+    #[arg(long, env = "PLAID_BASE_URL", default_value = "https://sandbox.plaid.com")]
+    pub plaid_base_url: String,
+    /// Plaid client id.
+    #[arg(long, env = "PLAID_CLIENT_ID")]
+    pub plaid_client_id: Option<String>,
+    /// Plaid secret.
+    #[arg(long, env = "PLAID_SECRET", hide_env_values = true)]
+    pub plaid_secret: Option<String>,
+    /// Akoya data API base.
+    #[arg(
+        long,
+        env = "AKOYA_PRODUCTS_URL",
+        default_value = "https://sandbox-products.ddp.akoya.com"
+    )]
+    pub akoya_products_url: String,
+    /// Akoya token endpoint base.
+    #[arg(long, env = "AKOYA_IDP_URL", default_value = "https://sandbox-idp.ddp.akoya.com")]
+    pub akoya_idp_url: String,
+    /// Akoya app client id.
+    #[arg(long, env = "AKOYA_CLIENT_ID")]
+    pub akoya_client_id: Option<String>,
+    /// Akoya app client secret.
+    #[arg(long, env = "AKOYA_CLIENT_SECRET", hide_env_values = true)]
+    pub akoya_client_secret: Option<String>,
+    /// Jobs one process runs at once.
+    #[arg(long, env = "LINKSTATE_WORKER_CONCURRENCY", default_value_t = 8)]
+    pub worker_concurrency: usize,
+}
+
+/// Settings of `dev`: the service's, plus where the simulator listens.
+#[derive(Debug, Clone, Args)]
+pub struct DevSettings {
+    /// The service's settings.
+    #[command(flatten)]
+    pub service: Settings,
+    /// Where the provider simulator listens.
+    #[arg(long, env = "LINKSTATE_SIM_ADDR", default_value = "127.0.0.1:8090")]
+    pub sim_addr: SocketAddr,
+}
+
+/// Settings of `simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulatorSettings {
+    /// Where the provider simulator listens.
+    #[arg(long, env = "LINKSTATE_SIM_ADDR", default_value = "127.0.0.1:8090")]
+    pub sim_addr: SocketAddr,
+    /// The Plaid client id the simulator accepts.
+    #[arg(long, env = "PLAID_CLIENT_ID", default_value = SIM_CLIENT_ID)]
+    pub plaid_client_id: String,
+    /// The Plaid secret the simulator accepts.
+    #[arg(long, env = "PLAID_SECRET", default_value = SIM_SECRET, hide_env_values = true)]
+    pub plaid_secret: String,
+}
+
+/// A setting that is missing or malformed; the message names it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct SettingError {
+    /// The environment variable.
+    pub setting: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl Settings {
+    /// The cipher for credentials at rest; `serve` requires the key.
+    pub fn cipher(&self) -> Result<Cipher, SettingError> {
+        let key = self.encryption_key.as_deref().ok_or_else(|| SettingError {
+            setting: "LINKSTATE_ENCRYPTION_KEY",
+            problem: "is required: 32 random bytes in base64 (`openssl rand -base64 32`)".into(),
+        })?;
+        Cipher::from_base64(key).map_err(|e| SettingError {
+            setting: "LINKSTATE_ENCRYPTION_KEY",
+            problem: e.to_string(),
+        })
+    }
+
+    /// The base URL providers reach us at.
+    pub fn public_url(&self) -> Result<String, SettingError> {
+        let url = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.http_addr));
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(SettingError {
+                setting: "LINKSTATE_PUBLIC_URL",
+                problem: format!("{url:?} is not an http(s) URL"),
+            });
+        }
+        Ok(url.trim_end_matches('/').to_string())
+    }
+
+    /// The Plaid client's configuration.
+    pub fn plaid(&self) -> PlaidConfig {
+        PlaidConfig {
+            base_url: self.plaid_base_url.trim_end_matches('/').to_string(),
+            client_id: self.plaid_client_id.clone().filter(|s| !s.is_empty()),
+            secret: self
+                .plaid_secret
+                .clone()
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
