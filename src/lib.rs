@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod providers;
 pub mod sim;
 pub mod store;
+pub mod testing;
 pub mod worker;
 
 /// The generated gRPC types of `linkstate.v1`.

@@ -11,14 +11,14 @@ use crate::providers::plaid::PlaidApiError;
 #[derive(Debug, Clone)]
 pub struct SimError {
     status: StatusCode,
-    error: PlaidApiError,
+    error: Box<PlaidApiError>,
 }
 
 impl SimError {
     /// An error with Plaid's usual body; `request_id` is set when answering.
     pub fn new(http_status: u16, error_type: &str, error_code: &str, message: &str) -> Self {
         let status = StatusCode::from_u16(http_status).unwrap_or(StatusCode::BAD_REQUEST);
-        let error = PlaidApiError {
+        let error = Box::new(PlaidApiError {
             error_type: error_type.to_owned(),
             error_code: error_code.to_owned(),
             error_code_reason: None,
@@ -30,7 +30,7 @@ impl SimError {
             documentation_url: Some(documentation_url(error_type, error_code)),
             suggested_action: None,
             raw: serde_json::Value::Null,
-        };
+        });
         Self { status, error }
     }
 

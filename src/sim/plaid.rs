@@ -62,30 +62,29 @@ where
 {
     let request_id = ids::request_id();
     tokio::time::sleep(sim.latency()).await;
-    let api_keys_ok =
-        |value: &Value| sim.accepts(field(value, "client_id"), field(value, "secret"));
-    let outcome = accept(&body, api_keys_ok).and_then(|(value, request)| {
-        let mut state = sim.lock();
-        inject(&mut state, &endpoint, &value)?;
-        handler(&mut state, request, &request_id)
-    });
+    let outcome = run(&sim, &endpoint, &body, &request_id, handler);
     match outcome {
         Ok(response) => Json(response).into_response(),
         Err(error) => error.into_response(&request_id),
     }
 }
 
-/// Checks the body is JSON with the right keys and parses the endpoint's request.
-fn accept<Req: DeserializeOwned>(
+/// Checks the body and the keys, applies injected errors, then runs the handler.
+fn run<Req: DeserializeOwned, Resp>(
+    sim: &Simulator,
+    endpoint: &str,
     body: &[u8],
-    api_keys_ok: impl Fn(&Value) -> bool,
-) -> Result<(Value, Req), SimError> {
+    request_id: &str,
+    handler: Handler<Req, Resp>,
+) -> Result<Resp, SimError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| SimError::invalid_body())?;
-    if !api_keys_ok(&value) {
+    if !sim.accepts(field(&value, "client_id"), field(&value, "secret")) {
         return Err(SimError::invalid_api_keys());
     }
     let request = Req::deserialize(&value).map_err(|error| request_error(&error))?;
-    Ok((value, request))
+    let mut state = sim.lock();
+    inject(&mut state, endpoint, &value)?;
+    handler(&mut state, request, request_id)
 }
 
 /// Answers an injected error if a rule matches this request.
@@ -105,6 +104,7 @@ fn request_error(error: &serde_json::Error) -> SimError {
     }
 }
 
+/// A string field of the raw request.
 fn field<'a>(value: &'a Value, name: &str) -> Option<&'a str> {
     value.get(name).and_then(Value::as_str)
 }

@@ -27,6 +27,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the embedded descriptor set is valid");
+    // grpcurl before 1.8.8 (the one pip installs) speaks only the v1alpha protocol.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the embedded descriptor set is valid");
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<proto::connection_service_server::ConnectionServiceServer<
@@ -35,6 +40,7 @@ pub async fn serve(
         .await;
     Server::builder()
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(health)
         .add_service(proto::connection_service_server::ConnectionServiceServer::new(
             connection_service::Connections::new(ctx.clone()),

@@ -3,7 +3,7 @@
 use bigdecimal::BigDecimal;
 
 use super::types::AccountBase;
-use super::{PlaidApiError, PlaidError, decimal_string};
+use super::{PlaidError, decimal_string};
 use crate::domain::financial_account::ProviderAccount;
 use crate::domain::product::Product;
 
@@ -50,10 +50,7 @@ pub fn account(account: &AccountBase) -> ProviderAccount {
 /// Plaid's error as `serviceProviderDetails`: the error body as Plaid sent it, plus our name.
 pub fn error_details(error: &PlaidError) -> serde_json::Map<String, serde_json::Value> {
     let mut details = match error {
-        PlaidError::Api {
-            error: PlaidApiError { raw, .. },
-            ..
-        } => raw.as_object().cloned().unwrap_or_default(),
+        PlaidError::Api { error, .. } => error.raw.as_object().cloned().unwrap_or_default(),
         _ => serde_json::Map::new(),
     };
     details.insert("serviceProvider".into(), "PLAID".into());

@@ -1,0 +1,320 @@
+//! ImportConnections for Plaid, through the real gRPC listener, against the simulator.
+
+use std::time::Duration;
+
+use linkstate::proto::{self, import_result};
+use linkstate::sim::ErrorRule;
+use linkstate::testing::{TestApp, authed};
+use tonic::Code;
+
+fn plaid_item(external_customer_id: &str, access_token: &str) -> proto::ImportConnection {
+    proto::ImportConnection {
+        service_provider: proto::service_provider::Value::Plaid as i32,
+        external_customer_id: external_customer_id.into(),
+        access_token: access_token.into(),
+        ..Default::default()
+    }
+}
+
+fn request(items: Vec<proto::ImportConnection>) -> proto::ImportConnectionsRequest {
+    proto::ImportConnectionsRequest { connections: items }
+}
+
+/// Events of the key's account, once at least `n` are there.
+async fn wait_for_events(app: &TestApp, key: &str, n: usize) -> Vec<proto::Event> {
+    let mut client = app.events().await;
+    for _ in 0..100 {
+        let page = client
+            .list_events(authed(key, proto::ListEventsRequest::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        if page.events.len() >= n {
+            return page.events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("fewer than {n} events after 10 s");
+}
+
+/// Nothing of a refused request is in the database.
+async fn assert_nothing_written(app: &TestApp) {
+    for table in ["customers", "connections", "financial_accounts", "events", "jobs"] {
+        assert_eq!(app.count(table).await, 0, "{table} has rows");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_adds_the_connection_its_accounts_and_the_two_events() {
+    let app = TestApp::start().await;
+    let (account_id, key) = app.account("acme").await;
+    let item = app.sim.create_item("ins_109508");
+    let mut connections = app.connections().await;
+
+    let response = connections
+        .import_connections(authed(
+            &key,
+            request(vec![plaid_item("customer-1", item.access_token.expose())]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(response.request_id.len(), 32);
+    let Some(import_result::Result::Connection(connection)) = &response.results[0].result else {
+        panic!("import failed: {:?}", response.results[0]);
+    };
+    assert_eq!(connection.account_id, account_id.to_string());
+    assert_eq!(connection.external_customer_id, "customer-1");
+    assert_eq!(connection.institution_name, "First Platypus Bank");
+    assert_eq!(connection.status, proto::connection::Status::Active as i32);
+    let details = connection.service_provider_details.as_ref().unwrap();
+    assert_eq!(details.service_provider_connection_id, item.item_id);
+
+    let fetched = connections
+        .get_connection(authed(
+            &key,
+            proto::GetConnectionRequest {
+                connection_id: connection.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(&fetched, connection);
+
+    let accounts = app
+        .financial_data()
+        .await
+        .list_financial_accounts(authed(
+            &key,
+            proto::ListFinancialAccountsRequest {
+                connection_id: connection.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .financial_accounts;
+    assert_eq!(accounts.len(), 5);
+    let checking = accounts.iter().find(|a| a.name == "Plaid Checking").unwrap();
+    assert_eq!(checking.truncated_account_number, "0000");
+    let balances = checking.balances.as_ref().unwrap();
+    assert_eq!(balances.currency, "USD");
+    assert!(balances.current_amount.as_deref().unwrap().parse::<f64>().is_ok());
+
+    let events = wait_for_events(&app, &key, 2).await;
+    let types: Vec<i32> = events.iter().map(|e| e.event_type).collect();
+    assert_eq!(
+        types,
+        vec![
+            proto::event::Type::BankLinkingAccountsUpdating as i32,
+            proto::event::Type::BankLinkingAccountsUpdated as i32
+        ]
+    );
+    let updating = events[0].payload.as_ref().unwrap();
+    assert_eq!(updating.request_id.as_deref(), Some(response.request_id.as_str()));
+    assert_eq!(updating.financial_accounts.len(), 5);
+    assert!(updating.financial_accounts.iter().all(|a| a.new_account == Some(true)));
+    let updated = events[1].payload.as_ref().unwrap();
+    assert!(updated.successfully_aggregated_at.is_some());
+    assert!(updated.financial_accounts.iter().all(|a| a.products == vec![proto::product::Value::Balances as i32]));
+
+    // Seed step 3: Plaid now sends the item's webhooks to us.
+    let expected = format!("http://{}/webhooks/plaid", app.app.http_addr);
+    assert_eq!(app.sim.item_webhook(&item.item_id), Some(expected));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importing_the_same_item_again_returns_the_same_connection() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let item = app.sim.create_item("ins_109509");
+    let mut connections = app.connections().await;
+    let import = || request(vec![plaid_item("customer-1", item.access_token.expose())]);
+
+    let first = connections.import_connections(authed(&key, import())).await.unwrap().into_inner();
+    let second = connections.import_connections(authed(&key, import())).await.unwrap().into_inner();
+    let id = |r: &proto::ImportConnectionsResponse| match &r.results[0].result {
+        Some(import_result::Result::Connection(c)) => c.id.clone(),
+        other => panic!("import failed: {other:?}"),
+    };
+    assert_eq!(id(&first), id(&second));
+    assert_eq!(app.count("connections").await, 1);
+    assert_eq!(app.count("customers").await, 1);
+    assert_eq!(app.count("financial_accounts").await, 5);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaid_error_fails_only_its_item() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let good = app.sim.create_item("ins_109508");
+    let bad = app.sim.create_item("ins_109510");
+    let other = app.sim.create_item("ins_109511");
+    app.sim.inject_error(ErrorRule {
+        endpoint: "/accounts/get".into(),
+        access_token: Some(bad.access_token.expose().into()),
+        http_status: 400,
+        error_type: "INVALID_INPUT".into(),
+        error_code: "INVALID_ACCESS_TOKEN".into(),
+        error_message: "provided access token is in an invalid format".into(),
+        times: None,
+    });
+
+    let response = app
+        .connections()
+        .await
+        .import_connections(authed(
+            &key,
+            request(vec![
+                plaid_item("c-good", good.access_token.expose()),
+                plaid_item("c-bad", bad.access_token.expose()),
+                plaid_item("c-other", other.access_token.expose()),
+            ]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert!(matches!(response.results[0].result, Some(import_result::Result::Connection(_))));
+    assert!(matches!(response.results[2].result, Some(import_result::Result::Connection(_))));
+    let Some(import_result::Result::Error(error)) = &response.results[1].result else {
+        panic!("the bad item succeeded");
+    };
+    assert_eq!(error.code, "UNAUTHENTICATED");
+    assert!(error.message.contains("INVALID_ACCESS_TOKEN"), "{}", error.message);
+    let details = &error.service_provider_details.as_ref().unwrap().fields;
+    let field = |name: &str| match details.get(name).and_then(|v| v.kind.clone()) {
+        Some(prost_types::value::Kind::StringValue(s)) => s,
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(field("error_code"), "INVALID_ACCESS_TOKEN");
+    assert_eq!(field("serviceProvider"), "PLAID");
+    // Nothing of the failed item was written.
+    assert_eq!(app.count("connections").await, 2);
+    assert_eq!(app.count("customers").await, 2);
+    assert_eq!(app.count("financial_accounts").await, 10);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_requests_are_refused_whole_and_write_nothing() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let item = app.sim.create_item("ins_109508");
+    let token = item.access_token.expose();
+    let mut connections = app.connections().await;
+    let mut mx = plaid_item("c", token);
+    mx.service_provider = proto::service_provider::Value::Mx as i32;
+    let cases: Vec<(Vec<proto::ImportConnection>, &str)> = vec![
+        (vec![], "connections must not be empty"),
+        (
+            (0..101).map(|i| plaid_item(&format!("c{i}"), token)).collect(),
+            "at most 100 connections per request, got 101",
+        ),
+        (
+            vec![plaid_item("c", token), mx],
+            "connections[1]: importing only works for PLAID and AKOYA, not MX",
+        ),
+        (
+            vec![plaid_item("c", "")],
+            "connections[0]: accessToken is required for PLAID",
+        ),
+        (
+            vec![proto::ImportConnection {
+                service_provider: proto::service_provider::Value::Akoya as i32,
+                refresh_token: "r".into(),
+                ..Default::default()
+            }],
+            "connections[0]: refreshToken and providerId are required for AKOYA",
+        ),
+    ];
+    for (items, message) in cases {
+        let status = connections
+            .import_connections(authed(&key, request(items)))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{message}");
+        assert_eq!(status.message(), message);
+    }
+    assert_nothing_written(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaid_without_api_keys_is_a_failed_precondition() {
+    let app = TestApp::start_with(|config| config.plaid.client_id = None).await;
+    let (_, key) = app.account("acme").await;
+    let status = app
+        .connections()
+        .await
+        .import_connections(authed(&key, request(vec![plaid_item("c", "access-x")])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(
+        status.message(),
+        "PLAID is not configured: set PLAID_CLIENT_ID and PLAID_SECRET"
+    );
+    assert_nothing_written(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn akoya_items_answer_unimplemented_for_now() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let response = app
+        .connections()
+        .await
+        .import_connections(authed(
+            &key,
+            request(vec![proto::ImportConnection {
+                service_provider: proto::service_provider::Value::Akoya as i32,
+                refresh_token: "refresh".into(),
+                provider_id: "mikomo".into(),
+                ..Default::default()
+            }]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(import_result::Result::Error(error)) = &response.results[0].result else {
+        panic!("akoya imported");
+    };
+    assert_eq!(error.code, "UNIMPLEMENTED");
+    assert_nothing_written(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_sealed_at_rest() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let item = app.sim.create_item("ins_109508");
+    app.connections()
+        .await
+        .import_connections(authed(&key, request(vec![plaid_item("c", item.access_token.expose())])))
+        .await
+        .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Sealed {
+        #[diesel(sql_type = diesel::sql_types::Bytea)]
+        credentials: Vec<u8>,
+    }
+    use diesel_async::RunQueryDsl;
+    let mut conn = linkstate::store::connect(&app.pool).await.unwrap();
+    let sealed = diesel::sql_query("SELECT credentials FROM connections")
+        .get_result::<Sealed>(&mut conn)
+        .await
+        .unwrap()
+        .credentials;
+    let token = item.access_token.expose().as_bytes();
+    assert!(!sealed.windows(token.len()).any(|w| w == token));
+    assert!(sealed.len() > token.len());
+    app.stop().await;
+}
