@@ -1,0 +1,223 @@
+//! The event stream: from the earliest event, after a cursor, live, and its argument errors.
+
+use std::time::Duration;
+
+use linkstate::proto::{self, stream_events_response::Message};
+use linkstate::testing::{TestApp, authed};
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic::codec::Streaming;
+
+async fn import(app: &TestApp, key: &str, external: &str) {
+    let item = app.sim.create_item("ins_109508");
+    app.connections()
+        .await
+        .import_connections(authed(
+            key,
+            proto::ImportConnectionsRequest {
+                connections: vec![proto::ImportConnection {
+                    service_provider: proto::service_provider::Value::Plaid as i32,
+                    external_customer_id: external.into(),
+                    access_token: item.access_token.expose().into(),
+                    ..Default::default()
+                }],
+            },
+        ))
+        .await
+        .unwrap();
+}
+
+async fn open(app: &TestApp, key: &str, request: proto::StreamEventsRequest) -> Streaming<proto::StreamEventsResponse> {
+    app.events()
+        .await
+        .stream_events(authed(key, request))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The next `n` events of a stream, skipping heartbeats.
+async fn next_events(stream: &mut Streaming<proto::StreamEventsResponse>, n: usize) -> Vec<proto::Event> {
+    let mut events = Vec::new();
+    while events.len() < n {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("stream open")
+            .expect("no error");
+        if let Some(Message::Event(event)) = message.message {
+            events.push(event);
+        }
+    }
+    events
+}
+
+fn event_type(event: &proto::Event) -> proto::event::Type {
+    proto::event::Type::try_from(event.event_type).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_from_earliest_resume_after_a_cursor_and_follow_live() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    import(&app, &key, "customer-1").await;
+
+    let mut earliest = open(
+        &app,
+        &key,
+        proto::StreamEventsRequest {
+            from_earliest: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let first_two = next_events(&mut earliest, 2).await;
+    assert_eq!(event_type(&first_two[0]), proto::event::Type::BankLinkingAccountsUpdating);
+    assert_eq!(event_type(&first_two[1]), proto::event::Type::BankLinkingAccountsUpdated);
+
+    // Resuming after the first cursor gives the second event, and nothing before it.
+    let mut resumed = open(
+        &app,
+        &key,
+        proto::StreamEventsRequest {
+            after_cursor: first_two[0].cursor.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let again = next_events(&mut resumed, 1).await;
+    assert_eq!(again[0].event_id, first_two[1].event_id);
+
+    // A live stream sees only what is written after it opened.
+    let mut live = open(&app, &key, proto::StreamEventsRequest::default()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    import(&app, &key, "customer-2").await;
+    let fresh = next_events(&mut live, 2).await;
+    for event in &fresh {
+        assert_eq!(event.payload.as_ref().unwrap().external_customer_id.as_deref(), Some("customer-2"));
+    }
+    // ... and the earliest stream, still open, follows on with the same events in the same order.
+    let followed = next_events(&mut earliest, 2).await;
+    let ids = |events: &[proto::Event]| events.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&followed), ids(&fresh));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_events_pages_with_next_cursor_and_filters() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    import(&app, &key, "customer-1").await;
+    import(&app, &key, "customer-2").await;
+    let mut events = app.events().await;
+    let mut all = Vec::new();
+    for _ in 0..100 {
+        all = events
+            .list_events(authed(&key, proto::ListEventsRequest::default()))
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        if all.len() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(all.len(), 4);
+
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = events
+            .list_events(authed(
+                &key,
+                proto::ListEventsRequest {
+                    after_cursor: cursor.clone(),
+                    page_size: 3,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if page.events.is_empty() {
+            break;
+        }
+        paged.extend(page.events);
+        cursor = page.next_cursor;
+    }
+    assert_eq!(paged, all);
+
+    let filtered = events
+        .list_events(authed(
+            &key,
+            proto::ListEventsRequest {
+                external_customer_id: "customer-2".into(),
+                event_types: vec![proto::event::Type::BankLinkingAccountsUpdated as i32],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(filtered[0].event_id, all[3].event_id);
+
+    let by_id = events
+        .get_event(authed(
+            &key,
+            proto::GetEventRequest {
+                event_id: all[2].event_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_id, all[2]);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_stream_requests_are_invalid_arguments() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let mut events = app.events().await;
+    let cases = [
+        (
+            proto::StreamEventsRequest {
+                after_cursor: linkstate::domain::cursor::Cursor::START.encode(),
+                from_earliest: true,
+                ..Default::default()
+            },
+            "give afterCursor or fromEarliest, not both",
+        ),
+        (
+            proto::StreamEventsRequest {
+                after_cursor: "not-a-cursor".into(),
+                ..Default::default()
+            },
+            "afterCursor: cursor is not one linkstate handed out",
+        ),
+        (
+            proto::StreamEventsRequest {
+                heartbeat_seconds: -1,
+                ..Default::default()
+            },
+            "heartbeatSeconds must be between 1 and 3600",
+        ),
+        (
+            proto::StreamEventsRequest {
+                customer_id: "nope".into(),
+                ..Default::default()
+            },
+            "customerId \"nope\" is not a valid id",
+        ),
+    ];
+    for (request, message) in cases {
+        let status = events.stream_events(authed(&key, request)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), message);
+    }
+    app.stop().await;
+}
