@@ -104,7 +104,10 @@ mod tests {
     fn another_key_cannot_open() {
         let a = Cipher::from_base64(&Cipher::generate_key()).unwrap();
         let b = Cipher::from_base64(&Cipher::generate_key()).unwrap();
-        assert_eq!(b.open(&a.seal(b"x", b"r"), b"r"), Err(CipherError::Unopenable));
+        assert_eq!(
+            b.open(&a.seal(b"x", b"r"), b"r"),
+            Err(CipherError::Unopenable)
+        );
     }
 
     #[test]

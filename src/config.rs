@@ -85,7 +85,11 @@ pub struct Settings {
     #[arg(long, env = "LINKSTATE_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
     /// Plaid API base.
-    #[arg(long, env = "PLAID_BASE_URL", default_value = "https://sandbox.plaid.com")]
+    #[arg(
+        long,
+        env = "PLAID_BASE_URL",
+        default_value = "https://sandbox.plaid.com"
+    )]
     pub plaid_base_url: String,
     /// Plaid client id.
     #[arg(long, env = "PLAID_CLIENT_ID")]
@@ -101,7 +105,11 @@ pub struct Settings {
     )]
     pub akoya_products_url: String,
     /// Akoya token endpoint base.
-    #[arg(long, env = "AKOYA_IDP_URL", default_value = "https://sandbox-idp.ddp.akoya.com")]
+    #[arg(
+        long,
+        env = "AKOYA_IDP_URL",
+        default_value = "https://sandbox-idp.ddp.akoya.com"
+    )]
     pub akoya_idp_url: String,
     /// Akoya app client id.
     #[arg(long, env = "AKOYA_CLIENT_ID")]

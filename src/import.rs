@@ -81,7 +81,9 @@ pub async fn import(
             .await;
     let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     for result in &results {
-        let outcome = result.as_ref().map_or_else(|failure| failure.code, |_| "ok");
+        let outcome = result
+            .as_ref()
+            .map_or_else(|failure| failure.code, |_| "ok");
         metrics::count(&metrics::METRICS.imports, outcome);
     }
     ctx.hub().wake();
@@ -119,9 +121,10 @@ async fn import_one(
     // first one's row, so one retry settles the race on the unique key.
     let mut conn = store::connect(ctx.pool()).await?;
     match write(&mut conn, ctx, account_id, request_id, &item, &fetched).await {
-        Err(StoreError::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))) => {
-            write(&mut conn, ctx, account_id, request_id, &item, &fetched).await
-        }
+        Err(StoreError::Query(DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            _,
+        ))) => write(&mut conn, ctx, account_id, request_id, &item, &fetched).await,
         other => other,
     }
     .map(Ok)
@@ -157,7 +160,11 @@ async fn fetch_plaid_item(ctx: &Context, access_token: &Secret) -> Result<PlaidI
                 .name
         }
     };
-    let products = [item.billed_products.clone(), item.products.clone().unwrap_or_default()].concat();
+    let products = [
+        item.billed_products.clone(),
+        item.products.clone().unwrap_or_default(),
+    ]
+    .concat();
     Ok(PlaidItem {
         item_id: item.item_id,
         institution_id,

@@ -55,8 +55,8 @@ impl Database {
             });
         }
         let data_dir = settings.data_dir.clone();
-        let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&data_dir))
-            .await??;
+        let cluster =
+            tokio::task::spawn_blocking(move || EmbeddedCluster::start(&data_dir)).await??;
         tracing::info!(
             data_dir = %settings.data_dir.display(),
             "DATABASE_URL is unset: using the embedded PostgreSQL cluster"
@@ -104,10 +104,20 @@ async fn start(
 ) -> anyhow::Result<app::RunningApp> {
     let grpc_listener = TcpListener::bind(settings.grpc_addr)
         .await
-        .with_context(|| format!("LINKSTATE_GRPC_ADDR: cannot listen on {}", settings.grpc_addr))?;
+        .with_context(|| {
+            format!(
+                "LINKSTATE_GRPC_ADDR: cannot listen on {}",
+                settings.grpc_addr
+            )
+        })?;
     let http_listener = TcpListener::bind(settings.http_addr)
         .await
-        .with_context(|| format!("LINKSTATE_HTTP_ADDR: cannot listen on {}", settings.http_addr))?;
+        .with_context(|| {
+            format!(
+                "LINKSTATE_HTTP_ADDR: cannot listen on {}",
+                settings.http_addr
+            )
+        })?;
     app::start(AppConfig {
         database_url: database.url.clone(),
         grpc_listener,
@@ -126,7 +136,11 @@ async fn dev(mut settings: DevSettings) -> anyhow::Result<()> {
         .with_context(|| format!("LINKSTATE_DATA_DIR: cannot create {}", data_dir.display()))?;
     let service = &mut settings.service;
     if service.encryption_key.is_none() {
-        service.encryption_key = Some(dev_secret(&data_dir, "encryption.key", Cipher::generate_key)?);
+        service.encryption_key = Some(dev_secret(
+            &data_dir,
+            "encryption.key",
+            Cipher::generate_key,
+        )?);
     }
     let simulator = Simulator::new(SimConfig {
         client_id: SIM_CLIENT_ID.into(),
@@ -155,7 +169,11 @@ async fn dev(mut settings: DevSettings) -> anyhow::Result<()> {
 }
 
 /// A secret kept in the data dir across `dev` runs, made on first use.
-fn dev_secret(data_dir: &Path, name: &str, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+fn dev_secret(
+    data_dir: &Path,
+    name: &str,
+    make: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
     let path = data_dir.join(name);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         return Ok(existing.trim().to_string());
@@ -170,13 +188,16 @@ async fn dev_api_key(database_url: &str, data_dir: &Path) -> anyhow::Result<Stri
     let pool = store::pool(database_url, 1)?;
     let mut conn = store::connect(&pool).await?;
     let path = data_dir.join("dev-api-key");
-    if let Ok(key) = std::fs::read_to_string(&path) {
-        if accounts::authenticate(&mut conn, key.trim()).await?.is_some() {
-            return Ok(key.trim().to_string());
-        }
+    if let Ok(key) = std::fs::read_to_string(&path)
+        && accounts::authenticate(&mut conn, key.trim())
+            .await?
+            .is_some()
+    {
+        return Ok(key.trim().to_string());
     }
     let (_, key) = accounts::create(&mut conn, "dev").await?;
-    std::fs::write(&path, key.expose()).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, key.expose())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(key.expose().to_string())
 }
 

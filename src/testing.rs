@@ -15,8 +15,8 @@ use tonic::transport::Channel;
 use crate::app::{self, AppConfig, RunningApp};
 use crate::cipher::Cipher;
 use crate::domain::ids::AccountId;
-use crate::providers::plaid::PlaidConfig;
 use crate::proto;
+use crate::providers::plaid::PlaidConfig;
 use crate::sim::{SimConfig, Simulator};
 use crate::store::embedded::EmbeddedCluster;
 use crate::store::{self, DbPool, accounts, migrations};
@@ -30,7 +30,9 @@ pub const SIM_SECRET: &str = "test-secret";
 fn server_url(name: &str) -> String {
     match std::env::var("DATABASE_URL") {
         Ok(url) => {
-            let (base, _) = url.rsplit_once('/').expect("DATABASE_URL has a database name");
+            let (base, _) = url
+                .rsplit_once('/')
+                .expect("DATABASE_URL has a database name");
             format!("{base}/{name}")
         }
         Err(_) => embedded_cluster().database_url(name),
@@ -66,7 +68,11 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
         .flatten()
         .flat_map(|entry| {
             let path = entry.path();
-            if path.is_dir() { walk(&path) } else { vec![path] }
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
         })
         .collect()
 }
@@ -94,10 +100,12 @@ async fn ensure_template() -> String {
         migrations::run(&server_url(&building))
             .await
             .expect("migrate template");
-        diesel::sql_query(format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""))
-            .execute(&mut admin)
-            .await
-            .expect("rename template");
+        diesel::sql_query(format!(
+            "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("rename template");
     }
     diesel::sql_query("SELECT pg_advisory_unlock(7245001)")
         .execute(&mut admin)
@@ -136,10 +144,12 @@ impl TestDatabase {
         let mut admin = AsyncPgConnection::establish(&server_url("postgres"))
             .await
             .expect("the test database server answers");
-        diesel::sql_query(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
+        diesel::sql_query(format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
         let url = server_url(&name);
         Self { name, url }
     }

@@ -27,7 +27,11 @@ async fn import(app: &TestApp, key: &str, external: &str) {
         .unwrap();
 }
 
-async fn open(app: &TestApp, key: &str, request: proto::StreamEventsRequest) -> Streaming<proto::StreamEventsResponse> {
+async fn open(
+    app: &TestApp,
+    key: &str,
+    request: proto::StreamEventsRequest,
+) -> Streaming<proto::StreamEventsResponse> {
     app.events()
         .await
         .stream_events(authed(key, request))
@@ -37,7 +41,10 @@ async fn open(app: &TestApp, key: &str, request: proto::StreamEventsRequest) -> 
 }
 
 /// The next `n` events of a stream, skipping heartbeats.
-async fn next_events(stream: &mut Streaming<proto::StreamEventsResponse>, n: usize) -> Vec<proto::Event> {
+async fn next_events(
+    stream: &mut Streaming<proto::StreamEventsResponse>,
+    n: usize,
+) -> Vec<proto::Event> {
     let mut events = Vec::new();
     while events.len() < n {
         let message = tokio::time::timeout(Duration::from_secs(10), stream.next())
@@ -72,8 +79,14 @@ async fn streams_from_earliest_resume_after_a_cursor_and_follow_live() {
     )
     .await;
     let first_two = next_events(&mut earliest, 2).await;
-    assert_eq!(event_type(&first_two[0]), proto::event::Type::BankLinkingAccountsUpdating);
-    assert_eq!(event_type(&first_two[1]), proto::event::Type::BankLinkingAccountsUpdated);
+    assert_eq!(
+        event_type(&first_two[0]),
+        proto::event::Type::BankLinkingAccountsUpdating
+    );
+    assert_eq!(
+        event_type(&first_two[1]),
+        proto::event::Type::BankLinkingAccountsUpdated
+    );
 
     // Resuming after the first cursor gives the second event, and nothing before it.
     let mut resumed = open(
@@ -94,11 +107,24 @@ async fn streams_from_earliest_resume_after_a_cursor_and_follow_live() {
     import(&app, &key, "customer-2").await;
     let fresh = next_events(&mut live, 2).await;
     for event in &fresh {
-        assert_eq!(event.payload.as_ref().unwrap().external_customer_id.as_deref(), Some("customer-2"));
+        assert_eq!(
+            event
+                .payload
+                .as_ref()
+                .unwrap()
+                .external_customer_id
+                .as_deref(),
+            Some("customer-2")
+        );
     }
     // ... and the earliest stream, still open, follows on with the same events in the same order.
     let followed = next_events(&mut earliest, 2).await;
-    let ids = |events: &[proto::Event]| events.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>();
+    let ids = |events: &[proto::Event]| {
+        events
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(ids(&followed), ids(&fresh));
     app.stop().await;
 }
@@ -215,7 +241,10 @@ async fn bad_stream_requests_are_invalid_arguments() {
         ),
     ];
     for (request, message) in cases {
-        let status = events.stream_events(authed(&key, request)).await.unwrap_err();
+        let status = events
+            .stream_events(authed(&key, request))
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), message);
     }

@@ -39,7 +39,13 @@ async fn wait_for_events(app: &TestApp, key: &str, n: usize) -> Vec<proto::Event
 
 /// Nothing of a refused request is in the database.
 async fn assert_nothing_written(app: &TestApp) {
-    for table in ["customers", "connections", "financial_accounts", "events", "jobs"] {
+    for table in [
+        "customers",
+        "connections",
+        "financial_accounts",
+        "events",
+        "jobs",
+    ] {
         assert_eq!(app.count(table).await, 0, "{table} has rows");
     }
 }
@@ -98,11 +104,21 @@ async fn import_adds_the_connection_its_accounts_and_the_two_events() {
         .into_inner()
         .financial_accounts;
     assert_eq!(accounts.len(), 5);
-    let checking = accounts.iter().find(|a| a.name == "Plaid Checking").unwrap();
+    let checking = accounts
+        .iter()
+        .find(|a| a.name == "Plaid Checking")
+        .unwrap();
     assert_eq!(checking.truncated_account_number, "0000");
     let balances = checking.balances.as_ref().unwrap();
     assert_eq!(balances.currency, "USD");
-    assert!(balances.current_amount.as_deref().unwrap().parse::<f64>().is_ok());
+    assert!(
+        balances
+            .current_amount
+            .as_deref()
+            .unwrap()
+            .parse::<f64>()
+            .is_ok()
+    );
 
     let events = wait_for_events(&app, &key, 2).await;
     let types: Vec<i32> = events.iter().map(|e| e.event_type).collect();
@@ -114,12 +130,25 @@ async fn import_adds_the_connection_its_accounts_and_the_two_events() {
         ]
     );
     let updating = events[0].payload.as_ref().unwrap();
-    assert_eq!(updating.request_id.as_deref(), Some(response.request_id.as_str()));
+    assert_eq!(
+        updating.request_id.as_deref(),
+        Some(response.request_id.as_str())
+    );
     assert_eq!(updating.financial_accounts.len(), 5);
-    assert!(updating.financial_accounts.iter().all(|a| a.new_account == Some(true)));
+    assert!(
+        updating
+            .financial_accounts
+            .iter()
+            .all(|a| a.new_account == Some(true))
+    );
     let updated = events[1].payload.as_ref().unwrap();
     assert!(updated.successfully_aggregated_at.is_some());
-    assert!(updated.financial_accounts.iter().all(|a| a.products == vec![proto::product::Value::Balances as i32]));
+    assert!(
+        updated
+            .financial_accounts
+            .iter()
+            .all(|a| a.products == vec![proto::product::Value::Balances as i32])
+    );
 
     // Seed step 3: Plaid now sends the item's webhooks to us.
     let expected = format!("http://{}/webhooks/plaid", app.app.http_addr);
@@ -135,8 +164,16 @@ async fn importing_the_same_item_again_returns_the_same_connection() {
     let mut connections = app.connections().await;
     let import = || request(vec![plaid_item("customer-1", item.access_token.expose())]);
 
-    let first = connections.import_connections(authed(&key, import())).await.unwrap().into_inner();
-    let second = connections.import_connections(authed(&key, import())).await.unwrap().into_inner();
+    let first = connections
+        .import_connections(authed(&key, import()))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = connections
+        .import_connections(authed(&key, import()))
+        .await
+        .unwrap()
+        .into_inner();
     let id = |r: &proto::ImportConnectionsResponse| match &r.results[0].result {
         Some(import_result::Result::Connection(c)) => c.id.clone(),
         other => panic!("import failed: {other:?}"),
@@ -180,13 +217,23 @@ async fn a_plaid_error_fails_only_its_item() {
         .unwrap()
         .into_inner();
 
-    assert!(matches!(response.results[0].result, Some(import_result::Result::Connection(_))));
-    assert!(matches!(response.results[2].result, Some(import_result::Result::Connection(_))));
+    assert!(matches!(
+        response.results[0].result,
+        Some(import_result::Result::Connection(_))
+    ));
+    assert!(matches!(
+        response.results[2].result,
+        Some(import_result::Result::Connection(_))
+    ));
     let Some(import_result::Result::Error(error)) = &response.results[1].result else {
         panic!("the bad item succeeded");
     };
     assert_eq!(error.code, "UNAUTHENTICATED");
-    assert!(error.message.contains("INVALID_ACCESS_TOKEN"), "{}", error.message);
+    assert!(
+        error.message.contains("INVALID_ACCESS_TOKEN"),
+        "{}",
+        error.message
+    );
     let details = &error.service_provider_details.as_ref().unwrap().fields;
     let field = |name: &str| match details.get(name).and_then(|v| v.kind.clone()) {
         Some(prost_types::value::Kind::StringValue(s)) => s,
@@ -213,7 +260,9 @@ async fn invalid_requests_are_refused_whole_and_write_nothing() {
     let cases: Vec<(Vec<proto::ImportConnection>, &str)> = vec![
         (vec![], "connections must not be empty"),
         (
-            (0..101).map(|i| plaid_item(&format!("c{i}"), token)).collect(),
+            (0..101)
+                .map(|i| plaid_item(&format!("c{i}"), token))
+                .collect(),
             "at most 100 connections per request, got 101",
         ),
         (
@@ -298,7 +347,10 @@ async fn credentials_are_sealed_at_rest() {
     let item = app.sim.create_item("ins_109508");
     app.connections()
         .await
-        .import_connections(authed(&key, request(vec![plaid_item("c", item.access_token.expose())])))
+        .import_connections(authed(
+            &key,
+            request(vec![plaid_item("c", item.access_token.expose())]),
+        ))
         .await
         .unwrap();
     #[derive(diesel::QueryableByName)]

@@ -42,7 +42,10 @@ async fn calls_without_a_known_key_are_unauthenticated() {
         .unwrap_err();
     assert_eq!(bare.code(), Code::Unauthenticated);
     let unknown = connections
-        .list_connections(authed("lsk_not-a-key", proto::ListConnectionsRequest::default()))
+        .list_connections(authed(
+            "lsk_not-a-key",
+            proto::ListConnectionsRequest::default(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::Unauthenticated);
@@ -66,7 +69,10 @@ async fn health_needs_no_key() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(answer.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        answer.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
     app.stop().await;
 }
 
@@ -177,7 +183,10 @@ async fn another_account_sees_nothing_of_the_first() {
             .unwrap()
             .unwrap();
         assert!(
-            matches!(message.message, Some(proto::stream_events_response::Message::Heartbeat(_))),
+            matches!(
+                message.message,
+                Some(proto::stream_events_response::Message::Heartbeat(_))
+            ),
             "got {message:?}"
         );
     }

@@ -44,7 +44,10 @@ impl ConnectionFacts {
     /// `serviceProviderDetails` when no provider webhook caused the event.
     pub fn provider_details(&self) -> Map<String, Value> {
         let mut details = Map::new();
-        details.insert("serviceProvider".into(), self.service_provider.as_str().into());
+        details.insert(
+            "serviceProvider".into(),
+            self.service_provider.as_str().into(),
+        );
         if let Some(id) = &self.provider_connection_id {
             details.insert("serviceProviderConnectionId".into(), id.clone().into());
         }
@@ -144,7 +147,10 @@ mod tests {
 
     #[test]
     fn accounts_updated_never_lists_transactions_nor_empty_accounts() {
-        let (a, b) = (FinancialAccountId::generate(), FinancialAccountId::generate());
+        let (a, b) = (
+            FinancialAccountId::generate(),
+            FinancialAccountId::generate(),
+        );
         let event = accounts_updated(
             &facts(),
             &RequestId::generate(),

@@ -134,7 +134,10 @@ mod tests {
 
     #[test]
     fn names_round_trip_as_meld_writes_them() {
-        assert_eq!(ConnectionStatus::ReconnectRequired.as_str(), "RECONNECT_REQUIRED");
+        assert_eq!(
+            ConnectionStatus::ReconnectRequired.as_str(),
+            "RECONNECT_REQUIRED"
+        );
         assert_eq!("IN_PROGRESS".parse(), Ok(ConnectionStatus::InProgress));
         assert_eq!(StatusReason::LoginRequired.as_str(), "LOGIN_REQUIRED");
     }

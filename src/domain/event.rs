@@ -64,9 +64,6 @@ impl EventType {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventPayload {
-    /// The API request that caused the event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
     /// The customer the connection belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<CustomerId>,
@@ -82,6 +79,9 @@ pub struct EventPayload {
     /// The institution's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub institution_name: Option<String>,
+    /// The API request that caused the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// Why the customer must act, or why the connect flow failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -209,9 +209,7 @@ impl Event {
         Envelope {
             event_type: self.event_type,
             event_id: self.event_id,
-            timestamp: self
-                .timestamp
-                .to_rfc3339_opts(SecondsFormat::Micros, true),
+            timestamp: self.timestamp.to_rfc3339_opts(SecondsFormat::Micros, true),
             account_id: self.account_id,
             profile_id,
             version: &self.version,

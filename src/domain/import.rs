@@ -124,8 +124,7 @@ fn validate_item(index: usize, item: RawImportItem) -> Result<ImportItem, Import
             }
         }
         Some(ServiceProvider::Akoya) => {
-            if item.refresh_token.expose().trim().is_empty() || item.provider_id.trim().is_empty()
-            {
+            if item.refresh_token.expose().trim().is_empty() || item.provider_id.trim().is_empty() {
                 return Err(ImportRejection::MissingCredentials {
                     index,
                     what: "refreshToken and providerId are required for AKOYA",
@@ -177,7 +176,10 @@ mod tests {
         let items = validate(vec![plaid("access-1"), akoya]).unwrap();
         assert_eq!(items[0].external_customer_id.as_deref(), Some("customer-1"));
         assert_eq!(items[1].external_customer_id, None);
-        assert_eq!(items[1].credentials.service_provider(), ServiceProvider::Akoya);
+        assert_eq!(
+            items[1].credentials.service_provider(),
+            ServiceProvider::Akoya
+        );
     }
 
     #[test]
@@ -192,13 +194,20 @@ mod tests {
         let mut item = plaid("t");
         item.service_provider = Some(ServiceProvider::Mx);
         let error = validate(vec![plaid("t"), item]).unwrap_err();
-        assert!(error.to_string().contains("importing only works for PLAID and AKOYA"));
+        assert!(
+            error
+                .to_string()
+                .contains("importing only works for PLAID and AKOYA")
+        );
         assert!(error.to_string().starts_with("connections[1]"));
     }
 
     #[test]
     fn refuses_missing_credentials() {
         let error = validate(vec![plaid("  ")]).unwrap_err();
-        assert!(matches!(error, ImportRejection::MissingCredentials { index: 0, .. }));
+        assert!(matches!(
+            error,
+            ImportRejection::MissingCredentials { index: 0, .. }
+        ));
     }
 }

@@ -34,7 +34,7 @@ pub enum StartAt {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamItem {
     /// A matching event.
-    Event(LoggedEvent),
+    Event(Box<LoggedEvent>),
     /// Nothing matched for a while; resuming after this cursor skips nothing.
     Heartbeat(Cursor),
 }
@@ -60,7 +60,12 @@ pub fn open(
 ) -> ReceiverStream<Result<StreamItem, StoreError>> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
-        let producer = Producer { pool, hub, request, tx: tx.clone() };
+        let producer = Producer {
+            pool,
+            hub,
+            request,
+            tx: tx.clone(),
+        };
         if let Err(error) = producer.run().await {
             let _ = tx.send(Err(error)).await;
         }
@@ -110,7 +115,7 @@ impl Producer {
                                     continue;
                                 }
                                 if self.wants(logged)
-                                    && self.send(StreamItem::Event(logged.clone())).await.is_err()
+                                    && self.send(StreamItem::Event(Box::new(logged.clone()))).await.is_err()
                                 {
                                     return Ok(());
                                 }
@@ -156,7 +161,11 @@ impl Producer {
             let full = page.events.len() as i64 == CATCH_UP_PAGE;
             for logged in page.events {
                 let cursor = logged.cursor;
-                if self.send(StreamItem::Event(logged)).await.is_err() {
+                if self
+                    .send(StreamItem::Event(Box::new(logged)))
+                    .await
+                    .is_err()
+                {
                     return Ok(Err(Gone));
                 }
                 *position = cursor;

@@ -20,17 +20,17 @@ pub async fn create(
     let name = name.to_string();
     conn.transaction::<_, StoreError, _>(async |conn| {
         diesel::insert_into(accounts::table)
-                .values((accounts::id.eq(account_id.0), accounts::name.eq(name)))
-                .execute(conn)
-                .await?;
-            diesel::insert_into(api_keys::table)
-                .values((
-                    api_keys::key_hash.eq(key_hash),
-                    api_keys::account_id.eq(account_id.0),
-                ))
-                .execute(conn)
-                .await?;
-            Ok(())
+            .values((accounts::id.eq(account_id.0), accounts::name.eq(name)))
+            .execute(conn)
+            .await?;
+        diesel::insert_into(api_keys::table)
+            .values((
+                api_keys::key_hash.eq(key_hash),
+                api_keys::account_id.eq(account_id.0),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(())
     })
     .await?;
     Ok((account_id, key))

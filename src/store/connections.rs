@@ -89,7 +89,11 @@ impl TryFrom<ConnectionRow> for Connection {
                 .map_err(|_| corrupt("status", &row.status))?,
             status_reason: row
                 .status_reason
-                .map(|reason| reason.parse().map_err(|_| corrupt("status reason", &reason)))
+                .map(|reason| {
+                    reason
+                        .parse()
+                        .map_err(|_| corrupt("status reason", &reason))
+                })
                 .transpose()?,
             products: row
                 .products
@@ -187,9 +191,11 @@ pub async fn list(
     }
     if let Some((created_at, id)) = query.after {
         select = select.filter(
-            connections::created_at.lt(created_at).or(connections::created_at
-                .eq(created_at)
-                .and(connections::id.lt(id.0))),
+            connections::created_at
+                .lt(created_at)
+                .or(connections::created_at
+                    .eq(created_at)
+                    .and(connections::id.lt(id.0))),
         );
     }
     select
@@ -315,7 +321,11 @@ pub async fn insert_imported(
 }
 
 /// The sealed form of credentials, bound to the connection's id.
-fn seal_credentials(cipher: &Cipher, id: ConnectionId, credentials: &ProviderCredentials) -> Vec<u8> {
+fn seal_credentials(
+    cipher: &Cipher,
+    id: ConnectionId,
+    credentials: &ProviderCredentials,
+) -> Vec<u8> {
     let plain = match credentials {
         ProviderCredentials::Plaid { access_token } => {
             serde_json::json!({"plaid": {"accessToken": access_token.expose()}})

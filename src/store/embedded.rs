@@ -103,11 +103,17 @@ impl EmbeddedCluster {
     fn launch(&mut self) -> Result<(), EmbeddedError> {
         let port = free_port()?;
         let data = self.data_dir.to_string_lossy().into_owned();
-        let log = self.data_dir.join("server.log").to_string_lossy().into_owned();
+        let log = self
+            .data_dir
+            .join("server.log")
+            .to_string_lossy()
+            .into_owned();
         let options = format!("-p {port} -c listen_addresses=127.0.0.1 -k {data}");
         self.run(
             "pg_ctl",
-            &["start", "-D", &data, "-l", &log, "-w", "-t", "60", "-o", &options],
+            &[
+                "start", "-D", &data, "-l", &log, "-w", "-t", "60", "-o", &options,
+            ],
         )?;
         self.port = port;
         self.started_here = true;
@@ -154,7 +160,11 @@ fn failed(step: &str, error: impl std::fmt::Display) -> EmbeddedError {
 
 /// Where the server binaries are: `pg_config --bindir`, Debian's versioned dirs, or `PATH`.
 fn find_bin_dir() -> Option<PathBuf> {
-    let has_all = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).exists());
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).exists())
+    };
     let from_pg_config = Command::new("pg_config")
         .arg("--bindir")
         .output()

@@ -122,11 +122,10 @@ async fn settled_below(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> 
         #[diesel(sql_type = BigInt)]
         xmin: i64,
     }
-    let horizon = diesel::sql_query(
-        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin",
-    )
-    .get_result::<Horizon>(conn)
-    .await?;
+    let horizon =
+        diesel::sql_query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin")
+            .get_result::<Horizon>(conn)
+            .await?;
     Ok(horizon.xmin)
 }
 
@@ -184,7 +183,10 @@ pub async fn read_after(
             .bind::<diesel::sql_types::Uuid, _>(connection_id.0);
     }
     let rows = query
-        .sql(format!(" ORDER BY transaction_id, sequence LIMIT {}", placeholder()))
+        .sql(format!(
+            " ORDER BY transaction_id, sequence LIMIT {}",
+            placeholder()
+        ))
         .bind::<BigInt, _>(limit)
         .load::<EventRow>(conn)
         .await?;
@@ -207,15 +209,19 @@ pub async fn get(
     account_id: AccountId,
     event_id: EventId,
 ) -> Result<LoggedEvent, StoreError> {
-    diesel::sql_query(format!("{EVENT_SELECT} WHERE event_id = $1 AND account_id = $2"))
-        .bind::<diesel::sql_types::Uuid, _>(event_id.0)
-        .bind::<diesel::sql_types::Uuid, _>(account_id.0)
-        .get_result::<EventRow>(conn)
-        .await?
-        .try_into()
+    diesel::sql_query(format!(
+        "{EVENT_SELECT} WHERE event_id = $1 AND account_id = $2"
+    ))
+    .bind::<diesel::sql_types::Uuid, _>(event_id.0)
+    .bind::<diesel::sql_types::Uuid, _>(account_id.0)
+    .get_result::<EventRow>(conn)
+    .await?
+    .try_into()
 }
 
 /// The position after every settled event: where a live stream starts.
 pub async fn head(conn: &mut AsyncPgConnection) -> Result<Cursor, StoreError> {
-    Ok(Cursor::before_transaction(settled_below(conn).await? as u64))
+    Ok(Cursor::before_transaction(
+        settled_below(conn).await? as u64,
+    ))
 }

@@ -1,8 +1,8 @@
 //! The schema migrations, embedded in the binary.
 
 use diesel_async::AsyncConnection;
-use diesel_async::AsyncPgConnection;
 use diesel_async::AsyncMigrationHarness;
+use diesel_async::AsyncPgConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::StoreError;

@@ -103,10 +103,11 @@ pub async fn create_database_if_missing(admin_url: &str, name: &str) -> Result<(
     let mut conn = AsyncPgConnection::establish(admin_url)
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    let found = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
-        .bind::<Text, _>(name)
-        .get_result::<Found>(&mut conn)
-        .await?;
+    let found =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<Text, _>(name)
+            .get_result::<Found>(&mut conn)
+            .await?;
     if !found.exists {
         // Identifiers cannot be bound; `name` is ours, never a user's.
         diesel::sql_query(format!("CREATE DATABASE \"{name}\""))

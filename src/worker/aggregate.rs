@@ -55,7 +55,8 @@ async fn aggregate(ctx: &Context, job: &AggregateJob) -> Result<(), JobError> {
     let (connection, credentials, webhook_url) = {
         let mut conn = store::connect(ctx.pool()).await?;
         let connection = connections::get(&mut conn, job.account_id, job.connection_id).await?;
-        let credentials = connections::credentials(&mut conn, ctx.cipher(), job.connection_id).await?;
+        let credentials =
+            connections::credentials(&mut conn, ctx.cipher(), job.connection_id).await?;
         let webhook_url = connections::webhook_url(&mut conn, job.connection_id).await?;
         (connection, credentials, webhook_url)
     };
@@ -101,8 +102,11 @@ async fn aggregate_plaid(
         conn.transaction::<_, StoreError, _>(async |conn| {
             let upserted = upsert_accounts(conn, connection, &accounts, fetched_at).await?;
             let summaries = summaries(&accounts, &upserted);
-            let updating =
-                connection_events::accounts_updating(&connection.facts(), &job.request_id, &summaries);
+            let updating = connection_events::accounts_updating(
+                &connection.facts(),
+                &job.request_id,
+                &summaries,
+            );
             events::append(conn, connection.account_id, &[updating]).await?;
             Ok(())
         })

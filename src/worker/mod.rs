@@ -164,6 +164,7 @@ async fn run_one(ctx: &Context, worker_id: &str, claimed: ClaimedJob) {
 fn backoff(attempt: i32) -> Duration {
     use rand::RngExt;
     let ceiling = Duration::from_secs(2u64.saturating_pow(attempt.clamp(1, 20) as u32)).min(LEASE);
-    let millis = rand::rng().random_range(ceiling.as_millis() as u64 / 2..=ceiling.as_millis() as u64);
+    let millis =
+        rand::rng().random_range(ceiling.as_millis() as u64 / 2..=ceiling.as_millis() as u64);
     Duration::from_millis(millis)
 }

@@ -14,7 +14,11 @@ pub async fn account(ctx: &Context, metadata: &MetadataMap) -> Result<AccountId,
     let key = metadata
         .get("authorization")
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or(value.strip_prefix("bearer ")))
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or(value.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|key| !key.is_empty())
         .ok_or_else(unauthenticated)?;

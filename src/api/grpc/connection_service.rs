@@ -57,7 +57,12 @@ impl ConnectionService for Connections {
         request: Request<proto::ImportConnectionsRequest>,
     ) -> Result<Response<proto::ImportConnectionsResponse>, Status> {
         let account_id = auth::account(&self.ctx, request.metadata()).await?;
-        let raw = request.into_inner().connections.into_iter().map(raw_item).collect();
+        let raw = request
+            .into_inner()
+            .connections
+            .into_iter()
+            .map(raw_item)
+            .collect();
         let items =
             import_rules::validate(raw).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let outcome = import::import(&self.ctx, account_id, items)
@@ -99,7 +104,9 @@ impl ConnectionService for Connections {
         }
         let not_found = || status::not_found("connection", &raw_id);
         let id: ConnectionId = raw_id.parse().map_err(|_| not_found())?;
-        let mut conn = store::connect(self.ctx.pool()).await.map_err(status::store)?;
+        let mut conn = store::connect(self.ctx.pool())
+            .await
+            .map_err(status::store)?;
         match connections::get(&mut conn, account_id, id).await {
             Ok(connection) => Ok(Response::new(convert::connection(&connection))),
             Err(store::StoreError::NotFound) => Err(not_found()),
@@ -142,7 +149,9 @@ impl ConnectionService for Connections {
             service_providers,
             after: after.map(|token| (token.created_at, token.id)),
         };
-        let mut conn = store::connect(self.ctx.pool()).await.map_err(status::store)?;
+        let mut conn = store::connect(self.ctx.pool())
+            .await
+            .map_err(status::store)?;
         let page = connections::list(&mut conn, account_id, &query, limit + 1)
             .await
             .map_err(status::store)?;

@@ -100,7 +100,10 @@ pub fn financial_account(row: &FinancialAccountRow) -> proto::FinancialAccount {
         subtype: row.subtype.clone().unwrap_or_default(),
         status: proto_enum!(proto::financial_account::Status, &row.status),
         balances: Some(proto::Balances {
-            current_amount: row.current_balance.as_ref().map(|a| a.normalized().to_string()),
+            current_amount: row
+                .current_balance
+                .as_ref()
+                .map(|a| a.normalized().to_string()),
             available_amount: row
                 .available_balance
                 .as_ref()

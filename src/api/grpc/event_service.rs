@@ -150,10 +150,13 @@ impl EventService for Events {
             &request.external_customer_id,
             &request.connection_id,
         )?;
-        let mut conn = store::connect(self.ctx.pool()).await.map_err(status::store)?;
-        let page = event_store::read_after(&mut conn, Some(account_id), after, &filter, limit as i64)
+        let mut conn = store::connect(self.ctx.pool())
             .await
             .map_err(status::store)?;
+        let page =
+            event_store::read_after(&mut conn, Some(account_id), after, &filter, limit as i64)
+                .await
+                .map_err(status::store)?;
         Ok(Response::new(proto::ListEventsResponse {
             events: page.events.iter().map(convert::event).collect(),
             next_cursor: page.scanned_to.encode(),
@@ -171,7 +174,9 @@ impl EventService for Events {
         }
         let not_found = || status::not_found("event", &raw_id);
         let id: EventId = raw_id.parse().map_err(|_| not_found())?;
-        let mut conn = store::connect(self.ctx.pool()).await.map_err(status::store)?;
+        let mut conn = store::connect(self.ctx.pool())
+            .await
+            .map_err(status::store)?;
         match event_store::get(&mut conn, account_id, id).await {
             Ok(logged) => Ok(Response::new(convert::event(&logged))),
             Err(store::StoreError::NotFound) => Err(not_found()),

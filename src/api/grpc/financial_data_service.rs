@@ -59,7 +59,9 @@ impl FinancialDataService for FinancialData {
         let scope = scope(&request)?;
         let limit = request::page_size(request.page_size)?;
         let after = request::decode_token::<FinancialAccountId>(&request.page_token)?;
-        let mut conn = store::connect(self.ctx.pool()).await.map_err(status::store)?;
+        let mut conn = store::connect(self.ctx.pool())
+            .await
+            .map_err(status::store)?;
         let page = financial_accounts::list(&mut conn, account_id, &scope, after, limit + 1)
             .await
             .map_err(status::store)?;

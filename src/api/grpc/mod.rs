@@ -42,9 +42,11 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(health)
-        .add_service(proto::connection_service_server::ConnectionServiceServer::new(
-            connection_service::Connections::new(ctx.clone()),
-        ))
+        .add_service(
+            proto::connection_service_server::ConnectionServiceServer::new(
+                connection_service::Connections::new(ctx.clone()),
+            ),
+        )
         .add_service(
             proto::financial_data_service_server::FinancialDataServiceServer::new(
                 financial_data_service::FinancialData::new(ctx.clone()),
