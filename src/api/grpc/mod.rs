@@ -17,21 +17,26 @@ use tonic::transport::Server;
 use crate::context::Context;
 use crate::proto;
 
+/// Reflection over linkstate's services and the health service.
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
 /// Serves gRPC on `listener` until `shutdown` resolves.
 pub async fn serve(
     ctx: Context,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the embedded descriptor set is valid");
     // grpcurl before 1.8.8 (the one pip installs) speaks only the v1alpha protocol.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+    let reflection = reflection_builder()
+        .build_v1()
+        .expect("embedded descriptors are valid");
+    let reflection_v1alpha = reflection_builder()
         .build_v1alpha()
-        .expect("the embedded descriptor set is valid");
+        .expect("embedded descriptors are valid");
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<proto::connection_service_server::ConnectionServiceServer<
