@@ -48,7 +48,10 @@ fn main() {
         let batch = items(&app);
         let started = Instant::now();
         let response = client
-            .import_connections(authed(&key, proto::ImportConnectionsRequest { connections: batch }))
+            .import_connections(authed(
+                &key,
+                proto::ImportConnectionsRequest { connections: batch },
+            ))
             .await
             .expect("import")
             .into_inner();
@@ -59,7 +62,12 @@ fn main() {
         let started = Instant::now();
         for item in one_by_one {
             let response = client
-                .import_connections(authed(&key, proto::ImportConnectionsRequest { connections: vec![item] }))
+                .import_connections(authed(
+                    &key,
+                    proto::ImportConnectionsRequest {
+                        connections: vec![item],
+                    },
+                ))
                 .await
                 .expect("import")
                 .into_inner();
@@ -67,12 +75,21 @@ fn main() {
         }
         let sequential = started.elapsed();
 
-        println!("\nImport of {ITEMS} Plaid items, simulator latency {} ms per call\n", LATENCY.as_millis());
+        println!(
+            "\nImport of {ITEMS} Plaid items, simulator latency {} ms per call\n",
+            LATENCY.as_millis()
+        );
         println!("| how | wall time | items/s |");
         println!("|---|---:|---:|");
         for (how, took) in [
-            ("one request of 100 items (linkstate, 16 at a time)", concurrent),
-            ("baseline: 100 requests of 1 item, one after another", sequential),
+            (
+                "one request of 100 items (linkstate, 16 at a time)",
+                concurrent,
+            ),
+            (
+                "baseline: 100 requests of 1 item, one after another",
+                sequential,
+            ),
         ] {
             println!(
                 "| {how} | {:.2} s | {:.0} |",
@@ -80,7 +97,10 @@ fn main() {
                 ITEMS as f64 / took.as_secs_f64()
             );
         }
-        println!("\nspeed-up: {:.1}x", sequential.as_secs_f64() / concurrent.as_secs_f64());
+        println!(
+            "\nspeed-up: {:.1}x",
+            sequential.as_secs_f64() / concurrent.as_secs_f64()
+        );
         app.stop().await;
     });
 }

@@ -15,47 +15,18 @@ use crate::domain::import::ProviderCredentials;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
 
-/// The columns a [`Connection`] is read from.
-type ConnectionColumns = (
-    connections::id,
-    connections::account_id,
-    connections::customer_id,
-    customers::external_customer_id,
-    connections::institution_id,
-    institutions::name,
-    connections::service_provider,
-    connections::provider_connection_id,
-    connections::status,
-    connections::status_reason,
-    connections::products,
-    connections::successfully_aggregated_at,
-    connections::created_at,
-);
-
-const CONNECTION_COLUMNS: ConnectionColumns = (
-    connections::id,
-    connections::account_id,
-    connections::customer_id,
-    customers::external_customer_id,
-    connections::institution_id,
-    institutions::name,
-    connections::service_provider,
-    connections::provider_connection_id,
-    connections::status,
-    connections::status_reason,
-    connections::products,
-    connections::successfully_aggregated_at,
-    connections::created_at,
-);
-
-/// A connection row as stored, before its strings are parsed.
-#[derive(Queryable)]
+/// A connection row as stored, with its customer's external id and its institution's name,
+/// before its strings are parsed.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = connections)]
 struct ConnectionRow {
     id: Uuid,
     account_id: Uuid,
     customer_id: Uuid,
+    #[diesel(select_expression = customers::external_customer_id)]
     external_customer_id: Option<String>,
     institution_id: Uuid,
+    #[diesel(select_expression = institutions::name)]
     institution_name: String,
     service_provider: String,
     provider_connection_id: Option<String>,
@@ -124,7 +95,7 @@ pub async fn get(
     connection_source!()
         .filter(connections::account_id.eq(account_id.0))
         .filter(connections::id.eq(id.0))
-        .select(CONNECTION_COLUMNS)
+        .select(ConnectionRow::as_select())
         .first::<ConnectionRow>(conn)
         .await?
         .try_into()
@@ -141,7 +112,7 @@ pub async fn find_by_provider_id(
         .filter(connections::account_id.eq(account_id.0))
         .filter(connections::service_provider.eq(provider.as_str()))
         .filter(connections::provider_connection_id.eq(provider_connection_id))
-        .select(CONNECTION_COLUMNS)
+        .select(ConnectionRow::as_select())
         .first::<ConnectionRow>(conn)
         .await
         .optional()?
@@ -173,7 +144,7 @@ pub async fn list(
 ) -> Result<Vec<Connection>, StoreError> {
     let mut select = connection_source!()
         .filter(connections::account_id.eq(account_id.0))
-        .select(CONNECTION_COLUMNS)
+        .select(ConnectionRow::as_select())
         .into_boxed();
     if let Some(customer_id) = query.customer_id {
         select = select.filter(connections::customer_id.eq(customer_id.0));
