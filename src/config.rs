@@ -59,10 +59,20 @@ pub enum AccountsCommand {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseSettings {
     /// PostgreSQL URL; unset: an embedded cluster under LINKSTATE_DATA_DIR.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Where the embedded cluster and dev secrets live.
-    #[arg(long, env = "LINKSTATE_DATA_DIR", default_value = "./.linkstate")]
+    #[arg(
+        long,
+        env = "LINKSTATE_DATA_DIR",
+        value_name = "LINKSTATE_DATA_DIR",
+        default_value = "./.linkstate"
+    )]
     pub data_dir: PathBuf,
 }
 
@@ -73,34 +83,60 @@ pub struct Settings {
     #[command(flatten)]
     pub database: DatabaseSettings,
     /// gRPC listen address.
-    #[arg(long, env = "LINKSTATE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "LINKSTATE_GRPC_ADDR",
+        value_name = "LINKSTATE_GRPC_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
     pub grpc_addr: SocketAddr,
     /// Webhook, health and metrics HTTP listen address.
-    #[arg(long, env = "LINKSTATE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "LINKSTATE_HTTP_ADDR",
+        value_name = "LINKSTATE_HTTP_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub http_addr: SocketAddr,
     /// Base URL at which providers reach the HTTP listener; default `http://{LINKSTATE_HTTP_ADDR}`.
-    #[arg(long, env = "LINKSTATE_PUBLIC_URL")]
+    #[arg(
+        long,
+        env = "LINKSTATE_PUBLIC_URL",
+        value_name = "LINKSTATE_PUBLIC_URL"
+    )]
     pub public_url: Option<String>,
     /// 32-byte key, base64, sealing provider credentials at rest.
-    #[arg(long, env = "LINKSTATE_ENCRYPTION_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LINKSTATE_ENCRYPTION_KEY",
+        value_name = "LINKSTATE_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
     pub encryption_key: Option<String>,
     /// Plaid API base.
     #[arg(
         long,
         env = "PLAID_BASE_URL",
+        value_name = "PLAID_BASE_URL",
         default_value = "https://sandbox.plaid.com"
     )]
     pub plaid_base_url: String,
     /// Plaid client id.
-    #[arg(long, env = "PLAID_CLIENT_ID")]
+    #[arg(long, env = "PLAID_CLIENT_ID", value_name = "PLAID_CLIENT_ID")]
     pub plaid_client_id: Option<String>,
     /// Plaid secret.
-    #[arg(long, env = "PLAID_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PLAID_SECRET",
+        value_name = "PLAID_SECRET",
+        hide_env_values = true
+    )]
     pub plaid_secret: Option<String>,
     /// Akoya data API base.
     #[arg(
         long,
         env = "AKOYA_PRODUCTS_URL",
+        value_name = "AKOYA_PRODUCTS_URL",
         default_value = "https://sandbox-products.ddp.akoya.com"
     )]
     pub akoya_products_url: String,
@@ -108,17 +144,28 @@ pub struct Settings {
     #[arg(
         long,
         env = "AKOYA_IDP_URL",
+        value_name = "AKOYA_IDP_URL",
         default_value = "https://sandbox-idp.ddp.akoya.com"
     )]
     pub akoya_idp_url: String,
     /// Akoya app client id.
-    #[arg(long, env = "AKOYA_CLIENT_ID")]
+    #[arg(long, env = "AKOYA_CLIENT_ID", value_name = "AKOYA_CLIENT_ID")]
     pub akoya_client_id: Option<String>,
     /// Akoya app client secret.
-    #[arg(long, env = "AKOYA_CLIENT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AKOYA_CLIENT_SECRET",
+        value_name = "AKOYA_CLIENT_SECRET",
+        hide_env_values = true
+    )]
     pub akoya_client_secret: Option<String>,
     /// Jobs one process runs at once.
-    #[arg(long, env = "LINKSTATE_WORKER_CONCURRENCY", default_value_t = 8)]
+    #[arg(
+        long,
+        env = "LINKSTATE_WORKER_CONCURRENCY",
+        value_name = "LINKSTATE_WORKER_CONCURRENCY",
+        default_value_t = 8
+    )]
     pub worker_concurrency: usize,
 }
 
@@ -129,7 +176,12 @@ pub struct DevSettings {
     #[command(flatten)]
     pub service: Settings,
     /// Where the provider simulator listens.
-    #[arg(long, env = "LINKSTATE_SIM_ADDR", default_value = "127.0.0.1:8090")]
+    #[arg(
+        long,
+        env = "LINKSTATE_SIM_ADDR",
+        value_name = "LINKSTATE_SIM_ADDR",
+        default_value = "127.0.0.1:8090"
+    )]
     pub sim_addr: SocketAddr,
 }
 
@@ -137,13 +189,18 @@ pub struct DevSettings {
 #[derive(Debug, Clone, Args)]
 pub struct SimulatorSettings {
     /// Where the provider simulator listens.
-    #[arg(long, env = "LINKSTATE_SIM_ADDR", default_value = "127.0.0.1:8090")]
+    #[arg(
+        long,
+        env = "LINKSTATE_SIM_ADDR",
+        value_name = "LINKSTATE_SIM_ADDR",
+        default_value = "127.0.0.1:8090"
+    )]
     pub sim_addr: SocketAddr,
     /// The Plaid client id the simulator accepts.
-    #[arg(long, env = "PLAID_CLIENT_ID", default_value = SIM_CLIENT_ID)]
+    #[arg(long, env = "PLAID_CLIENT_ID", value_name = "PLAID_CLIENT_ID", default_value = SIM_CLIENT_ID)]
     pub plaid_client_id: String,
     /// The Plaid secret the simulator accepts.
-    #[arg(long, env = "PLAID_SECRET", default_value = SIM_SECRET, hide_env_values = true)]
+    #[arg(long, env = "PLAID_SECRET", value_name = "PLAID_SECRET", default_value = SIM_SECRET, hide_env_values = true)]
     pub plaid_secret: String,
 }
 

@@ -23,7 +23,17 @@ async fn main() {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => error.exit(),
+        Err(error) => {
+            // One line that names the setting, not clap's whole usage text.
+            let text = error.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("linkstate: {}", first.trim_start_matches("error: "));
+            std::process::exit(2);
+        }
+    };
     let result = match cli.command {
         Command::Serve(settings) => serve(settings).await,
         Command::Dev(settings) => dev(settings).await,
@@ -68,6 +78,21 @@ impl Database {
         })
     }
 
+    /// The embedded cluster is ours to migrate; a database named by DATABASE_URL is migrated
+    /// deliberately, with `linkstate migrate`, so `serve` only checks it.
+    async fn prepare_schema(&self) -> anyhow::Result<()> {
+        if self.embedded.is_some() {
+            store::migrations::run(&self.url).await?;
+            return Ok(());
+        }
+        match store::migrations::pending(&self.url).await? {
+            0 => Ok(()),
+            n => anyhow::bail!(
+                "DATABASE_URL: the database lacks {n} migration(s): run `linkstate migrate` first"
+            ),
+        }
+    }
+
     async fn close(self) {
         if let Some(cluster) = self.embedded.filter(EmbeddedCluster::started_here) {
             match tokio::task::spawn_blocking(move || cluster.stop()).await {
@@ -83,7 +108,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let cipher = settings.cipher()?;
     let public_url = settings.public_url()?;
     let database = Database::open(&settings.database).await?;
-    let running = start(&settings, &database, cipher, public_url).await;
+    let running = match database.prepare_schema().await {
+        Ok(()) => start(&settings, &database, cipher, public_url).await,
+        Err(error) => Err(error),
+    };
     let outcome = match running {
         Ok(app) => {
             shutdown_signal().await;

@@ -23,3 +23,15 @@ pub async fn run(database_url: &str) -> Result<usize, StoreError> {
         .map_err(|e| StoreError::Unavailable(format!("migrations failed: {e}")))?;
     Ok(applied.len())
 }
+
+/// How many migrations the database at `database_url` still lacks.
+pub async fn pending(database_url: &str) -> Result<usize, StoreError> {
+    let conn = AsyncPgConnection::establish(database_url)
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    harness
+        .pending_migrations(MIGRATIONS)
+        .map(|pending| pending.len())
+        .map_err(|e| StoreError::Unavailable(format!("cannot read migrations: {e}")))
+}
