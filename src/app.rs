@@ -32,6 +32,10 @@ pub struct AppConfig {
     pub plaid: PlaidConfig,
     /// Jobs run at once.
     pub worker_concurrency: usize,
+    /// How often each connection is aggregated again in the background.
+    pub refresh_interval: Duration,
+    /// Background refreshes queued or running at once, across all replicas.
+    pub refresh_max_concurrent: i64,
 }
 
 /// A running process; dropping it does not stop it, [`RunningApp::stop`] does.
@@ -57,6 +61,7 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
         PlaidClient::new(config.plaid),
         &config.public_url,
         hub.clone(),
+        config.refresh_interval,
     );
     let grpc_addr = config.grpc_listener.local_addr()?;
     let http_addr = config.http_listener.local_addr()?;
@@ -67,6 +72,11 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
         ctx.clone(),
         worker_id,
         config.worker_concurrency,
+        shutdown.clone(),
+    ));
+    tasks.spawn(worker::schedule::run(
+        ctx.clone(),
+        config.refresh_max_concurrent,
         shutdown.clone(),
     ));
     let (grpc_ctx, grpc_shutdown) = (ctx.clone(), shutdown.clone());

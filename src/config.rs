@@ -167,6 +167,17 @@ pub struct Settings {
         default_value_t = 8
     )]
     pub worker_concurrency: usize,
+    /// How often each connection is aggregated again in the background (`24h`, `90m`, ...).
+    #[arg(long, env = "LINKSTATE_REFRESH_INTERVAL", value_name = "LINKSTATE_REFRESH_INTERVAL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub refresh_interval: Duration,
+    /// Background refreshes queued or running at once, across all replicas.
+    #[arg(
+        long,
+        env = "LINKSTATE_REFRESH_MAX_CONCURRENT",
+        value_name = "LINKSTATE_REFRESH_MAX_CONCURRENT",
+        default_value_t = 10
+    )]
+    pub refresh_max_concurrent: i64,
 }
 
 /// Settings of `dev`: the service's, plus where the simulator listens.

@@ -1,6 +1,7 @@
 //! What every request handler and worker shares: the pool, the cipher, the provider clients.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -22,6 +23,7 @@ struct Inner {
     plaid_webhook_url: String,
     hub: EventHub,
     jobs_wake: Notify,
+    refresh_interval: chrono::Duration,
 }
 
 impl Context {
@@ -32,6 +34,7 @@ impl Context {
         plaid: PlaidClient,
         public_url: &str,
         hub: EventHub,
+        refresh_interval: Duration,
     ) -> Self {
         let plaid_webhook_url = format!("{}/webhooks/plaid", public_url.trim_end_matches('/'));
         Self {
@@ -42,6 +45,8 @@ impl Context {
                 plaid_webhook_url,
                 hub,
                 jobs_wake: Notify::new(),
+                refresh_interval: chrono::Duration::from_std(refresh_interval)
+                    .unwrap_or(chrono::Duration::days(1)),
             }),
         }
     }
@@ -74,6 +79,11 @@ impl Context {
     /// Resolves at the next [`Context::wake_workers`].
     pub async fn workers_woken(&self) {
         self.inner.jobs_wake.notified().await;
+    }
+
+    /// How often each connection is aggregated again in the background.
+    pub fn refresh_interval(&self) -> chrono::Duration {
+        self.inner.refresh_interval
     }
 
     /// The fan-out of new events to live streams in this process.

@@ -23,7 +23,8 @@ use crate::providers::plaid::{PlaidError, mapping};
 use crate::store::connections::ImportedConnection;
 use crate::store::jobs::OnDuplicate;
 use crate::store::{self, StoreError, connections, events, financial_accounts};
-use crate::worker::{self, Job, aggregate::AggregateJob};
+use crate::worker::aggregate::{AggregateJob, Trigger};
+use crate::worker::{self, Job, schedule};
 
 /// Items of one request in flight at once: enough to hide provider latency, few enough to stay
 /// polite to the provider and the pool.
@@ -160,9 +161,11 @@ async fn fetch_plaid_item(ctx: &Context, access_token: &Secret) -> Result<PlaidI
                 .name
         }
     };
+    // Every product the item can give: billed ones, and available ones Plaid adds on first use.
     let products = [
         item.billed_products.clone(),
         item.products.clone().unwrap_or_default(),
+        item.available_products.clone(),
     ]
     .concat();
     Ok(PlaidItem {
@@ -229,6 +232,8 @@ async fn write(
             let updating =
                 connection_events::accounts_updating(&connection.facts(), request_id, &summaries);
             events::append(conn, account_id, &[updating]).await?;
+            let first = schedule::first_refresh(ctx.refresh_interval());
+            connections::set_next_refresh(conn, connection_id, first).await?;
         }
         // A known connection imported again is refreshed, and that run announces itself.
         let job = Job::Aggregate(AggregateJob {
@@ -236,6 +241,8 @@ async fn write(
             connection_id,
             request_id: request_id.clone(),
             announce: !is_new,
+            products: Vec::new(),
+            trigger: Trigger::Import,
         });
         worker::enqueue(conn, &job, OnDuplicate::Skip).await?;
         Ok(connection)

@@ -10,6 +10,7 @@ pub mod events;
 pub mod import;
 pub mod metrics;
 pub mod providers;
+pub mod refresh;
 pub mod sim;
 pub mod store;
 pub mod testing;

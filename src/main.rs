@@ -154,6 +154,8 @@ async fn start(
         cipher,
         plaid: settings.plaid(),
         worker_concurrency: settings.worker_concurrency,
+        refresh_interval: settings.refresh_interval,
+        refresh_max_concurrent: settings.refresh_max_concurrent,
     })
     .await
 }

@@ -215,9 +215,11 @@ impl TestApp {
                 base_url: format!("http://{sim_addr}"),
                 client_id: Some(SIM_CLIENT_ID.into()),
                 secret: Some(crate::domain::secret::Secret::new(SIM_SECRET)),
-                timeout: Duration::from_secs(5),
+                timeout: Duration::from_secs(2),
             },
             worker_concurrency: 4,
+            refresh_interval: Duration::from_secs(24 * 3600),
+            refresh_max_concurrent: 10,
         };
         adjust(&mut config);
         let app = app::start(config).await.expect("linkstate starts");

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::connection_state::Effect;
 use super::event::{EventFinancialAccount, EventPayload, EventType, NewEvent};
 use super::ids::{ConnectionId, CustomerId, FinancialAccountId, InstitutionId, RequestId};
 use super::product::Product;
@@ -127,6 +128,92 @@ pub fn accounts_updated(
             ..connection.base()
         },
     }
+}
+
+/// One account's line in a TRANSACTIONS_AGGREGATED event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransactionCounts {
+    /// The account.
+    pub id: FinancialAccountId,
+    /// Transactions added.
+    pub added: i64,
+    /// Transactions updated.
+    pub updated: i64,
+    /// Ids of transactions removed.
+    pub removed: Vec<String>,
+}
+
+/// BANK_LINKING_TRANSACTIONS_AGGREGATED (or, with `historical`, its one-time historical twin):
+/// the net effect of one aggregation per account.
+pub fn transactions_aggregated(
+    connection: &ConnectionFacts,
+    request_id: &RequestId,
+    aggregated_at: DateTime<Utc>,
+    counts: &[TransactionCounts],
+    historical: bool,
+) -> NewEvent {
+    let financial_accounts = counts
+        .iter()
+        .map(|account| EventFinancialAccount {
+            financial_account_id: Some(account.id),
+            num_transactions_added: Some(account.added),
+            num_investment_transactions_added: Some(0),
+            num_transactions_updated: Some(account.updated),
+            num_investment_transactions_updated: Some(0),
+            transaction_ids_removed: Some(account.removed.clone()),
+            investment_transaction_ids_removed: Some(Vec::new()),
+            ..EventFinancialAccount::default()
+        })
+        .collect();
+    NewEvent {
+        event_type: if historical {
+            EventType::BankLinkingHistoricalTransactionsAggregated
+        } else {
+            EventType::BankLinkingTransactionsAggregated
+        },
+        payload: EventPayload {
+            // The seed's transaction events name no institution.
+            institution_id: None,
+            request_id: Some(request_id.to_string()),
+            successfully_aggregated_at: Some(aggregated_at),
+            is_partial: Some(false),
+            financial_accounts: Some(financial_accounts),
+            ..connection.base()
+        },
+    }
+}
+
+/// The events a state transition's effects call for; `details` is `serviceProviderDetails`
+/// (the raw provider webhook or error when one caused it).
+pub fn transition_events(
+    connection: &ConnectionFacts,
+    effects: &[Effect],
+    details: &Map<String, Value>,
+) -> Vec<NewEvent> {
+    effects
+        .iter()
+        .map(|effect| match *effect {
+            Effect::StatusChanged { old, new, reason } => NewEvent {
+                event_type: EventType::BankLinkingConnectionStatusChange,
+                payload: EventPayload {
+                    old_status: Some(old),
+                    new_status: Some(new),
+                    new_status_reason: Some(reason),
+                    active_duplicate_connection_id: Some(None),
+                    service_provider_details: details.clone(),
+                    ..connection.base()
+                },
+            },
+            Effect::CustomerActionRequired(reason) => NewEvent {
+                event_type: EventType::BankLinkingCustomerActionRequired,
+                payload: EventPayload {
+                    reason: Some(reason.as_str().to_string()),
+                    service_provider_details: details.clone(),
+                    ..connection.base()
+                },
+            },
+        })
+        .collect()
 }
 
 #[cfg(test)]

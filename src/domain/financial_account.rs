@@ -36,3 +36,28 @@ pub enum FinancialAccountStatus {
     /// Revoked or closed; its data stays readable.
     Inactive,
 }
+
+/// Account and routing numbers (IDENTIFIERS). Sealed at rest; `Debug` hides the account number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountIdentifiers {
+    /// The provider's id of the account.
+    pub provider_account_id: String,
+    /// The full account number.
+    pub account_number: super::secret::Secret,
+    /// The ACH routing number.
+    pub routing_number: String,
+    /// The wire routing number, if different.
+    pub wire_routing_number: Option<String>,
+}
+
+/// A holder of an account (OWNERS).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountOwner {
+    /// Names as the institution has them.
+    pub names: Vec<String>,
+    /// Email addresses.
+    pub emails: Vec<String>,
+    /// Phone numbers.
+    pub phone_numbers: Vec<String>,
+}

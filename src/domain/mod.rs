@@ -3,6 +3,7 @@
 pub mod api_key;
 pub mod connection;
 pub mod connection_events;
+pub mod connection_state;
 pub mod connection_status;
 pub mod cursor;
 pub mod event;
@@ -13,3 +14,4 @@ pub mod import;
 pub mod product;
 pub mod secret;
 pub mod service_provider;
+pub mod transactions;

@@ -1,9 +1,11 @@
 //! The accounts of a simulated Item: Plaid's five sandbox accounts, with balances derived from
-//! the item id so that the same Item always shows the same numbers.
+//! the item id so that a new Item always shows the same numbers, drifting a little on each
+//! fresh balance request.
 
-use serde_json::Number;
+use rand::RngExt;
 
 use super::ids;
+use super::money::{cents, money};
 use crate::providers::plaid::{AccountBalance, AccountBase};
 
 /// The shape of one sandbox account.
@@ -120,10 +122,29 @@ fn balances(seed: &str, template: &Template) -> AccountBalance {
     }
 }
 
-/// Cents as a JSON number with two decimals (`12345` → `123.45`).
-fn money(cents: i64) -> Number {
-    // Any amount with two decimals prints back exactly from its nearest f64.
-    Number::from_f64(cents as f64 / 100.0).expect("a finite amount")
+/// Moves each balance by up to a few dollars, as a live balance check would see it.
+/// A CD does not move; a card's available credit follows what it owes.
+pub fn drift(accounts: &mut [AccountBase]) {
+    let mut rng = rand::rng();
+    for account in accounts {
+        if account.subtype.as_deref() == Some("cd") {
+            continue;
+        }
+        let balances = &mut account.balances;
+        let Some(current) = balances.current.as_ref().map(cents) else {
+            continue;
+        };
+        // Never below one dollar, so a balance stays a plausible positive number.
+        let moved = (current + rng.random_range(-500..=500)).max(100);
+        let delta = moved - current;
+        balances.current = Some(money(moved));
+        let available = balances.available.as_ref().map(cents);
+        balances.available = match (account.r#type.as_str(), available) {
+            ("credit", Some(available)) => Some(money(available - delta)),
+            (_, Some(available)) => Some(money(available + delta)),
+            (_, None) => None,
+        };
+    }
 }
 
 #[cfg(test)]
@@ -162,7 +183,29 @@ mod tests {
             let decimals = current.split('.').nth(1).map_or(0, str::len);
             assert!(decimals <= 2, "{current}");
         }
-        assert_eq!(decimal_string(&money(12345)), "123.45");
-        assert_eq!(decimal_string(&money(10)), "0.1");
+    }
+
+    #[test]
+    fn drift_moves_balances_a_little() {
+        let before = generate("item-d");
+        let mut after = before.clone();
+        drift(&mut after);
+        for (old, new) in before.iter().zip(&after) {
+            let moved = cents(new.balances.current.as_ref().unwrap())
+                - cents(old.balances.current.as_ref().unwrap());
+            assert!(moved.abs() <= 500, "{moved}");
+            if let (Some(limit), Some(available)) = (&new.balances.limit, &new.balances.available) {
+                let owed = cents(new.balances.current.as_ref().unwrap());
+                assert_eq!(
+                    cents(limit) - owed,
+                    cents(available),
+                    "a card's credit follows"
+                );
+            }
+        }
+        assert_eq!(
+            before[2].balances.current, after[2].balances.current,
+            "a CD does not move"
+        );
     }
 }

@@ -3,6 +3,7 @@
 use super::errors::SimError;
 use super::institutions::{self, InstitutionSeed};
 use super::state::SimState;
+use super::webhooks;
 use crate::domain::secret::Secret;
 use crate::providers::plaid::*;
 
@@ -54,13 +55,13 @@ pub fn item_get(
     })
 }
 
-/// `/accounts/get`.
+/// `/accounts/get`: the cached balances; the Item's error while it has one.
 pub fn accounts_get(
     state: &mut SimState,
     request: AccountsGetRequest,
     request_id: &str,
 ) -> Result<AccountsGetResponse, SimError> {
-    let item = state.item_mut(request.access_token.expose())?;
+    let item = state.product_item_mut(request.access_token.expose())?;
     Ok(AccountsGetResponse {
         accounts: item.accounts.clone(),
         item: item.to_item(),
@@ -68,7 +69,8 @@ pub fn accounts_get(
     })
 }
 
-/// `/item/webhook/update`: remembers the Item's new webhook URL.
+/// `/item/webhook/update`: remembers the Item's new webhook URL and, as Plaid, acknowledges it
+/// with a `WEBHOOK_UPDATE_ACKNOWLEDGED` webhook to that URL.
 pub fn item_webhook_update(
     state: &mut SimState,
     request: ItemWebhookUpdateRequest,
@@ -76,8 +78,29 @@ pub fn item_webhook_update(
 ) -> Result<ItemWebhookUpdateResponse, SimError> {
     let item = state.item_mut(request.access_token.expose())?;
     item.webhook = request.webhook;
-    Ok(ItemWebhookUpdateResponse {
+    let response = ItemWebhookUpdateResponse {
         item: item.to_item(),
+        request_id: request_id.to_owned(),
+    };
+    if let Some(url) = item.webhook.clone() {
+        let body = webhooks::webhook_update_acknowledged(&item.item_id, &url);
+        state.outbox.push(Some(&url), &body);
+    }
+    Ok(response)
+}
+
+/// `/item/remove`: the Item is gone; its access token answers `ITEM_NOT_FOUND` from now on.
+pub fn item_remove(
+    state: &mut SimState,
+    request: ItemRemoveRequest,
+    request_id: &str,
+) -> Result<ItemRemoveResponse, SimError> {
+    let item_id = state
+        .item_mut(request.access_token.expose())?
+        .item_id
+        .clone();
+    state.remove_item(&item_id);
+    Ok(ItemRemoveResponse {
         request_id: request_id.to_owned(),
     })
 }

@@ -64,6 +64,55 @@ impl SimError {
         Self::new(400, "INVALID_INPUT", "INVALID_ACCESS_TOKEN", message)
     }
 
+    /// An access token of a removed Item.
+    pub fn item_not_found() -> Self {
+        let message = "The Item you requested cannot be found. This Item does not exist, has \
+                       been previously removed via /item/remove, or has had access removed by \
+                       the user.";
+        Self::new(400, "INVALID_INPUT", "ITEM_NOT_FOUND", message)
+    }
+
+    /// The Item's login changed: the user must go through Link's update mode.
+    pub fn item_login_required() -> Self {
+        let message = "the login details of this item have changed (credentials, MFA, or \
+                       required user action) and a user login is required to update this \
+                       information. use Link's update mode to restore the item to a good state";
+        Self::new(400, "ITEM_ERROR", "ITEM_LOGIN_REQUIRED", message)
+    }
+
+    /// The answer to a product call on an Item in error: the Item's error, as HTTP 400.
+    pub fn from_item_error(error: &PlaidApiError) -> Self {
+        Self::new(
+            400,
+            &error.error_type,
+            &error.error_code,
+            &error.error_message,
+        )
+    }
+
+    /// The Item's transactions changed while a client was paging through them.
+    pub fn mutation_during_pagination() -> Self {
+        let message = "Underlying transaction data changed since last page was fetched. \
+                       Please restart pagination from last update.";
+        Self::new(
+            400,
+            "TRANSACTIONS_ERROR",
+            "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION",
+            message,
+        )
+    }
+
+    /// `/sandbox/item/fire_webhook` for an Item without a webhook URL.
+    pub fn sandbox_webhook_invalid() -> Self {
+        let message = "the webhook for this item is either not set or invalid";
+        Self::new(400, "SANDBOX_ERROR", "SANDBOX_WEBHOOK_INVALID", message)
+    }
+
+    /// Plaid's error body, without a `request_id` yet.
+    pub fn body(&self) -> &PlaidApiError {
+        &self.error
+    }
+
     /// A public token never issued, or already exchanged.
     pub fn invalid_public_token() -> Self {
         let message = "could not find matching public token";

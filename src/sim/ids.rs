@@ -4,7 +4,8 @@
 use rand::RngExt;
 use sha2::{Digest, Sha256};
 
-const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// The digits of Plaid's ids.
+pub const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// The length of Plaid's item and account ids.
 pub const ID_LEN: usize = 37;

@@ -1,9 +1,14 @@
 //! The simulator's webhook signing key: a P-256 key pair made at start-up, published as Plaid's
-//! `JWKPublicKey` and kept whole so webhooks can be signed with ES256.
+//! `JWKPublicKey` and used to sign webhooks the way Plaid does (an ES256 JWT over the body's
+//! SHA-256 in the `Plaid-Verification` header).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::ecdsa::SigningKey;
+use p256::pkcs8::EncodePrivateKey;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::providers::plaid::JwkPublicKey;
 
@@ -14,16 +19,43 @@ pub struct WebhookKey {
     /// Unix time of creation.
     pub created_at: i64,
     signing_key: SigningKey,
+    /// The same key, as jsonwebtoken wants it.
+    encoding_key: EncodingKey,
+}
+
+/// The claims of Plaid's webhook JWT.
+#[derive(Serialize)]
+struct Claims {
+    iat: i64,
+    request_body_sha256: String,
 }
 
 impl WebhookKey {
     /// A fresh random key.
     pub fn generate() -> Self {
+        let signing_key = random_signing_key();
+        let der = signing_key
+            .to_pkcs8_der()
+            .expect("a P-256 key encodes as PKCS#8");
         Self {
             kid: uuid::Uuid::new_v4().to_string(),
             created_at: chrono::Utc::now().timestamp(),
-            signing_key: random_signing_key(),
+            encoding_key: EncodingKey::from_ec_der(der.as_bytes()),
+            signing_key,
         }
+    }
+
+    /// The `Plaid-Verification` header for a webhook with this exact body: a JWT with header
+    /// `{alg: ES256, kid, typ: JWT}` and claims `iat` (now) and `request_body_sha256` (hex).
+    pub fn sign(&self, body: &[u8]) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        let claims = Claims {
+            iat: chrono::Utc::now().timestamp(),
+            request_body_sha256: hex::encode(Sha256::digest(body)),
+        };
+        jsonwebtoken::encode(&header, &claims, &self.encoding_key)
+            .expect("ES256 signing with a valid P-256 key")
     }
 
     /// The public half, as `/webhook_verification_key/get` answers it.
@@ -58,8 +90,7 @@ fn random_signing_key() -> SigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-    use p256::pkcs8::EncodePrivateKey;
+    use jsonwebtoken::{DecodingKey, Validation};
 
     #[test]
     fn jwk_has_plaids_shape() {
@@ -76,13 +107,8 @@ mod tests {
     #[test]
     fn jwk_verifies_what_the_key_signs() {
         let key = WebhookKey::generate();
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(key.kid.clone());
-        let claims =
-            serde_json::json!({"iat": chrono::Utc::now().timestamp(), "request_body_sha256": "ab"});
-        let der = key.signing_key.to_pkcs8_der().unwrap();
-        let encoding = EncodingKey::from_ec_der(der.as_bytes());
-        let token = jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
+        let body = br#"{"webhook_type":"TRANSACTIONS"}"#;
+        let token = key.sign(body);
 
         let jwk = key.jwk();
         let decoding = DecodingKey::from_ec_components(&jwk.x, &jwk.y).unwrap();
@@ -91,7 +117,11 @@ mod tests {
         validation.validate_exp = false;
         let data =
             jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).unwrap();
-        assert_eq!(data.claims["request_body_sha256"], "ab");
+        let digest = hex::encode(Sha256::digest(body));
+        assert_eq!(data.claims["request_body_sha256"], digest.as_str());
+        let age = chrono::Utc::now().timestamp() - data.claims["iat"].as_i64().unwrap();
+        assert!((0..5).contains(&age), "{age}");
         assert_eq!(data.header.kid.as_deref(), Some(key.kid.as_str()));
+        assert_eq!(data.header.typ.as_deref(), Some("JWT"));
     }
 }

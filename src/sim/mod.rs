@@ -1,35 +1,56 @@
 //! The provider simulator: a Plaid-sandbox compatible HTTP API for `dev`, `simulate` and tests.
 //!
-//! It keeps Items in memory, answers Plaid's shapes (reusing the client's types) and can be told
-//! to be slow or to fail, in process ([`Simulator::set_latency`], [`Simulator::inject_error`]) or
-//! over HTTP (`/sim/latency`, `/sim/errors`).
+//! It keeps Items in memory with two years of generated transactions, answers Plaid's shapes
+//! (reusing the client's types), sends webhooks signed as Plaid signs them, and can be told to be
+//! slow or to fail, in process ([`Simulator::set_latency`], [`Simulator::inject_error`]) or over
+//! HTTP (`/sim/latency`, `/sim/errors`). Tests drive an Item's transactions with
+//! [`Simulator::set_history`], [`Simulator::mutate`] and [`Simulator::complete_historical`].
 
 mod accounts;
 mod control;
+mod delivery;
+mod dice;
 mod endpoints;
 mod errors;
 mod faults;
+mod history;
 mod ids;
 mod institutions;
 mod keys;
+mod ledger;
+mod merchants;
+mod money;
+mod numbers;
+mod owners;
 mod plaid;
+mod products;
+mod sandbox;
 mod state;
+mod sync;
+mod webhooks;
 
+#[cfg(test)]
+mod sync_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod webhook_tests;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
+use serde_json::Value;
 
 use crate::domain::secret::Secret;
 use crate::providers::plaid::{ItemPublicTokenExchangeRequest, SandboxPublicTokenCreateRequest};
 pub use faults::ErrorRule;
-use state::SimState;
+use ledger::Ledger;
+pub use ledger::{Mutation, MutationOutcome};
+use state::{SimItem, SimState};
 
 /// The API keys the simulator accepts; others get Plaid's `INVALID_API_KEYS`.
 #[derive(Debug, Clone)]
@@ -45,6 +66,8 @@ pub struct SimConfig {
 pub struct Simulator {
     config: Arc<SimConfig>,
     state: Arc<Mutex<SimState>>,
+    /// Posts webhooks.
+    webhooks: reqwest::Client,
 }
 
 /// An Item made by [`Simulator::create_item`].
@@ -58,10 +81,14 @@ pub struct SandboxItem {
 
 impl Simulator {
     /// A simulator with no Items and a fresh webhook signing key.
+    ///
+    /// # Panics
+    /// If the TLS backend cannot be initialised, which only happens on a broken system.
     pub fn new(config: SimConfig) -> Self {
         Self {
             config: Arc::new(config),
             state: Arc::new(Mutex::new(SimState::new())),
+            webhooks: delivery::client(),
         }
     }
 
@@ -87,8 +114,8 @@ impl Simulator {
         address
     }
 
-    /// Creates an Item with transactions, as `/sandbox/public_token/create` and
-    /// `/item/public_token/exchange` would.
+    /// Creates an Item with transactions (a few hundred over two years), as
+    /// `/sandbox/public_token/create` and `/item/public_token/exchange` would.
     ///
     /// # Panics
     /// If the simulator does not know `institution_id` (see [`Simulator::institutions`]).
@@ -132,12 +159,127 @@ impl Simulator {
         self.lock().item(item_id)?.webhook.clone()
     }
 
+    /// Gives the Item a fresh history of `transactions_per_item` transactions spread over its
+    /// accounts and two years; call it right after [`Simulator::create_item`], as it starts the
+    /// Item's transactions (and cursors) over.
+    ///
+    /// # Panics
+    /// If the simulator has no Item `item_id`.
+    pub fn set_history(&self, item_id: &str, transactions_per_item: usize) {
+        self.change_item(item_id, |item| {
+            item.ledger = Ledger::new(item_id, &item.accounts, transactions_per_item, today());
+            ((), None)
+        });
+    }
+
+    /// Completes the Item's historical update: the transactions older than 30 days come as
+    /// `added` in the next sync and a `SYNC_UPDATES_AVAILABLE` webhook says so. Does nothing
+    /// if it has completed already.
+    ///
+    /// # Panics
+    /// If the simulator has no Item `item_id`.
+    pub fn complete_historical(&self, item_id: &str) {
+        self.change_item(item_id, |item| {
+            let released = item.ledger.complete_historical();
+            let webhook = released.then(|| webhooks::sync_updates_available(item_id, true));
+            ((), webhook)
+        });
+    }
+
+    /// Whether the historical update completes by itself once an Item's first pagination ends
+    /// (the default), or waits for [`Simulator::complete_historical`].
+    pub fn set_auto_historical(&self, enabled: bool) {
+        self.lock().auto_historical = enabled;
+    }
+
+    /// Changes the Item's transactions (see [`Mutation`]) and, if anything changed, sends a
+    /// `SYNC_UPDATES_AVAILABLE` webhook. Answers the ids touched.
+    ///
+    /// # Panics
+    /// If the simulator has no Item `item_id`.
+    pub fn mutate(&self, item_id: &str, mutation: Mutation) -> MutationOutcome {
+        self.change_item(item_id, |item| {
+            let outcome = item.ledger.mutate(mutation, today());
+            let changed = outcome != MutationOutcome::default();
+            let historical = item.ledger.historical_complete();
+            let webhook = changed.then(|| webhooks::sync_updates_available(item_id, historical));
+            (outcome, webhook)
+        })
+    }
+
+    /// Makes the Item's next pagination fail once, on its second page, with
+    /// `TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION`; the data does not change, so starting
+    /// over from the old cursor succeeds.
+    ///
+    /// # Panics
+    /// If the simulator has no Item `item_id`.
+    pub fn mutate_during_next_pagination(&self, item_id: &str) {
+        self.change_item(item_id, |item| {
+            item.ledger.arm_pagination_fault();
+            ((), None)
+        });
+    }
+
+    /// Sends `body` to the Item's webhook URL, signed; nothing happens without a URL.
+    ///
+    /// # Panics
+    /// If the simulator has no Item `item_id`.
+    pub fn fire_webhook(&self, item_id: &str, body: Value) {
+        self.change_item(item_id, |_| ((), Some(body)));
+    }
+
+    /// The `Plaid-Verification` header for a webhook with this exact body: an ES256 JWT that
+    /// the JWK of `/webhook_verification_key/get` verifies.
+    pub fn sign_webhook(&self, body: &[u8]) -> String {
+        self.lock().webhook_key.sign(body)
+    }
+
     /// The known institutions: `(institution_id, name)`.
     pub fn institutions(&self) -> Vec<(String, String)> {
         institutions::all()
             .iter()
             .map(|seed| (seed.id.to_owned(), seed.name.to_owned()))
             .collect()
+    }
+
+    /// Runs `change` on the Item, then sends the webhook it answers, if any.
+    fn change_item<T>(
+        &self,
+        item_id: &str,
+        change: impl FnOnce(&mut SimItem) -> (T, Option<Value>),
+    ) -> T {
+        let result = {
+            let mut state = self.lock();
+            let item = state
+                .item_by_id_mut(item_id)
+                .unwrap_or_else(|| panic!("the simulator has no item {item_id}"));
+            let (result, webhook) = change(item);
+            let url = item.webhook.clone();
+            if let Some(body) = webhook {
+                state.outbox.push(url.as_deref(), &body);
+            }
+            result
+        };
+        self.deliver_webhooks();
+        result
+    }
+
+    /// Signs and sends the queued webhooks, each from its own task.
+    fn deliver_webhooks(&self) {
+        let signed: Vec<_> = {
+            let mut state = self.lock();
+            let queued = state.outbox.take();
+            queued
+                .into_iter()
+                .map(|outgoing| {
+                    let verification = state.webhook_key.sign(&outgoing.body);
+                    (outgoing, verification)
+                })
+                .collect()
+        };
+        for (outgoing, verification) in signed {
+            delivery::send(&self.webhooks, outgoing, verification);
+        }
     }
 
     /// The injected latency.
@@ -155,4 +297,9 @@ impl Simulator {
     fn lock(&self) -> MutexGuard<'_, SimState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Today, in UTC: the day generated histories end.
+fn today() -> chrono::NaiveDate {
+    chrono::Utc::now().date_naive()
 }

@@ -1,5 +1,6 @@
 //! Plaid's HTTP API: every endpoint waits the injected latency, checks the API keys, parses the
-//! request, applies injected errors, then runs its handler; every answer carries a `request_id`.
+//! request, applies injected errors, then runs its handler and sends the webhooks it queued;
+//! every answer carries a `request_id`.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,10 +16,14 @@ use super::endpoints::{self, Handler};
 use super::errors::SimError;
 use super::state::SimState;
 use super::{Simulator, ids};
+use super::{products, sandbox, sync};
 
 /// The Plaid endpoints.
 pub fn routes() -> Router<Simulator> {
     use endpoints::*;
+    use products::*;
+    use sandbox::*;
+    use sync::*;
     Router::new()
         .route(
             "/sandbox/public_token/create",
@@ -29,13 +34,24 @@ pub fn routes() -> Router<Simulator> {
             plaid(item_public_token_exchange),
         )
         .route("/item/get", plaid(item_get))
+        .route("/item/remove", plaid(item_remove))
         .route("/accounts/get", plaid(accounts_get))
+        .route("/accounts/balance/get", plaid(accounts_balance_get))
+        .route("/auth/get", plaid(auth_get))
+        .route("/identity/get", plaid(identity_get))
+        .route("/transactions/sync", plaid(transactions_sync))
+        .route("/transactions/refresh", plaid(transactions_refresh))
         .route("/item/webhook/update", plaid(item_webhook_update))
         .route("/institutions/get_by_id", plaid(institutions_get_by_id))
         .route(
             "/webhook_verification_key/get",
             plaid(webhook_verification_key_get),
         )
+        .route(
+            "/sandbox/item/fire_webhook",
+            plaid(sandbox_item_fire_webhook),
+        )
+        .route("/sandbox/item/reset_login", plaid(sandbox_item_reset_login))
 }
 
 /// A `POST` endpoint answered by `handler`.
@@ -63,6 +79,7 @@ where
     let request_id = ids::request_id();
     tokio::time::sleep(sim.latency()).await;
     let outcome = run(&sim, &endpoint, &body, &request_id, handler);
+    sim.deliver_webhooks();
     match outcome {
         Ok(response) => Json(response).into_response(),
         Err(error) => error.into_response(&request_id),

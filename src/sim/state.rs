@@ -1,15 +1,19 @@
-//! The simulator's memory: Items with their accounts, the tokens that reach them, the injected
-//! faults and the webhook signing key.
+//! The simulator's memory: Items with their accounts and transactions, the tokens that reach
+//! them, the injected faults, the webhook signing key and the webhooks waiting to go out.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 
+use super::delivery::Outbox;
 use super::errors::SimError;
 use super::faults::Faults;
+use super::history::DEFAULT_TRANSACTIONS;
 use super::institutions::InstitutionSeed;
 use super::keys::WebhookKey;
+use super::ledger::Ledger;
+use super::merchants::Kind;
 use super::{accounts, ids};
 use crate::providers::plaid::{AccountBase, Item, PlaidApiError};
 
@@ -26,6 +30,10 @@ pub struct SimState {
     pub faults: Faults,
     /// The key that signs webhooks.
     pub webhook_key: WebhookKey,
+    /// Webhooks to send once the current request is done with the state.
+    pub outbox: Outbox,
+    /// Whether an Item's history completes by itself after its first full sync.
+    pub auto_historical: bool,
 }
 
 /// One Item: what Plaid knows about a login at an institution.
@@ -38,6 +46,8 @@ pub struct SimItem {
     pub products: Vec<String>,
     /// Its accounts.
     pub accounts: Vec<AccountBase>,
+    /// Its transactions and their changes.
+    pub ledger: Ledger,
     /// The URL its webhooks go to.
     pub webhook: Option<String>,
     /// Its error, e.g. `ITEM_LOGIN_REQUIRED`; `None` while healthy.
@@ -61,6 +71,8 @@ impl SimState {
             public_tokens: HashMap::new(),
             faults: Faults::default(),
             webhook_key: WebhookKey::generate(),
+            outbox: Outbox::default(),
+            auto_historical: true,
         }
     }
 
@@ -72,11 +84,14 @@ impl SimState {
         webhook: Option<String>,
     ) -> String {
         let item_id = ids::item_id();
+        let accounts = accounts::generate(&item_id);
+        let today = Utc::now().date_naive();
         let item = SimItem {
             item_id: item_id.clone(),
             institution,
             products,
-            accounts: accounts::generate(&item_id),
+            ledger: Ledger::new(&item_id, &accounts, DEFAULT_TRANSACTIONS, today),
+            accounts,
             webhook,
             error: None,
             created_at: Utc::now().trunc_subsecs(0),
@@ -108,7 +123,8 @@ impl SimState {
         Ok((access_token, item_id))
     }
 
-    /// The Item an access token opens, or Plaid's `INVALID_ACCESS_TOKEN`.
+    /// The Item an access token opens: Plaid's `INVALID_ACCESS_TOKEN` for a token never issued,
+    /// `ITEM_NOT_FOUND` once the Item is removed.
     pub fn item_mut(&mut self, access_token: &str) -> Result<&mut SimItem, SimError> {
         if !access_token.starts_with("access-") {
             return Err(SimError::malformed_access_token());
@@ -119,12 +135,32 @@ impl SimState {
             .ok_or_else(SimError::invalid_access_token)?;
         self.items
             .get_mut(item_id)
-            .ok_or_else(SimError::invalid_access_token)
+            .ok_or_else(SimError::item_not_found)
+    }
+
+    /// The Item for a product call (accounts, balances, auth, identity, transactions): as
+    /// [`SimState::item_mut`], and the Item's own error while it has one.
+    pub fn product_item_mut(&mut self, access_token: &str) -> Result<&mut SimItem, SimError> {
+        let item = self.item_mut(access_token)?;
+        match &item.error {
+            Some(error) => Err(SimError::from_item_error(error)),
+            None => Ok(item),
+        }
     }
 
     /// The Item with this id.
     pub fn item(&self, item_id: &str) -> Option<&SimItem> {
         self.items.get(item_id)
+    }
+
+    /// The Item with this id, to change.
+    pub fn item_by_id_mut(&mut self, item_id: &str) -> Option<&mut SimItem> {
+        self.items.get_mut(item_id)
+    }
+
+    /// Forgets an Item; its access tokens now answer `ITEM_NOT_FOUND`.
+    pub fn remove_item(&mut self, item_id: &str) {
+        self.items.remove(item_id);
     }
 }
 
@@ -158,6 +194,15 @@ impl SimItem {
             created_at: Some(self.created_at),
             ..self.to_item()
         }
+    }
+
+    /// The accounts that have transactions, the ones `/transactions/sync` lists.
+    pub fn transaction_accounts(&self) -> Vec<AccountBase> {
+        self.accounts
+            .iter()
+            .filter(|account| Kind::of(account.subtype.as_deref()).is_some())
+            .cloned()
+            .collect()
     }
 
     /// The institution's products the Item was not created with.

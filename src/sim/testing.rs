@@ -72,3 +72,85 @@ pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// A webhook as a test receiver got it.
+#[derive(Debug)]
+pub struct Received {
+    /// The `Plaid-Verification` header.
+    pub verification: Option<String>,
+    /// The exact body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("a JSON webhook body")
+    }
+}
+
+/// A webhook receiver on `127.0.0.1:0`: its URL, and the webhooks it gets, in arrival order.
+pub async fn webhook_sink() -> (String, tokio::sync::mpsc::UnboundedReceiver<Received>) {
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let receive = move |headers: HeaderMap, body: Bytes| {
+        let verification = headers
+            .get("plaid-verification")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let _ = sender.send(Received {
+            verification,
+            body: body.to_vec(),
+        });
+        async { "ok" }
+    };
+    let router = axum::Router::new().route("/webhook", axum::routing::post(receive));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (format!("http://{address}/webhook"), receiver)
+}
+
+/// The next webhook with this `webhook_code`, skipping others; panics after 5 s.
+pub async fn next_webhook(
+    receiver: &mut tokio::sync::mpsc::UnboundedReceiver<Received>,
+    webhook_code: &str,
+) -> Received {
+    let wait = async {
+        loop {
+            let received = receiver.recv().await.expect("the receiver is running");
+            if received.json()["webhook_code"] == webhook_code {
+                return received;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no {webhook_code} webhook within 5 s"))
+}
+
+/// Pages through `/transactions/sync` from `cursor` until `has_more` is false.
+pub async fn sync_to_end(
+    plaid: &PlaidClient,
+    access_token: &Secret,
+    cursor: Option<String>,
+    count: u32,
+) -> Vec<crate::providers::plaid::TransactionsSyncResponse> {
+    let mut cursor = cursor;
+    let mut pages = Vec::new();
+    loop {
+        let page = plaid
+            .transactions_sync(access_token, cursor.as_deref(), count)
+            .await
+            .unwrap();
+        assert!(!page.next_cursor.is_empty(), "next_cursor is always set");
+        cursor = Some(page.next_cursor.clone());
+        let has_more = page.has_more;
+        pages.push(page);
+        if !has_more {
+            return pages;
+        }
+    }
+}

@@ -9,6 +9,7 @@ use super::StoreError;
 use super::schema::{connections, customers, institutions};
 use crate::cipher::Cipher;
 use crate::domain::connection::Connection;
+use crate::domain::connection_state::ConnectionState;
 use crate::domain::connection_status::ConnectionStatus;
 use crate::domain::ids::{AccountId, ConnectionId, CustomerId, InstitutionId};
 use crate::domain::import::ProviderCredentials;
@@ -424,4 +425,164 @@ pub async fn release_lease(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Where a connection's aggregation stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregationRow {
+    /// Status, reason and failure count.
+    pub state: ConnectionState,
+    /// Plaid's sync cursor, once a sync finished.
+    pub transactions_cursor: Option<String>,
+    /// When the historical event was sent, if it was.
+    pub historical_aggregated_at: Option<DateTime<Utc>>,
+}
+
+/// Reads a connection's aggregation state and locks the row until the transaction ends, so a
+/// concurrent status change (a webhook) cannot interleave.
+pub async fn lock_aggregation(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+) -> Result<AggregationRow, StoreError> {
+    let (status, reason, failures, cursor, historical) = connections::table
+        .find(id.0)
+        .select((
+            connections::status,
+            connections::status_reason,
+            connections::consecutive_failures,
+            connections::transactions_cursor,
+            connections::historical_aggregated_at,
+        ))
+        .for_update()
+        .first::<(
+            String,
+            Option<String>,
+            i32,
+            Option<String>,
+            Option<DateTime<Utc>>,
+        )>(conn)
+        .await?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("{what} of connection {id}"));
+    Ok(AggregationRow {
+        state: ConnectionState {
+            status: status.parse().map_err(|_| corrupt("status"))?,
+            reason: reason
+                .map(|r| r.parse().map_err(|_| corrupt("status reason")))
+                .transpose()?,
+            consecutive_failures: failures,
+        },
+        transactions_cursor: cursor,
+        historical_aggregated_at: historical,
+    })
+}
+
+/// Writes a connection's status, reason and failure count.
+pub async fn set_state(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+    state: ConnectionState,
+) -> Result<(), StoreError> {
+    diesel::update(connections::table.find(id.0))
+        .set((
+            connections::status.eq(state.status.as_str()),
+            connections::status_reason.eq(state.reason.map(|r| r.as_str())),
+            connections::consecutive_failures.eq(state.consecutive_failures),
+            connections::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Commits Plaid's sync cursor (with the data it produced, in the caller's transaction).
+pub async fn set_transactions_cursor(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+    cursor: &str,
+) -> Result<(), StoreError> {
+    diesel::update(connections::table.find(id.0))
+        .set(connections::transactions_cursor.eq(cursor))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records that the historical event was sent.
+pub async fn mark_historical_aggregated(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    diesel::update(connections::table.find(id.0))
+        .set(connections::historical_aggregated_at.eq(at))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Sets when the background refresh takes the connection next.
+pub async fn set_next_refresh(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    diesel::update(connections::table.find(id.0))
+        .set(connections::next_refresh_at.eq(at))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Brings the next background refresh forward to `at` if it was later (or unset).
+pub async fn pull_next_refresh(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Nullable, Timestamptz};
+    diesel::update(connections::table.find(id.0))
+        .set(
+            connections::next_refresh_at.eq(sql::<Nullable<Timestamptz>>(
+                "LEAST(COALESCE(next_refresh_at, ",
+            )
+            .bind::<Timestamptz, _>(at)
+            .sql("), ")
+            .bind::<Timestamptz, _>(at)
+            .sql(")")),
+        )
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Connections due for a background refresh, locked for this transaction (other replicas skip
+/// them), at most `limit`, oldest due first.
+pub async fn due_for_refresh(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> Result<Vec<(ConnectionId, AccountId)>, StoreError> {
+    let refreshable: Vec<&str> = [
+        ConnectionStatus::Active,
+        ConnectionStatus::PartiallyActive,
+        ConnectionStatus::Degraded,
+        ConnectionStatus::Undetermined,
+    ]
+    .iter()
+    .map(|s| s.as_str())
+    .collect();
+    let due = connections::table
+        .filter(connections::next_refresh_at.le(diesel::dsl::now))
+        .filter(connections::status.eq_any(refreshable))
+        .order(connections::next_refresh_at)
+        .limit(limit)
+        .select((connections::id, connections::account_id))
+        .for_update()
+        .skip_locked()
+        .load::<(Uuid, Uuid)>(conn)
+        .await?;
+    Ok(due
+        .into_iter()
+        .map(|(id, account)| (ConnectionId(id), AccountId(account)))
+        .collect())
 }

@@ -10,8 +10,10 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::schema::{customers, financial_accounts};
-use crate::domain::financial_account::ProviderAccount;
+use crate::cipher::Cipher;
+use crate::domain::financial_account::{AccountIdentifiers, AccountOwner, ProviderAccount};
 use crate::domain::ids::{AccountId, ConnectionId, CustomerId, FinancialAccountId};
+use crate::domain::secret::Secret;
 
 /// A financial account as stored.
 #[derive(Clone, Debug, PartialEq, Queryable, Selectable)]
@@ -46,6 +48,10 @@ pub struct FinancialAccountRow {
     pub balances_updated_at: Option<DateTime<Utc>>,
     /// Whether the historical transaction load finished.
     pub historical_aggregation_succeeded: bool,
+    /// Sealed account and routing numbers.
+    pub identifiers: Option<Vec<u8>>,
+    /// Owners as JSON.
+    pub owners: Option<serde_json::Value>,
 }
 
 /// One account of [`upsert`]'s result.
@@ -150,4 +156,98 @@ pub async fn list(
         .limit(limit)
         .load(conn)
         .await?)
+}
+
+/// The sealed form of identifiers, bound to the financial account's id.
+fn seal_identifiers(
+    cipher: &Cipher,
+    id: FinancialAccountId,
+    identifiers: &AccountIdentifiers,
+) -> Vec<u8> {
+    let plain = serde_json::json!({
+        "accountNumber": identifiers.account_number.expose(),
+        "routingNumber": identifiers.routing_number,
+        "wireRoutingNumber": identifiers.wire_routing_number,
+    });
+    cipher.seal(plain.to_string().as_bytes(), id.0.as_bytes())
+}
+
+/// Opens sealed identifiers: (account number, routing number, wire routing number).
+pub fn open_identifiers(
+    cipher: &Cipher,
+    id: FinancialAccountId,
+    sealed: &[u8],
+) -> Result<(Secret, String, Option<String>), StoreError> {
+    let plain = cipher
+        .open(sealed, id.0.as_bytes())
+        .map_err(|e| StoreError::Corrupt(format!("identifiers of {id}: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&plain)
+        .map_err(|e| StoreError::Corrupt(format!("identifiers of {id}: {e}")))?;
+    let text = |key: &str| value[key].as_str().map(String::from);
+    Ok((
+        Secret::new(text("accountNumber").unwrap_or_default()),
+        text("routingNumber").unwrap_or_default(),
+        text("wireRoutingNumber"),
+    ))
+}
+
+/// Stores an account's identifiers, sealed.
+pub async fn set_identifiers(
+    conn: &mut AsyncPgConnection,
+    cipher: &Cipher,
+    id: FinancialAccountId,
+    identifiers: &AccountIdentifiers,
+) -> Result<(), StoreError> {
+    diesel::update(financial_accounts::table.find(id.0))
+        .set(financial_accounts::identifiers.eq(seal_identifiers(cipher, id, identifiers)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Stores an account's owners.
+pub async fn set_owners(
+    conn: &mut AsyncPgConnection,
+    id: FinancialAccountId,
+    owners: &[AccountOwner],
+) -> Result<(), StoreError> {
+    let owners = serde_json::to_value(owners).expect("owners serialize");
+    diesel::update(financial_accounts::table.find(id.0))
+        .set(financial_accounts::owners.eq(owners))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks every account of a connection as having its historical transactions.
+pub async fn mark_historical(
+    conn: &mut AsyncPgConnection,
+    connection_id: ConnectionId,
+) -> Result<(), StoreError> {
+    diesel::update(
+        financial_accounts::table.filter(financial_accounts::connection_id.eq(connection_id.0)),
+    )
+    .set(financial_accounts::historical_aggregation_succeeded.eq(true))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A connection's accounts: provider account id to our id.
+pub async fn ids_by_provider_id(
+    conn: &mut AsyncPgConnection,
+    connection_id: ConnectionId,
+) -> Result<std::collections::HashMap<String, FinancialAccountId>, StoreError> {
+    let rows = financial_accounts::table
+        .filter(financial_accounts::connection_id.eq(connection_id.0))
+        .select((
+            financial_accounts::provider_account_id,
+            financial_accounts::id,
+        ))
+        .load::<(String, Uuid)>(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(provider, id)| (provider, FinancialAccountId(id)))
+        .collect())
 }

@@ -209,3 +209,39 @@ pub async fn live_count(conn: &mut AsyncPgConnection) -> Result<i64, StoreError>
 fn pg_interval(duration: Duration) -> diesel::data_types::PgInterval {
     diesel::data_types::PgInterval::from_microseconds(duration.as_micros() as i64)
 }
+
+/// Live jobs of `kind` whose payload's `trigger` is `trigger`.
+pub async fn live_count_of(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    trigger: &str,
+) -> Result<i64, StoreError> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let count = diesel::sql_query(
+        "SELECT count(*) AS n FROM jobs \
+         WHERE dead_at IS NULL AND kind = $1 AND payload->>'trigger' = $2",
+    )
+    .bind::<Text, _>(kind)
+    .bind::<Text, _>(trigger)
+    .get_result::<Count>(conn)
+    .await?;
+    Ok(count.n)
+}
+
+/// The payload of the live job with this dedupe key, if there is one.
+pub async fn live_payload(
+    conn: &mut AsyncPgConnection,
+    dedupe_key: &str,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    Ok(jobs::table
+        .filter(jobs::dedupe_key.eq(dedupe_key))
+        .filter(jobs::dead_at.is_null())
+        .select(jobs::payload)
+        .first::<serde_json::Value>(conn)
+        .await
+        .optional()?)
+}

@@ -12,6 +12,7 @@ pub mod financial_accounts;
 pub mod jobs;
 pub mod migrations;
 pub mod schema;
+pub mod transactions;
 
 use std::time::Duration;
 

@@ -55,6 +55,9 @@ diesel::table! {
         lease_until -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        transactions_cursor -> Nullable<Text>,
+        historical_aggregated_at -> Nullable<Timestamptz>,
+        next_refresh_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -78,6 +81,27 @@ diesel::table! {
         balances_updated_at -> Nullable<Timestamptz>,
         historical_aggregation_succeeded -> Bool,
         created_at -> Timestamptz,
+        identifiers -> Nullable<Bytea>,
+        owners -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    transactions (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        connection_id -> Uuid,
+        financial_account_id -> Uuid,
+        customer_id -> Uuid,
+        provider_transaction_id -> Text,
+        amount -> Numeric,
+        currency -> Nullable<Text>,
+        description -> Text,
+        status -> Text,
+        transaction_date -> Date,
+        posted_date -> Nullable<Date>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -120,6 +144,7 @@ diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(connections -> customers (customer_id));
 diesel::joinable!(connections -> institutions (institution_id));
 diesel::joinable!(financial_accounts -> connections (connection_id));
+diesel::joinable!(transactions -> financial_accounts (financial_account_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
@@ -129,5 +154,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     connections,
     financial_accounts,
     events,
-    jobs
+    jobs,
+    transactions
 );

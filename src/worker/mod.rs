@@ -1,6 +1,7 @@
 //! Background work: jobs claimed from the queue, run, and finished, retried or buried.
 
 pub mod aggregate;
+pub mod schedule;
 
 use std::sync::Arc;
 use std::time::Duration;

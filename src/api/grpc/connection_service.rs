@@ -8,11 +8,13 @@ use crate::context::Context;
 use crate::domain::connection_status::ConnectionStatus;
 use crate::domain::ids::ConnectionId;
 use crate::domain::import::{self as import_rules, RawImportItem};
+use crate::domain::product::Product;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
 use crate::import;
 use crate::proto;
 use crate::proto::connection_service_server::ConnectionService;
+use crate::refresh::{self, RefreshError};
 use crate::store::{self, connections};
 
 /// Serves connection imports and reads.
@@ -168,5 +170,42 @@ impl ConnectionService for Connections {
             connections: page.iter().map(convert::connection).collect(),
             next_page_token,
         }))
+    }
+
+    async fn refresh_connection(
+        &self,
+        request: Request<proto::RefreshConnectionRequest>,
+    ) -> Result<Response<proto::RefreshConnectionResponse>, Status> {
+        let account_id = auth::account(&self.ctx, request.metadata()).await?;
+        let request = request.into_inner();
+        if request.connection_id.is_empty() {
+            return Err(Status::invalid_argument("connectionId is required"));
+        }
+        let not_found = || status::not_found("connection", &request.connection_id);
+        let id: ConnectionId = request.connection_id.parse().map_err(|_| not_found())?;
+        let products = request
+            .products
+            .iter()
+            .map(|value| {
+                let name = proto::product::Value::try_from(*value)
+                    .ok()
+                    .filter(|p| *p != proto::product::Value::ProductUnspecified)
+                    .map(|p| p.as_str_name());
+                request::known_enum::<Product>("products", name)
+            })
+            .collect::<Result<_, _>>()?;
+        match refresh::refresh(&self.ctx, account_id, id, products).await {
+            Ok(request_id) => Ok(Response::new(proto::RefreshConnectionResponse {
+                request_id: request_id.to_string(),
+            })),
+            Err(RefreshError::NotFound) => Err(not_found()),
+            Err(error @ RefreshError::NotRefreshable(_)) => {
+                Err(Status::failed_precondition(error.to_string()))
+            }
+            Err(error @ RefreshError::RateLimited) => {
+                Err(Status::resource_exhausted(error.to_string()))
+            }
+            Err(RefreshError::Store(error)) => Err(status::store(error)),
+        }
     }
 }

@@ -5,9 +5,11 @@ use prost_types::value::Kind;
 
 use crate::domain::connection::Connection;
 use crate::domain::event::{Event, EventFinancialAccount, EventPayload};
+use crate::domain::financial_account::AccountOwner;
 use crate::proto;
 use crate::store::events::LoggedEvent;
 use crate::store::financial_accounts::FinancialAccountRow;
+use crate::store::transactions::TransactionRow;
 
 /// A protobuf timestamp.
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -88,8 +90,16 @@ pub fn connection(connection: &Connection) -> proto::Connection {
     }
 }
 
-/// A financial account as the API shows it.
-pub fn financial_account(row: &FinancialAccountRow) -> proto::FinancialAccount {
+/// A financial account as the API shows it; `identifiers` are opened by the caller.
+pub fn financial_account(
+    row: &FinancialAccountRow,
+    identifiers: Option<proto::Identifiers>,
+) -> proto::FinancialAccount {
+    let owners: Vec<AccountOwner> = row
+        .owners
+        .clone()
+        .and_then(|owners| serde_json::from_value(owners).ok())
+        .unwrap_or_default();
     proto::FinancialAccount {
         id: row.id.to_string(),
         connection_id: row.connection_id.to_string(),
@@ -103,16 +113,23 @@ pub fn financial_account(row: &FinancialAccountRow) -> proto::FinancialAccount {
             current_amount: row
                 .current_balance
                 .as_ref()
-                .map(|a| a.normalized().to_string()),
+                .map(|a| a.normalized().to_plain_string()),
             available_amount: row
                 .available_balance
                 .as_ref()
-                .map(|a| a.normalized().to_string()),
+                .map(|a| a.normalized().to_plain_string()),
             currency: row.currency.clone().unwrap_or_default(),
             updated_at: row.balances_updated_at.map(timestamp),
         }),
-        identifiers: None,
-        owners: Vec::new(),
+        identifiers,
+        owners: owners
+            .into_iter()
+            .map(|owner| proto::Owner {
+                names: owner.names,
+                emails: owner.emails,
+                phone_numbers: owner.phone_numbers,
+            })
+            .collect(),
         historical_aggregation_succeeded: row.historical_aggregation_succeeded,
     }
 }
@@ -195,5 +212,19 @@ fn event_financial_account(account: &EventFinancialAccount) -> proto::EventFinan
             .investment_transaction_ids_removed
             .clone()
             .unwrap_or_default(),
+    }
+}
+
+/// A transaction as the API shows it.
+pub fn transaction(row: &TransactionRow) -> proto::Transaction {
+    proto::Transaction {
+        id: row.id.to_string(),
+        financial_account_id: row.financial_account_id.to_string(),
+        amount: row.amount.normalized().to_plain_string(),
+        currency: row.currency.clone().unwrap_or_default(),
+        description: row.description.clone(),
+        status: proto_enum!(proto::transaction::Status, &row.status),
+        transaction_date: row.transaction_date.to_string(),
+        posted_date: row.posted_date.map(|d| d.to_string()).unwrap_or_default(),
     }
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::auth::{AuthGetRequest, AuthGetResponse};
 use super::error::{PlaidApiError, PlaidError};
+use super::identity::{IdentityGetRequest, IdentityGetResponse};
+use super::transactions::*;
 use super::types::*;
 use crate::domain::secret::Secret;
 
@@ -99,6 +102,75 @@ impl PlaidClient {
         self.call("/accounts/get", &request).await
     }
 
+    /// `/accounts/balance/get`: the Item's accounts with balances fetched from the institution now.
+    pub async fn accounts_balance_get(
+        &self,
+        access_token: &Secret,
+    ) -> Result<AccountsGetResponse, PlaidError> {
+        let request = AccountsBalanceGetRequest {
+            access_token: access_token.clone(),
+        };
+        self.call("/accounts/balance/get", &request).await
+    }
+
+    /// `/auth/get`: the accounts with their account and routing numbers.
+    pub async fn auth_get(&self, access_token: &Secret) -> Result<AuthGetResponse, PlaidError> {
+        let request = AuthGetRequest {
+            access_token: access_token.clone(),
+        };
+        self.call("/auth/get", &request).await
+    }
+
+    /// `/identity/get`: the accounts with their owners.
+    pub async fn identity_get(
+        &self,
+        access_token: &Secret,
+    ) -> Result<IdentityGetResponse, PlaidError> {
+        let request = IdentityGetRequest {
+            access_token: access_token.clone(),
+        };
+        self.call("/identity/get", &request).await
+    }
+
+    /// `/transactions/sync`: up to `count` (1 to 500) changes since `cursor`; no cursor starts
+    /// from the beginning of the Item's history.
+    pub async fn transactions_sync(
+        &self,
+        access_token: &Secret,
+        cursor: Option<&str>,
+        count: u32,
+    ) -> Result<TransactionsSyncResponse, PlaidError> {
+        let request = TransactionsSyncRequest {
+            access_token: access_token.clone(),
+            cursor: cursor.map(str::to_owned),
+            count: Some(count),
+        };
+        self.call("/transactions/sync", &request).await
+    }
+
+    /// `/transactions/refresh`: asks Plaid to look for new transactions now; the answer comes
+    /// later as a `SYNC_UPDATES_AVAILABLE` webhook.
+    pub async fn transactions_refresh(
+        &self,
+        access_token: &Secret,
+    ) -> Result<TransactionsRefreshResponse, PlaidError> {
+        let request = TransactionsRefreshRequest {
+            access_token: access_token.clone(),
+        };
+        self.call("/transactions/refresh", &request).await
+    }
+
+    /// `/item/remove`: deletes the Item at Plaid; its access token stops working.
+    pub async fn item_remove(
+        &self,
+        access_token: &Secret,
+    ) -> Result<ItemRemoveResponse, PlaidError> {
+        let request = ItemRemoveRequest {
+            access_token: access_token.clone(),
+        };
+        self.call("/item/remove", &request).await
+    }
+
     /// `/item/webhook/update`: points the Item's webhooks at `webhook`.
     pub async fn item_webhook_update(
         &self,
@@ -158,6 +230,31 @@ impl PlaidClient {
             public_token: public_token.to_owned(),
         };
         self.call("/item/public_token/exchange", &request).await
+    }
+
+    /// `/sandbox/item/fire_webhook`: makes the sandbox send the Item a webhook with this code.
+    pub async fn sandbox_item_fire_webhook(
+        &self,
+        access_token: &Secret,
+        webhook_code: &str,
+    ) -> Result<SandboxItemFireWebhookResponse, PlaidError> {
+        let request = SandboxItemFireWebhookRequest {
+            access_token: access_token.clone(),
+            webhook_type: None,
+            webhook_code: webhook_code.to_owned(),
+        };
+        self.call("/sandbox/item/fire_webhook", &request).await
+    }
+
+    /// `/sandbox/item/reset_login`: puts the sandbox Item in `ITEM_LOGIN_REQUIRED`.
+    pub async fn sandbox_item_reset_login(
+        &self,
+        access_token: &Secret,
+    ) -> Result<SandboxItemResetLoginResponse, PlaidError> {
+        let request = SandboxItemResetLoginRequest {
+            access_token: access_token.clone(),
+        };
+        self.call("/sandbox/item/reset_login", &request).await
     }
 
     /// Posts `request` with the keys to `endpoint` and reads the answer.

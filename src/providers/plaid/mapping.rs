@@ -3,9 +3,11 @@
 use bigdecimal::BigDecimal;
 
 use super::types::AccountBase;
-use super::{PlaidError, decimal_string};
-use crate::domain::financial_account::ProviderAccount;
+use super::{AuthGetResponse, IdentityGetResponse, PlaidError, Transaction, decimal_string};
+use crate::domain::connection_state::AggregationFailure;
+use crate::domain::financial_account::{AccountIdentifiers, AccountOwner, ProviderAccount};
 use crate::domain::product::Product;
+use crate::domain::transactions::{ProviderTransaction, TransactionStatus};
 
 /// Meld's products for an item's Plaid products: balances always come with `/accounts/get`.
 pub fn products(plaid_products: &[String]) -> Vec<Product> {
@@ -55,6 +57,148 @@ pub fn error_details(error: &PlaidError) -> serde_json::Map<String, serde_json::
     };
     details.insert("serviceProvider".into(), "PLAID".into());
     details
+}
+
+/// How Plaid's error codes move a connection, as Meld's status table reads them. Codes not
+/// listed are `Unforeseen` unless the error is a transient one (then `ProviderUnavailable`).
+const FAILURES: &[(&str, AggregationFailure)] = &[
+    ("ITEM_LOGIN_REQUIRED", AggregationFailure::LoginRequired),
+    ("INVALID_CREDENTIALS", AggregationFailure::LoginRequired),
+    ("INVALID_MFA", AggregationFailure::LoginRequired),
+    ("ITEM_LOCKED", AggregationFailure::LoginRequired),
+    (
+        "INSUFFICIENT_CREDENTIALS",
+        AggregationFailure::LoginRequired,
+    ),
+    (
+        "INVALID_ACCESS_TOKEN",
+        AggregationFailure::CredentialsRejected,
+    ),
+    ("ITEM_NOT_FOUND", AggregationFailure::CredentialsRejected),
+    (
+        "ACCESS_NOT_GRANTED",
+        AggregationFailure::CredentialsRejected,
+    ),
+    (
+        "USER_PERMISSION_REVOKED",
+        AggregationFailure::CredentialsRejected,
+    ),
+    (
+        "INSTITUTION_DOWN",
+        AggregationFailure::InstitutionUnavailable,
+    ),
+    (
+        "INSTITUTION_NOT_RESPONDING",
+        AggregationFailure::InstitutionUnavailable,
+    ),
+    (
+        "INSTITUTION_NOT_AVAILABLE",
+        AggregationFailure::InstitutionUnavailable,
+    ),
+    (
+        "INSTITUTION_NO_LONGER_SUPPORTED",
+        AggregationFailure::InstitutionUnavailable,
+    ),
+    (
+        "INSTITUTION_RATE_LIMIT",
+        AggregationFailure::InstitutionUnavailable,
+    ),
+    (
+        "USER_SETUP_REQUIRED",
+        AggregationFailure::InstitutionActionRequired,
+    ),
+    (
+        "ITEM_NOT_SUPPORTED",
+        AggregationFailure::InstitutionActionRequired,
+    ),
+];
+
+/// Product errors that mean "this item has no such data", not that the connection is broken.
+const PRODUCT_UNAVAILABLE: &[&str] = &[
+    "PRODUCTS_NOT_SUPPORTED",
+    "PRODUCT_NOT_READY",
+    "PRODUCT_NOT_ENABLED",
+    "NO_AUTH_ACCOUNTS",
+    "NO_ACCOUNTS",
+    "INVALID_PRODUCT",
+];
+
+/// What a Plaid failure means for the connection.
+pub fn failure(error: &PlaidError) -> AggregationFailure {
+    let listed = error
+        .error_code()
+        .and_then(|code| FAILURES.iter().find(|(c, _)| *c == code))
+        .map(|(_, failure)| *failure);
+    match listed {
+        Some(failure) => failure,
+        None if error.is_retryable() => AggregationFailure::ProviderUnavailable,
+        None => AggregationFailure::Unforeseen,
+    }
+}
+
+/// Whether the error only says the item lacks this product.
+pub fn product_unavailable(error: &PlaidError) -> bool {
+    error
+        .error_code()
+        .is_some_and(|code| PRODUCT_UNAVAILABLE.contains(&code))
+}
+
+/// A Plaid transaction as a provider-neutral transaction.
+pub fn transaction(tx: &Transaction) -> ProviderTransaction {
+    ProviderTransaction {
+        provider_transaction_id: tx.transaction_id.clone(),
+        provider_account_id: tx.account_id.clone(),
+        amount: decimal_string(&tx.amount)
+            .parse()
+            .unwrap_or_else(|_| BigDecimal::from(0)),
+        currency: tx
+            .iso_currency_code
+            .clone()
+            .or_else(|| tx.unofficial_currency_code.clone()),
+        description: tx.name.clone(),
+        status: if tx.pending {
+            TransactionStatus::Pending
+        } else {
+            TransactionStatus::Posted
+        },
+        transaction_date: tx.authorized_date.unwrap_or(tx.date),
+        posted_date: (!tx.pending).then_some(tx.date),
+    }
+}
+
+/// The account and routing numbers of `/auth/get`.
+pub fn identifiers(response: &AuthGetResponse) -> Vec<AccountIdentifiers> {
+    response
+        .numbers
+        .ach
+        .iter()
+        .map(|ach| AccountIdentifiers {
+            provider_account_id: ach.account_id.clone(),
+            account_number: ach.account.clone(),
+            routing_number: ach.routing.expose().to_string(),
+            wire_routing_number: ach.wire_routing.as_ref().map(|w| w.expose().to_string()),
+        })
+        .collect()
+}
+
+/// The owners of `/identity/get`, per provider account id.
+pub fn owners(response: &IdentityGetResponse) -> Vec<(String, Vec<AccountOwner>)> {
+    response
+        .accounts
+        .iter()
+        .map(|account| {
+            let owners = account
+                .owners
+                .iter()
+                .map(|owner| AccountOwner {
+                    names: owner.names.clone(),
+                    emails: owner.emails.iter().map(|e| e.data.clone()).collect(),
+                    phone_numbers: owner.phone_numbers.iter().map(|p| p.data.clone()).collect(),
+                })
+                .collect();
+            (account.account.account_id.clone(), owners)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,13 +1,21 @@
 //! Plaid: the HTTP client and the shapes of Plaid's API.
 
+mod auth;
 mod client;
 mod error;
+mod identity;
 pub mod mapping;
+mod transactions;
 mod types;
+mod webhook;
 
 #[cfg(test)]
 mod tests;
 
+pub use auth::*;
 pub use client::{PlaidClient, PlaidConfig};
 pub use error::{PlaidApiError, PlaidError};
+pub use identity::*;
+pub use transactions::*;
 pub use types::*;
+pub use webhook::PlaidWebhook;

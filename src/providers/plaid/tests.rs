@@ -114,6 +114,134 @@ async fn webhook_verification_key_get_answers_the_jwk() {
 }
 
 #[tokio::test]
+async fn accounts_balance_get_answers_fresh_balances() {
+    let (sim, url) = start().await;
+    let item = sim.create_item("ins_109508");
+    let plaid = client(&url);
+    let cached = plaid.accounts_get(&item.access_token).await.unwrap();
+    let mut moved = false;
+    for _ in 0..3 {
+        let fresh = plaid
+            .accounts_balance_get(&item.access_token)
+            .await
+            .unwrap();
+        assert_eq!(fresh.item.item_id, item.item_id);
+        assert_eq!(fresh.accounts.len(), cached.accounts.len());
+        let checking = decimal_string(fresh.accounts[0].balances.current.as_ref().unwrap());
+        assert!(
+            checking.split('.').nth(1).is_none_or(|d| d.len() <= 2),
+            "{checking}"
+        );
+        moved |= fresh.accounts[0].balances.current != cached.accounts[0].balances.current;
+    }
+    assert!(moved, "balances drift");
+}
+
+#[tokio::test]
+async fn auth_get_answers_ach_numbers_that_debug_hides() {
+    let (sim, url) = start().await;
+    let item = sim.create_item("ins_109508");
+    let answer = client(&url).auth_get(&item.access_token).await.unwrap();
+    let depository = answer
+        .accounts
+        .iter()
+        .filter(|a| a.r#type == "depository")
+        .count();
+    assert_eq!(answer.numbers.ach.len(), depository);
+    let checking = &answer.numbers.ach[0];
+    assert_eq!(checking.account_id, answer.accounts[0].account_id);
+    assert_eq!(checking.routing.expose(), "011401533");
+    assert!(checking.account.expose().ends_with("0000"));
+    assert!(checking.wire_routing.is_some());
+    let printed = format!("{answer:?}");
+    assert!(!printed.contains(checking.account.expose()), "{printed}");
+    assert!(!printed.contains("011401533"), "{printed}");
+}
+
+#[tokio::test]
+async fn identity_get_answers_owners_per_account() {
+    let (sim, url) = start().await;
+    let item = sim.create_item("ins_109508");
+    let answer = client(&url).identity_get(&item.access_token).await.unwrap();
+    assert_eq!(answer.accounts.len(), 5);
+    for account in &answer.accounts {
+        let owner = &account.owners[0];
+        assert_eq!(owner.names.len(), 1);
+        assert!(owner.emails[0].data.ends_with("@example.com"));
+        assert!(!owner.phone_numbers.is_empty());
+        assert_eq!(owner.addresses[0].data.country.as_deref(), Some("US"));
+    }
+    assert_eq!(answer.accounts[0].account.name, "Plaid Checking");
+}
+
+#[tokio::test]
+async fn transactions_sync_pages_through_the_history() {
+    let (sim, url) = start().await;
+    let item = sim.create_item("ins_109508");
+    let plaid = client(&url);
+    let first = plaid
+        .transactions_sync(&item.access_token, None, 2)
+        .await
+        .unwrap();
+    assert_eq!(first.added.len(), 2);
+    assert!(first.has_more && !first.next_cursor.is_empty());
+    let next = plaid
+        .transactions_sync(&item.access_token, Some(&first.next_cursor), 2)
+        .await
+        .unwrap();
+    assert_ne!(next.added[0].transaction_id, first.added[0].transaction_id);
+    let transaction = &first.added[0];
+    assert_eq!(transaction.iso_currency_code.as_deref(), Some("USD"));
+    assert!(!transaction.name.is_empty() && !transaction.payment_channel.is_empty());
+}
+
+#[tokio::test]
+async fn item_remove_makes_the_token_unknown() {
+    let (sim, url) = start().await;
+    let item = sim.create_item("ins_109508");
+    let plaid = client(&url);
+    let removed = plaid.item_remove(&item.access_token).await.unwrap();
+    assert_eq!(removed.request_id.len(), 15);
+    let error = plaid.item_get(&item.access_token).await.unwrap_err();
+    assert_eq!(error.error_code(), Some("ITEM_NOT_FOUND"));
+    assert!(error.is_credentials_error());
+    let error = plaid.item_remove(&item.access_token).await.unwrap_err();
+    assert_eq!(error.error_code(), Some("ITEM_NOT_FOUND"));
+}
+
+#[tokio::test]
+async fn injected_errors_reach_the_product_endpoints() {
+    let (sim, url) = start().await;
+    let item = sim.create_item("ins_109508");
+    let plaid = client(&url);
+    let token = &item.access_token;
+    for endpoint in [
+        "/accounts/balance/get",
+        "/auth/get",
+        "/identity/get",
+        "/transactions/refresh",
+        "/item/remove",
+    ] {
+        let mut down = rule(endpoint, 503, "API_ERROR", "PLANNED_MAINTENANCE");
+        down.times = Some(1);
+        sim.inject_error(down);
+    }
+    let errors = [
+        plaid.accounts_balance_get(token).await.map(drop),
+        plaid.auth_get(token).await.map(drop),
+        plaid.identity_get(token).await.map(drop),
+        plaid.transactions_refresh(token).await.map(drop),
+        plaid.item_remove(token).await.map(drop),
+    ];
+    for error in errors {
+        let error = error.unwrap_err();
+        assert_eq!(error.http_status(), Some(503));
+        assert!(error.is_retryable());
+    }
+    plaid.auth_get(token).await.unwrap();
+}
+
+#[tokio::test]
 async fn injected_invalid_access_token_is_an_api_error() {
     let (sim, url) = start().await;
     let item = sim.create_item("ins_109508");

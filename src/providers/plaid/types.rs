@@ -151,6 +151,68 @@ pub struct ItemPublicTokenExchangeResponse {
     pub request_id: String,
 }
 
+/// `/accounts/balance/get` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountsBalanceGetRequest {
+    /// The Item's access token.
+    #[serde(with = "secret_string")]
+    pub access_token: Secret,
+}
+
+/// `/item/remove` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemRemoveRequest {
+    /// The Item's access token; it stops working.
+    #[serde(with = "secret_string")]
+    pub access_token: Secret,
+}
+
+/// `/item/remove` response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemRemoveResponse {
+    /// Plaid's id of this request.
+    pub request_id: String,
+}
+
+/// `/sandbox/item/fire_webhook` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxItemFireWebhookRequest {
+    /// The Item's access token.
+    #[serde(with = "secret_string")]
+    pub access_token: Secret,
+    /// `TRANSACTIONS`, `ITEM`, ...; Plaid picks the usual one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_type: Option<String>,
+    /// `SYNC_UPDATES_AVAILABLE`, `DEFAULT_UPDATE`, `NEW_ACCOUNTS_AVAILABLE`, `LOGIN_REPAIRED`, ...
+    pub webhook_code: String,
+}
+
+/// `/sandbox/item/fire_webhook` response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxItemFireWebhookResponse {
+    /// Whether the webhook was fired.
+    pub webhook_fired: bool,
+    /// Plaid's id of this request.
+    pub request_id: String,
+}
+
+/// `/sandbox/item/reset_login` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxItemResetLoginRequest {
+    /// The Item's access token.
+    #[serde(with = "secret_string")]
+    pub access_token: Secret,
+}
+
+/// `/sandbox/item/reset_login` response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxItemResetLoginResponse {
+    /// `true` when the Item now needs a new login.
+    pub reset_login: bool,
+    /// Plaid's id of this request.
+    pub request_id: String,
+}
+
 /// An Item: one login at one institution (`Item`, plus the consent fields of `/item/get`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Item {
@@ -351,7 +413,9 @@ pub fn decimal_string(n: &serde_json::Number) -> String {
 }
 
 /// Reads an Item's nullable `error`, keeping the whole object in [`PlaidApiError::raw`].
-fn nullable_error<'de, D: Deserializer<'de>>(de: D) -> Result<Option<PlaidApiError>, D::Error> {
+pub(super) fn nullable_error<'de, D: Deserializer<'de>>(
+    de: D,
+) -> Result<Option<PlaidApiError>, D::Error> {
     match Option::<serde_json::Value>::deserialize(de)? {
         None => Ok(None),
         Some(raw) => PlaidApiError::from_value(raw)
@@ -361,7 +425,7 @@ fn nullable_error<'de, D: Deserializer<'de>>(de: D) -> Result<Option<PlaidApiErr
 }
 
 /// (De)serializes a [`Secret`] as the plain string Plaid sends, so tokens stay wrapped in memory.
-mod secret_string {
+pub(super) mod secret_string {
     use serde::{Deserialize, Deserializer, Serializer};
 
     use crate::domain::secret::Secret;
@@ -372,6 +436,24 @@ mod secret_string {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Secret, D::Error> {
         String::deserialize(de).map(Secret::new)
+    }
+}
+
+/// [`secret_string`] for a nullable value.
+pub(super) mod optional_secret_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::domain::secret::Secret;
+
+    pub fn serialize<S: Serializer>(secret: &Option<Secret>, ser: S) -> Result<S::Ok, S::Error> {
+        match secret {
+            Some(secret) => ser.serialize_some(secret.expose()),
+            None => ser.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Secret>, D::Error> {
+        Option::<String>::deserialize(de).map(|value| value.map(Secret::new))
     }
 }
 

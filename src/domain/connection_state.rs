@@ -1,0 +1,226 @@
+//! The state machine of a connection's status: given where it stands and what just happened,
+//! where it goes and what must be said about it.
+
+use super::connection_status::{ConnectionStatus, StatusReason};
+
+/// Failed aggregations in a row after which a connection is UNRECOVERABLE.
+pub const MAX_CONSECUTIVE_FAILURES: i32 = 3;
+
+/// A connection's status and the count that drives UNRECOVERABLE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionState {
+    /// The status.
+    pub status: ConnectionStatus,
+    /// Its reason, where the status takes one.
+    pub reason: Option<StatusReason>,
+    /// Failed aggregations since the last success.
+    pub consecutive_failures: i32,
+}
+
+/// Why an aggregation failed, in provider-neutral terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggregationFailure {
+    /// The customer must log in again (Plaid ITEM_LOGIN_REQUIRED).
+    LoginRequired,
+    /// The provider no longer accepts the credentials (revoked, removed).
+    CredentialsRejected,
+    /// The institution is down.
+    InstitutionUnavailable,
+    /// The institution needs something done on its side.
+    InstitutionActionRequired,
+    /// The provider is down, slow or throttling, after retries.
+    ProviderUnavailable,
+    /// Anything else.
+    Unforeseen,
+}
+
+/// Something that happened to a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// An aggregation succeeded.
+    AggregationSucceeded,
+    /// An aggregation failed for good (retries exhausted).
+    AggregationFailed(AggregationFailure),
+}
+
+/// What must be said about a transition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// BANK_LINKING_CONNECTION_STATUS_CHANGE.
+    StatusChanged {
+        /// The status before.
+        old: ConnectionStatus,
+        /// The status after.
+        new: ConnectionStatus,
+        /// The reason after.
+        reason: Option<StatusReason>,
+    },
+    /// BANK_LINKING_CUSTOMER_ACTION_REQUIRED with this reason.
+    CustomerActionRequired(StatusReason),
+}
+
+/// The state after `signal`, and the effects to announce, in order.
+pub fn apply(state: ConnectionState, signal: Signal) -> (ConnectionState, Vec<Effect>) {
+    // Terminal and flow states are not moved by aggregation results.
+    if matches!(
+        state.status,
+        ConnectionStatus::Deleted | ConnectionStatus::Expired | ConnectionStatus::InProgress
+    ) {
+        return (state, Vec::new());
+    }
+    let next = match signal {
+        Signal::AggregationSucceeded => ConnectionState {
+            status: ConnectionStatus::Active,
+            // ACTIVE's reasons (expiring consent, new accounts) outlive a successful aggregation.
+            reason: match state.status {
+                ConnectionStatus::Active => state.reason,
+                _ => None,
+            },
+            consecutive_failures: 0,
+        },
+        Signal::AggregationFailed(failure) => after_failure(state, failure),
+    };
+    let mut effects = Vec::new();
+    if (next.status, next.reason) != (state.status, state.reason) {
+        effects.push(Effect::StatusChanged {
+            old: state.status,
+            new: next.status,
+            reason: next.reason,
+        });
+        if next.status == ConnectionStatus::ReconnectRequired {
+            effects.push(Effect::CustomerActionRequired(
+                next.reason.unwrap_or(StatusReason::Other),
+            ));
+        }
+    }
+    (next, effects)
+}
+
+fn after_failure(state: ConnectionState, failure: AggregationFailure) -> ConnectionState {
+    use AggregationFailure as F;
+    let (status, reason) = match failure {
+        F::LoginRequired => (
+            ConnectionStatus::ReconnectRequired,
+            Some(StatusReason::LoginRequired),
+        ),
+        F::CredentialsRejected => (
+            ConnectionStatus::ReconnectRequired,
+            Some(StatusReason::Other),
+        ),
+        F::InstitutionUnavailable => (
+            ConnectionStatus::Degraded,
+            Some(StatusReason::InstitutionCurrentlyUnavailable),
+        ),
+        F::InstitutionActionRequired => (
+            ConnectionStatus::Degraded,
+            Some(StatusReason::InstitutionActionRequired),
+        ),
+        F::ProviderUnavailable => (
+            ConnectionStatus::Degraded,
+            Some(StatusReason::ServiceProviderCurrentlyUnavailable),
+        ),
+        F::Unforeseen => (ConnectionStatus::Undetermined, None),
+    };
+    let consecutive_failures = state.consecutive_failures + 1;
+    if status != ConnectionStatus::ReconnectRequired
+        && consecutive_failures >= MAX_CONSECUTIVE_FAILURES
+    {
+        return ConnectionState {
+            status: ConnectionStatus::Unrecoverable,
+            reason: Some(StatusReason::ContinuedAggregationFailures),
+            consecutive_failures,
+        };
+    }
+    ConnectionState {
+        status,
+        reason,
+        consecutive_failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACTIVE: ConnectionState = ConnectionState {
+        status: ConnectionStatus::Active,
+        reason: None,
+        consecutive_failures: 0,
+    };
+
+    #[test]
+    fn a_provider_outage_degrades_and_the_third_makes_it_unrecoverable() {
+        let fail = Signal::AggregationFailed(AggregationFailure::ProviderUnavailable);
+        let (first, effects) = apply(ACTIVE, fail);
+        assert_eq!(first.status, ConnectionStatus::Degraded);
+        assert_eq!(
+            first.reason,
+            Some(StatusReason::ServiceProviderCurrentlyUnavailable)
+        );
+        assert_eq!(effects.len(), 1);
+        let (second, effects) = apply(first, fail);
+        assert_eq!(second.status, ConnectionStatus::Degraded);
+        assert!(effects.is_empty(), "no change, nothing to say");
+        let (third, effects) = apply(second, fail);
+        assert_eq!(third.status, ConnectionStatus::Unrecoverable);
+        assert_eq!(
+            third.reason,
+            Some(StatusReason::ContinuedAggregationFailures)
+        );
+        assert_eq!(
+            effects,
+            vec![Effect::StatusChanged {
+                old: ConnectionStatus::Degraded,
+                new: ConnectionStatus::Unrecoverable,
+                reason: Some(StatusReason::ContinuedAggregationFailures),
+            }]
+        );
+    }
+
+    #[test]
+    fn login_required_asks_the_customer_to_act() {
+        let (next, effects) = apply(
+            ACTIVE,
+            Signal::AggregationFailed(AggregationFailure::LoginRequired),
+        );
+        assert_eq!(next.status, ConnectionStatus::ReconnectRequired);
+        assert_eq!(
+            effects,
+            vec![
+                Effect::StatusChanged {
+                    old: ConnectionStatus::Active,
+                    new: ConnectionStatus::ReconnectRequired,
+                    reason: Some(StatusReason::LoginRequired),
+                },
+                Effect::CustomerActionRequired(StatusReason::LoginRequired),
+            ]
+        );
+    }
+
+    #[test]
+    fn success_heals_with_one_status_change_and_resets_the_count() {
+        let degraded = ConnectionState {
+            status: ConnectionStatus::Degraded,
+            reason: Some(StatusReason::InstitutionCurrentlyUnavailable),
+            consecutive_failures: 2,
+        };
+        let (next, effects) = apply(degraded, Signal::AggregationSucceeded);
+        assert_eq!(next, ACTIVE);
+        assert_eq!(effects.len(), 1);
+        let (again, effects) = apply(next, Signal::AggregationSucceeded);
+        assert_eq!(again, ACTIVE);
+        assert!(effects.is_empty());
+    }
+
+    #[test]
+    fn deleted_connections_stay_deleted() {
+        let deleted = ConnectionState {
+            status: ConnectionStatus::Deleted,
+            reason: None,
+            consecutive_failures: 0,
+        };
+        let (next, effects) = apply(deleted, Signal::AggregationSucceeded);
+        assert_eq!(next, deleted);
+        assert!(effects.is_empty());
+    }
+}

@@ -1,0 +1,116 @@
+//! RefreshConnection: Meld's rules for when a refresh may run, then one queued aggregation.
+
+use crate::context::Context;
+use crate::domain::connection_status::ConnectionStatus;
+use crate::domain::ids::{AccountId, ConnectionId, RequestId};
+use crate::domain::import::ProviderCredentials;
+use crate::domain::product::Product;
+use crate::providers::plaid::PlaidError;
+use crate::store::jobs::{self, OnDuplicate};
+use crate::store::{self, StoreError, connections};
+use crate::worker::aggregate::{AggregateJob, Trigger};
+use crate::worker::{self, Job};
+
+/// Why a refresh was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// No such connection for this tenant.
+    #[error("connection not found")]
+    NotFound,
+    /// The status does not allow a refresh (Meld answers 409).
+    #[error(
+        "connection is {0}: a refresh is allowed only from ACTIVE, PARTIALLY_ACTIVE, DEGRADED or UNDETERMINED"
+    )]
+    NotRefreshable(ConnectionStatus),
+    /// The provider is throttling this item.
+    #[error("the provider is rate limiting this connection; retry later")]
+    RateLimited,
+    /// The database failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for RefreshError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => RefreshError::NotFound,
+            other => RefreshError::Store(other),
+        }
+    }
+}
+
+/// Queues an aggregation of the connection, or answers the request id of the one already queued
+/// or running.
+pub async fn refresh(
+    ctx: &Context,
+    account_id: AccountId,
+    connection_id: ConnectionId,
+    products: Vec<Product>,
+) -> Result<RequestId, RefreshError> {
+    let mut conn = store::connect(ctx.pool()).await?;
+    let connection = connections::get(&mut conn, account_id, connection_id).await?;
+    if !connection.status.allows_refresh() {
+        return Err(RefreshError::NotRefreshable(connection.status));
+    }
+    let job = Job::Aggregate(AggregateJob {
+        account_id,
+        connection_id,
+        request_id: RequestId::generate(),
+        announce: true,
+        products: products.clone(),
+        trigger: Trigger::Refresh,
+    });
+    let dedupe_key = job
+        .to_new_job()
+        .dedupe_key
+        .expect("aggregations are deduplicated");
+    if let Some(request_id) = live_request_id(&mut conn, &dedupe_key).await? {
+        return Ok(request_id);
+    }
+    let wants_transactions = connection.products.contains(&Product::Transactions)
+        && (products.is_empty() || products.contains(&Product::Transactions));
+    if wants_transactions {
+        let credentials = connections::credentials(&mut conn, ctx.cipher(), connection_id).await?;
+        drop(conn);
+        if let ProviderCredentials::Plaid { access_token } = credentials {
+            extract_now(ctx, &access_token).await?;
+        }
+        conn = store::connect(ctx.pool()).await?;
+    }
+    if worker::enqueue(&mut conn, &job, OnDuplicate::Skip).await? {
+        ctx.wake_workers();
+        let Job::Aggregate(job) = job;
+        return Ok(job.request_id);
+    }
+    // Another request queued one in between: that one's id is the answer.
+    Ok(live_request_id(&mut conn, &dedupe_key)
+        .await?
+        .unwrap_or_else(RequestId::generate))
+}
+
+/// Asks Plaid to extract transactions now; only throttling stops the refresh, since the
+/// aggregation that follows records any other failure in the connection's status.
+async fn extract_now(
+    ctx: &Context,
+    access_token: &crate::domain::secret::Secret,
+) -> Result<(), RefreshError> {
+    match ctx.plaid().transactions_refresh(access_token).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.http_status() == Some(429) => Err(RefreshError::RateLimited),
+        Err(PlaidError::NotConfigured) => Ok(()),
+        Err(error) => {
+            tracing::warn!(%error, "transactions/refresh failed; aggregating anyway");
+            Ok(())
+        }
+    }
+}
+
+async fn live_request_id(
+    conn: &mut diesel_async::AsyncPgConnection,
+    dedupe_key: &str,
+) -> Result<Option<RequestId>, StoreError> {
+    Ok(jobs::live_payload(conn, dedupe_key)
+        .await?
+        .and_then(|payload| serde_json::from_value::<Job>(payload).ok())
+        .map(|Job::Aggregate(job)| job.request_id))
+}

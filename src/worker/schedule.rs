@@ -1,0 +1,77 @@
+//! The background refresh: every connection that may be refreshed is aggregated again once per
+//! interval, spread over it, never more than a set number at a time.
+//!
+//! Each connection keeps its own phase (`next_refresh_at`, drawn at random within the first
+//! interval when it is imported), so a thousand connections imported together are not all
+//! refreshed in the same minute a day later.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use rand::RngExt;
+use tokio_util::sync::CancellationToken;
+
+use super::aggregate::{AggregateJob, Trigger};
+use super::{Job, enqueue};
+use crate::context::Context;
+use crate::domain::ids::RequestId;
+use crate::store::jobs::OnDuplicate;
+use crate::store::{self, StoreError, connections, jobs};
+
+/// How often the scheduler looks for due connections.
+const TICK: Duration = Duration::from_secs(5);
+
+/// When a newly imported connection gets its first background refresh: somewhere in the first
+/// interval, at random, which spreads the population over the interval.
+pub fn first_refresh(interval: chrono::Duration) -> chrono::DateTime<Utc> {
+    let seconds = interval.num_seconds().max(1);
+    Utc::now() + chrono::Duration::seconds(rand::rng().random_range(0..seconds))
+}
+
+/// Queues due refreshes until `shutdown`, keeping at most `max_concurrent` queued or running.
+pub async fn run(ctx: Context, max_concurrent: i64, shutdown: CancellationToken) {
+    loop {
+        if let Err(error) = tick(&ctx, max_concurrent).await {
+            tracing::warn!(%error, "background refresh could not queue work");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
+
+/// Queues as many due connections as the limit allows; answers how many.
+pub async fn tick(ctx: &Context, max_concurrent: i64) -> Result<usize, StoreError> {
+    let interval = ctx.refresh_interval();
+    let mut conn = store::connect(ctx.pool()).await?;
+    let queued = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            let busy = jobs::live_count_of(conn, "aggregate", "schedule").await?;
+            let free = max_concurrent - busy;
+            if free <= 0 {
+                return Ok(0);
+            }
+            // Locked with SKIP LOCKED: replicas ticking together take different connections.
+            let due = connections::due_for_refresh(conn, free).await?;
+            for (connection_id, account_id) in &due {
+                let job = Job::Aggregate(AggregateJob {
+                    account_id: *account_id,
+                    connection_id: *connection_id,
+                    request_id: RequestId::generate(),
+                    announce: true,
+                    products: Vec::new(),
+                    trigger: Trigger::Schedule,
+                });
+                enqueue(conn, &job, OnDuplicate::Skip).await?;
+                connections::set_next_refresh(conn, *connection_id, Utc::now() + interval).await?;
+            }
+            Ok(due.len())
+        })
+        .await?;
+    if queued > 0 {
+        ctx.wake_workers();
+    }
+    Ok(queued)
+}

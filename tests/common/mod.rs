@@ -1,0 +1,163 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use linkstate::proto::{self, import_result};
+use linkstate::sim::SandboxItem;
+use linkstate::testing::{TestApp, authed};
+
+/// One Plaid item to import.
+pub fn plaid_item(external_customer_id: &str, access_token: &str) -> proto::ImportConnection {
+    proto::ImportConnection {
+        service_provider: proto::service_provider::Value::Plaid as i32,
+        external_customer_id: external_customer_id.into(),
+        access_token: access_token.into(),
+        ..Default::default()
+    }
+}
+
+/// Imports one simulator item and answers its connection.
+pub async fn import(app: &TestApp, key: &str, item: &SandboxItem) -> proto::Connection {
+    let response = app
+        .connections()
+        .await
+        .import_connections(authed(
+            key,
+            proto::ImportConnectionsRequest {
+                connections: vec![plaid_item("customer-1", item.access_token.expose())],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    match response.results.into_iter().next().unwrap().result {
+        Some(import_result::Result::Connection(connection)) => connection,
+        other => panic!("import failed: {other:?}"),
+    }
+}
+
+/// Every event of the key's account, in order.
+pub async fn all_events(app: &TestApp, key: &str) -> Vec<proto::Event> {
+    let mut client = app.events().await;
+    let mut events = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = client
+            .list_events(authed(
+                key,
+                proto::ListEventsRequest {
+                    after_cursor: cursor.clone(),
+                    page_size: 1000,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if page.events.is_empty() {
+            return events;
+        }
+        events.extend(page.events);
+        cursor = page.next_cursor;
+    }
+}
+
+/// The account's events once `done` holds for them (10 s at most).
+pub async fn events_until(
+    app: &TestApp,
+    key: &str,
+    done: impl Fn(&[proto::Event]) -> bool,
+) -> Vec<proto::Event> {
+    for _ in 0..200 {
+        let events = all_events(app, key).await;
+        if done(&events) {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = all_events(app, key).await;
+    panic!(
+        "condition not reached in 10 s; events: {:#?}",
+        types(&events)
+    );
+}
+
+/// The event types, in order.
+pub fn types(events: &[proto::Event]) -> Vec<proto::event::Type> {
+    events
+        .iter()
+        .map(|e| proto::event::Type::try_from(e.event_type).unwrap())
+        .collect()
+}
+
+/// How many events of `kind` there are.
+pub fn count(events: &[proto::Event], kind: proto::event::Type) -> usize {
+    types(events).into_iter().filter(|t| *t == kind).count()
+}
+
+/// Every transaction of a connection, newest first, read page by page.
+pub async fn all_transactions(
+    app: &TestApp,
+    key: &str,
+    connection_id: &str,
+    page_size: i32,
+) -> Vec<proto::Transaction> {
+    let mut client = app.financial_data().await;
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_transactions(authed(
+                key,
+                proto::ListTransactionsRequest {
+                    connection_id: connection_id.into(),
+                    page_size,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        all.extend(page.transactions);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Asks for a refresh of the connection.
+pub async fn refresh(
+    app: &TestApp,
+    key: &str,
+    connection_id: &str,
+) -> Result<String, tonic::Status> {
+    app.connections()
+        .await
+        .refresh_connection(authed(
+            key,
+            proto::RefreshConnectionRequest {
+                connection_id: connection_id.into(),
+                products: Vec::new(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().request_id)
+}
+
+/// The connection as the API shows it now.
+pub async fn connection(app: &TestApp, key: &str, id: &str) -> proto::Connection {
+    app.connections()
+        .await
+        .get_connection(authed(
+            key,
+            proto::GetConnectionRequest {
+                connection_id: id.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
