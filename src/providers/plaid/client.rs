@@ -285,7 +285,6 @@ impl PlaidClient {
 }
 
 /// Turns an answer into the endpoint's response or a [`PlaidError`].
-#[allow(clippy::result_large_err)] // see `PlaidError`
 fn read_answer<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, PlaidError> {
     if (200..300).contains(&status) {
         return serde_json::from_slice(body).map_err(|e| PlaidError::Decode(redact(&e)));
@@ -296,7 +295,7 @@ fn read_answer<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, Plaid
     match error {
         Some(error) => Err(PlaidError::Api {
             http_status: status,
-            error,
+            error: Box::new(error),
         }),
         None => Err(PlaidError::UnexpectedResponse {
             http_status: status,

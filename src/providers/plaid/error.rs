@@ -25,8 +25,6 @@ const TRANSIENT_CODES: &[&str] = &[
 ];
 
 /// A failed Plaid call.
-// `Api` carries Plaid's whole error body on purpose; failures are rare enough that size is moot.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, thiserror::Error)]
 pub enum PlaidError {
     /// The client has no API keys.
@@ -37,8 +35,8 @@ pub enum PlaidError {
     Api {
         /// The HTTP status of the answer.
         http_status: u16,
-        /// The error body.
-        error: PlaidApiError,
+        /// The error body, boxed: it is large and `Result`s carrying it should stay small.
+        error: Box<PlaidApiError>,
     },
     /// A non-2xx answer whose body is not a Plaid error (a proxy's error page, say).
     #[error("Plaid answered HTTP {http_status} without a Plaid error body")]
@@ -161,7 +159,7 @@ mod tests {
         });
         PlaidError::Api {
             http_status,
-            error: PlaidApiError::from_value(raw).unwrap(),
+            error: Box::new(PlaidApiError::from_value(raw).unwrap()),
         }
     }
 
