@@ -286,7 +286,11 @@ async fn continued_provider_failures_degrade_then_make_it_unrecoverable_and_succ
         connection_status(&app, &key, &connection.id).await,
         proto::connection::Status::Unrecoverable
     );
-    let events = all_events(&app, &key).await;
+    // The log shows an event once every older transaction has ended, so wait for it.
+    let events = events_until(&app, &key, |e| {
+        count(e, Type::BankLinkingConnectionStatusChange) == 4
+    })
+    .await;
     let last = payload(last_of(&events, Type::BankLinkingConnectionStatusChange));
     assert_eq!(
         last.new_status_reason,
@@ -495,6 +499,8 @@ async fn list_transactions_pages_stably_newest_first_with_filters() {
     let (_, other) = app.account("other").await;
     app.sim.set_auto_historical(false);
     let item = app.sim.create_item("ins_109508");
+    // Enough history that the first 30 days fill several pages.
+    app.sim.set_history(&item.item_id, 2_000);
     let connection = import(&app, &key, &item).await;
     events_until(&app, &key, |e| {
         count(e, Type::BankLinkingTransactionsAggregated) == 1

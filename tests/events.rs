@@ -78,14 +78,16 @@ async fn streams_from_earliest_resume_after_a_cursor_and_follow_live() {
         },
     )
     .await;
-    let first_two = next_events(&mut earliest, 2).await;
+    // An import: ACCOUNTS_UPDATING, ACCOUNTS_UPDATED, TRANSACTIONS_AGGREGATED.
+    let first_three = next_events(&mut earliest, 3).await;
+    let kinds: Vec<_> = first_three.iter().map(event_type).collect();
     assert_eq!(
-        event_type(&first_two[0]),
-        proto::event::Type::BankLinkingAccountsUpdating
-    );
-    assert_eq!(
-        event_type(&first_two[1]),
-        proto::event::Type::BankLinkingAccountsUpdated
+        kinds,
+        vec![
+            proto::event::Type::BankLinkingAccountsUpdating,
+            proto::event::Type::BankLinkingAccountsUpdated,
+            proto::event::Type::BankLinkingTransactionsAggregated,
+        ]
     );
 
     // Resuming after the first cursor gives the second event, and nothing before it.
@@ -93,19 +95,19 @@ async fn streams_from_earliest_resume_after_a_cursor_and_follow_live() {
         &app,
         &key,
         proto::StreamEventsRequest {
-            after_cursor: first_two[0].cursor.clone(),
+            after_cursor: first_three[0].cursor.clone(),
             ..Default::default()
         },
     )
     .await;
     let again = next_events(&mut resumed, 1).await;
-    assert_eq!(again[0].event_id, first_two[1].event_id);
+    assert_eq!(again[0].event_id, first_three[1].event_id);
 
     // A live stream sees only what is written after it opened.
     let mut live = open(&app, &key, proto::StreamEventsRequest::default()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     import(&app, &key, "customer-2").await;
-    let fresh = next_events(&mut live, 2).await;
+    let fresh = next_events(&mut live, 3).await;
     for event in &fresh {
         assert_eq!(
             event
@@ -118,7 +120,7 @@ async fn streams_from_earliest_resume_after_a_cursor_and_follow_live() {
         );
     }
     // ... and the earliest stream, still open, follows on with the same events in the same order.
-    let followed = next_events(&mut earliest, 2).await;
+    let followed = next_events(&mut earliest, 3).await;
     let ids = |events: &[proto::Event]| {
         events
             .iter()
@@ -144,12 +146,12 @@ async fn list_events_pages_with_next_cursor_and_filters() {
             .unwrap()
             .into_inner()
             .events;
-        if all.len() == 4 {
+        if all.len() == 6 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(all.len(), 4);
+    assert_eq!(all.len(), 6, "three events per import");
 
     let mut paged = Vec::new();
     let mut cursor = String::new();
@@ -188,7 +190,7 @@ async fn list_events_pages_with_next_cursor_and_filters() {
         .into_inner()
         .events;
     assert_eq!(filtered.len(), 1);
-    assert_eq!(filtered[0].event_id, all[3].event_id);
+    assert_eq!(filtered[0].event_id, all[4].event_id);
 
     let by_id = events
         .get_event(authed(

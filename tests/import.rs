@@ -122,13 +122,14 @@ async fn import_adds_the_connection_its_accounts_and_the_two_events() {
             .is_ok()
     );
 
-    let events = wait_for_events(&app, &key, 2).await;
+    let events = wait_for_events(&app, &key, 3).await;
     let types: Vec<i32> = events.iter().map(|e| e.event_type).collect();
     assert_eq!(
         types,
         vec![
             proto::event::Type::BankLinkingAccountsUpdating as i32,
-            proto::event::Type::BankLinkingAccountsUpdated as i32
+            proto::event::Type::BankLinkingAccountsUpdated as i32,
+            proto::event::Type::BankLinkingTransactionsAggregated as i32,
         ]
     );
     let updating = events[0].payload.as_ref().unwrap();
@@ -145,12 +146,10 @@ async fn import_adds_the_connection_its_accounts_and_the_two_events() {
     );
     let updated = events[1].payload.as_ref().unwrap();
     assert!(updated.successfully_aggregated_at.is_some());
-    assert!(
-        updated
-            .financial_accounts
-            .iter()
-            .all(|a| a.products == vec![proto::product::Value::Balances as i32])
-    );
+    assert!(updated.financial_accounts.iter().all(|a| {
+        a.products
+            .contains(&(proto::product::Value::Balances as i32))
+    }));
 
     // Seed step 3: Plaid now sends the item's webhooks to us.
     let expected = format!("http://{}/webhooks/plaid", app.app.http_addr);

@@ -1,5 +1,7 @@
 //! API keys and tenant isolation: a key sees only its own account's data.
 
+mod common;
+
 use std::time::Duration;
 
 use linkstate::proto::{self, import_result};
@@ -140,12 +142,8 @@ async fn another_account_sees_nothing_of_the_first() {
     assert!(accounts.financial_accounts.is_empty());
 
     let mut events = app.events().await;
-    let own = events
-        .list_events(authed(&first, proto::ListEventsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(!own.events.is_empty());
+    // Events show once every older transaction has ended: wait for the first one's.
+    let own = common::events_until(&app, &first, |e| !e.is_empty()).await;
     let theirs = events
         .list_events(authed(&second, proto::ListEventsRequest::default()))
         .await
@@ -156,7 +154,7 @@ async fn another_account_sees_nothing_of_the_first() {
         .get_event(authed(
             &second,
             proto::GetEventRequest {
-                event_id: own.events[0].event_id.clone(),
+                event_id: own[0].event_id.clone(),
             },
         ))
         .await
