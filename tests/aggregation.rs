@@ -725,3 +725,39 @@ async fn background_refresh_takes_due_connections_up_to_the_limit() {
     assert_eq!(queued, 1, "the third one's turn");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_is_aggregated_by_one_worker_at_a_time() {
+    use linkstate::worker::JobError;
+    use linkstate::worker::aggregate::{self, AggregateJob, Trigger};
+    let app = TestApp::start().await;
+    let (account_id, key) = app.account("acme").await;
+    let item = app.sim.create_item("ins_109508");
+    let connection = import(&app, &key, &item).await;
+    events_until(&app, &key, |e| {
+        count(e, Type::BankLinkingAccountsUpdated) == 1
+    })
+    .await;
+    wait_idle(&app).await;
+    app.sim.set_latency(Duration::from_millis(300));
+    let job = AggregateJob {
+        account_id,
+        connection_id: connection.id.parse().unwrap(),
+        request_id: linkstate::domain::ids::RequestId::generate(),
+        announce: true,
+        products: Vec::new(),
+        trigger: Trigger::Refresh,
+    };
+    let ctx = &app.app.ctx;
+    let (a, b) = tokio::join!(
+        aggregate::run(ctx, "worker-a", &job),
+        aggregate::run(ctx, "worker-b", &job)
+    );
+    let busy = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, Err(JobError::Busy)))
+        .count();
+    let done = [&a, &b].iter().filter(|r| r.is_ok()).count();
+    assert_eq!((busy, done), (1, 1), "{a:?} {b:?}");
+    app.stop().await;
+}

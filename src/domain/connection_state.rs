@@ -224,3 +224,70 @@ mod tests {
         assert!(effects.is_empty());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn failure() -> impl Strategy<Value = AggregationFailure> {
+        prop_oneof![
+            Just(AggregationFailure::LoginRequired),
+            Just(AggregationFailure::CredentialsRejected),
+            Just(AggregationFailure::InstitutionUnavailable),
+            Just(AggregationFailure::InstitutionActionRequired),
+            Just(AggregationFailure::ProviderUnavailable),
+            Just(AggregationFailure::Unforeseen),
+        ]
+    }
+
+    fn signal() -> impl Strategy<Value = Signal> {
+        prop_oneof![
+            Just(Signal::AggregationSucceeded),
+            failure().prop_map(Signal::AggregationFailed),
+        ]
+    }
+
+    proptest! {
+        /// Whatever happens, the status and its reason stay a pair Meld's table allows, and a
+        /// status change is announced exactly when the pair changes.
+        #[test]
+        fn every_sequence_leaves_a_valid_state(signals in prop::collection::vec(signal(), 0..40)) {
+            let mut state = ConnectionState {
+                status: ConnectionStatus::Active,
+                reason: None,
+                consecutive_failures: 0,
+            };
+            for signal in signals {
+                let (next, effects) = apply(state, signal);
+                prop_assert!(next.reason.is_none_or(|r| next.status.accepts_reason(r)));
+                prop_assert!(next.consecutive_failures >= 0);
+                let changed = (next.status, next.reason) != (state.status, state.reason);
+                let announced = effects.iter().any(|e| matches!(e, Effect::StatusChanged { .. }));
+                prop_assert_eq!(changed, announced);
+                if signal == Signal::AggregationSucceeded {
+                    prop_assert_eq!(next.status, ConnectionStatus::Active);
+                }
+                state = next;
+            }
+        }
+
+        /// A success replayed changes nothing and says nothing.
+        #[test]
+        fn a_replayed_success_changes_nothing(signals in prop::collection::vec(signal(), 0..20)) {
+            let mut state = ConnectionState {
+                status: ConnectionStatus::Degraded,
+                reason: Some(StatusReason::ServiceProviderCurrentlyUnavailable),
+                consecutive_failures: 1,
+            };
+            for signal in signals {
+                state = apply(state, signal).0;
+            }
+            let (once, _) = apply(state, Signal::AggregationSucceeded);
+            let (twice, effects) = apply(once, Signal::AggregationSucceeded);
+            prop_assert_eq!(once, twice);
+            prop_assert!(effects.is_empty());
+        }
+    }
+}
