@@ -181,51 +181,70 @@ pub async fn list(
 }
 
 /// The customer with this external id, made on first use; a customer without one is always new.
+///
+/// DO NOTHING and then a read, rather than a no-op DO UPDATE: an update would lock the row, and
+/// concurrent aggregations of the customer's connections hold key-share locks on it.
 pub async fn find_or_create_customer(
     conn: &mut AsyncPgConnection,
     account_id: AccountId,
     external_customer_id: Option<&str>,
 ) -> Result<CustomerId, StoreError> {
-    let new_id = CustomerId::generate();
-    // DO UPDATE (a no-op) rather than DO NOTHING, so that RETURNING yields the existing row too.
-    let id = diesel::insert_into(customers::table)
+    let inserted = diesel::insert_into(customers::table)
         .values((
-            customers::id.eq(new_id.0),
+            customers::id.eq(CustomerId::generate().0),
             customers::account_id.eq(account_id.0),
             customers::external_customer_id.eq(external_customer_id),
         ))
-        .on_conflict((customers::account_id, customers::external_customer_id))
-        .do_update()
-        .set(customers::account_id.eq(account_id.0))
+        .on_conflict_do_nothing()
         .returning(customers::id)
         .get_result::<Uuid>(conn)
-        .await?;
+        .await
+        .optional()?;
+    let id = match inserted {
+        Some(id) => id,
+        None => {
+            customers::table
+                .filter(customers::account_id.eq(account_id.0))
+                .filter(customers::external_customer_id.eq(external_customer_id))
+                .select(customers::id)
+                .first::<Uuid>(conn)
+                .await?
+        }
+    };
     Ok(CustomerId(id))
 }
 
-/// The institution a provider names `provider_institution_id`, made or renamed as needed.
+/// The institution a provider names `provider_institution_id`, made on first use (without
+/// locking an existing row, for the same reason as customers).
 pub async fn upsert_institution(
     conn: &mut AsyncPgConnection,
     provider: ServiceProvider,
     provider_institution_id: &str,
     name: &str,
 ) -> Result<InstitutionId, StoreError> {
-    let id = diesel::insert_into(institutions::table)
+    let inserted = diesel::insert_into(institutions::table)
         .values((
             institutions::id.eq(InstitutionId::generate().0),
             institutions::service_provider.eq(provider.as_str()),
             institutions::provider_institution_id.eq(provider_institution_id),
             institutions::name.eq(name),
         ))
-        .on_conflict((
-            institutions::service_provider,
-            institutions::provider_institution_id,
-        ))
-        .do_update()
-        .set(institutions::name.eq(name))
+        .on_conflict_do_nothing()
         .returning(institutions::id)
         .get_result::<Uuid>(conn)
-        .await?;
+        .await
+        .optional()?;
+    let id = match inserted {
+        Some(id) => id,
+        None => {
+            institutions::table
+                .filter(institutions::service_provider.eq(provider.as_str()))
+                .filter(institutions::provider_institution_id.eq(provider_institution_id))
+                .select(institutions::id)
+                .first::<Uuid>(conn)
+                .await?
+        }
+    };
     Ok(InstitutionId(id))
 }
 

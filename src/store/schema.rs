@@ -58,6 +58,24 @@ diesel::table! {
         transactions_cursor -> Nullable<Text>,
         historical_aggregated_at -> Nullable<Timestamptz>,
         next_refresh_at -> Nullable<Timestamptz>,
+        status_as_of -> Nullable<Timestamptz>,
+        flow_expires_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Uuid,
+        service_provider -> Text,
+        body_sha256 -> Text,
+        body -> Bytea,
+        signed_at -> Timestamptz,
+        received_at -> Timestamptz,
+        webhook_type -> Nullable<Text>,
+        webhook_code -> Nullable<Text>,
+        provider_connection_id -> Nullable<Text>,
+        processed_at -> Nullable<Timestamptz>,
+        outcome -> Nullable<Text>,
     }
 }
 
@@ -155,5 +173,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     financial_accounts,
     events,
     jobs,
-    transactions
+    transactions,
+    webhook_deliveries
 );
