@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "linkstate/v1/connection.proto",
     "linkstate/v1/financial_data.proto",
     "linkstate/v1/event.proto",
+    "linkstate/v1/webhook.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -36,6 +36,8 @@ pub struct AppConfig {
     pub refresh_interval: Duration,
     /// Background refreshes queued or running at once, across all replicas.
     pub refresh_max_concurrent: i64,
+    /// The largest provider webhook body accepted.
+    pub webhook_max_bytes: usize,
 }
 
 /// A running process; dropping it does not stop it, [`RunningApp::stop`] does.
@@ -62,6 +64,7 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
         &config.public_url,
         hub.clone(),
         config.refresh_interval,
+        config.webhook_max_bytes,
     );
     let grpc_addr = config.grpc_listener.local_addr()?;
     let http_addr = config.http_listener.local_addr()?;

@@ -178,6 +178,9 @@ pub struct Settings {
         default_value_t = 10
     )]
     pub refresh_max_concurrent: i64,
+    /// The largest provider webhook body accepted, in bytes.
+    #[arg(long, env = "LINKSTATE_WEBHOOK_MAX_BYTES", value_name = "LINKSTATE_WEBHOOK_MAX_BYTES", default_value_t = 1024 * 1024)]
+    pub webhook_max_bytes: usize,
 }
 
 /// Settings of `dev`: the service's, plus where the simulator listens.

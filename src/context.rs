@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 use crate::cipher::Cipher;
 use crate::events::hub::EventHub;
 use crate::providers::plaid::PlaidClient;
+use crate::providers::plaid::verify::Verifier;
 use crate::store::DbPool;
 
 /// The shared, cheaply cloned state of one linkstate process.
@@ -24,6 +25,8 @@ struct Inner {
     hub: EventHub,
     jobs_wake: Notify,
     refresh_interval: chrono::Duration,
+    plaid_verifier: Verifier,
+    webhook_max_bytes: usize,
 }
 
 impl Context {
@@ -35,14 +38,17 @@ impl Context {
         public_url: &str,
         hub: EventHub,
         refresh_interval: Duration,
+        webhook_max_bytes: usize,
     ) -> Self {
         let plaid_webhook_url = format!("{}/webhooks/plaid", public_url.trim_end_matches('/'));
         Self {
             inner: Arc::new(Inner {
                 pool,
                 cipher,
+                plaid_verifier: Verifier::new(plaid.clone()),
                 plaid,
                 plaid_webhook_url,
+                webhook_max_bytes,
                 hub,
                 jobs_wake: Notify::new(),
                 refresh_interval: chrono::Duration::from_std(refresh_interval)
@@ -79,6 +85,16 @@ impl Context {
     /// Resolves at the next [`Context::wake_workers`].
     pub async fn workers_woken(&self) {
         self.inner.jobs_wake.notified().await;
+    }
+
+    /// Verifies Plaid's webhook signatures, with its cache of keys.
+    pub fn plaid_verifier(&self) -> &Verifier {
+        &self.inner.plaid_verifier
+    }
+
+    /// The largest webhook body accepted.
+    pub fn webhook_max_bytes(&self) -> usize {
+        self.inner.webhook_max_bytes
     }
 
     /// How often each connection is aggregated again in the background.

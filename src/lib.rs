@@ -8,12 +8,14 @@ pub mod context;
 pub mod domain;
 pub mod events;
 pub mod import;
+pub mod lifecycle;
 pub mod metrics;
 pub mod providers;
 pub mod refresh;
 pub mod sim;
 pub mod store;
 pub mod testing;
+pub mod webhooks;
 pub mod worker;
 
 /// The generated gRPC types of `linkstate.v1`.

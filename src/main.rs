@@ -156,6 +156,7 @@ async fn start(
         worker_concurrency: settings.worker_concurrency,
         refresh_interval: settings.refresh_interval,
         refresh_max_concurrent: settings.refresh_max_concurrent,
+        webhook_max_bytes: settings.webhook_max_bytes,
     })
     .await
 }

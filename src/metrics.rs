@@ -25,6 +25,8 @@ pub struct Metrics {
     pub imports: Family<Outcome, Counter>,
     /// Finished jobs by outcome.
     pub jobs: Family<Outcome, Counter>,
+    /// Webhooks for connections linkstate does not know, by provider.
+    pub unknown_webhooks: Family<Outcome, Counter>,
 }
 
 /// The one set of metrics of this process.
@@ -34,10 +36,17 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let jobs = Family::<Outcome, Counter>::default();
     registry.register("import_items", "Imported items by outcome", imports.clone());
     registry.register("jobs", "Finished jobs by outcome", jobs.clone());
+    let unknown_webhooks = Family::<Outcome, Counter>::default();
+    registry.register(
+        "unknown_webhooks",
+        "Webhooks about connections linkstate does not know",
+        unknown_webhooks.clone(),
+    );
     Metrics {
         registry,
         imports,
         jobs,
+        unknown_webhooks,
     }
 });
 

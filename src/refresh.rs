@@ -79,8 +79,9 @@ pub async fn refresh(
     }
     if worker::enqueue(&mut conn, &job, OnDuplicate::Skip).await? {
         ctx.wake_workers();
-        let Job::Aggregate(job) = job;
-        return Ok(job.request_id);
+        if let Job::Aggregate(job) = job {
+            return Ok(job.request_id);
+        }
     }
     // Another request queued one in between: that one's id is the answer.
     Ok(live_request_id(&mut conn, &dedupe_key)
@@ -112,5 +113,8 @@ async fn live_request_id(
     Ok(jobs::live_payload(conn, dedupe_key)
         .await?
         .and_then(|payload| serde_json::from_value::<Job>(payload).ok())
-        .map(|Job::Aggregate(job)| job.request_id))
+        .and_then(|job| match job {
+            Job::Aggregate(job) => Some(job.request_id),
+            Job::Webhook(_) => None,
+        }))
 }

@@ -202,6 +202,9 @@ impl TestApp {
             client_id: SIM_CLIENT_ID.into(),
             secret: SIM_SECRET.into(),
         });
+        // Tests release Plaid's historical load themselves, so that its webhook-driven sync
+        // comes when a test asks for it rather than racing the import's own aggregation.
+        sim.set_auto_historical(false);
         let sim_addr = sim.spawn(bind().await).await;
         let http_listener = bind().await;
         let public_url = format!("http://{}", http_listener.local_addr().expect("bound"));
@@ -220,6 +223,7 @@ impl TestApp {
             worker_concurrency: 4,
             refresh_interval: Duration::from_secs(24 * 3600),
             refresh_max_concurrent: 10,
+            webhook_max_bytes: 1024 * 1024,
         };
         adjust(&mut config);
         let app = app::start(config).await.expect("linkstate starts");

@@ -233,7 +233,8 @@ fn status_change_and_customer_action_required_match_the_seed() {
             },
             Signal::AggregationFailed(AggregationFailure::LoginRequired),
         );
-        let events = connection_events::transition_events(&facts(&seed), &effects, &details(&seed));
+        let events =
+            connection_events::transition_events(&facts(&seed), &effects, &details(&seed), &[]);
         let event = events
             .into_iter()
             .find(|e| e.event_type.as_str() == name)

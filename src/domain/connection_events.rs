@@ -56,7 +56,7 @@ impl ConnectionFacts {
     }
 
     /// The fields that every connection and account event carries.
-    fn base(&self) -> EventPayload {
+    pub(crate) fn base(&self) -> EventPayload {
         EventPayload {
             customer_id: Some(self.customer_id),
             external_customer_id: self.external_customer_id.clone(),
@@ -184,15 +184,24 @@ pub fn transactions_aggregated(
 }
 
 /// The events a state transition's effects call for; `details` is `serviceProviderDetails`
-/// (the raw provider webhook or error when one caused it).
+/// (the raw provider webhook or error when one caused it) and `accounts` the connection's
+/// accounts, which ACCOUNTS_REMOVED lists.
 pub fn transition_events(
     connection: &ConnectionFacts,
     effects: &[Effect],
     details: &Map<String, Value>,
+    accounts: &[FinancialAccountId],
 ) -> Vec<NewEvent> {
     effects
         .iter()
         .map(|effect| match *effect {
+            Effect::NewAccountsAvailable => about_connection(
+                EventType::BankLinkingNewAccountsAvailable,
+                connection,
+                details,
+            ),
+            Effect::ConnectionDeleted => connection_deleted(connection, details),
+            Effect::AccountsRemoved => accounts_removed(connection, accounts, details),
             Effect::StatusChanged { old, new, reason } => NewEvent {
                 event_type: EventType::BankLinkingConnectionStatusChange,
                 payload: EventPayload {
@@ -214,6 +223,51 @@ pub fn transition_events(
             },
         })
         .collect()
+}
+
+/// An event whose payload is only the connection and the provider's details.
+fn about_connection(
+    event_type: EventType,
+    connection: &ConnectionFacts,
+    details: &Map<String, Value>,
+) -> NewEvent {
+    NewEvent {
+        event_type,
+        payload: EventPayload {
+            service_provider_details: details.clone(),
+            ..connection.base()
+        },
+    }
+}
+
+/// BANK_LINKING_CONNECTION_DELETED: the connection is gone; always followed by
+/// ACCOUNTS_REMOVED.
+pub fn connection_deleted(connection: &ConnectionFacts, details: &Map<String, Value>) -> NewEvent {
+    about_connection(EventType::BankLinkingConnectionDeleted, connection, details)
+}
+
+/// BANK_LINKING_ACCOUNTS_REMOVED: these accounts are gone (revoked, closed, or the connection
+/// deleted).
+pub fn accounts_removed(
+    connection: &ConnectionFacts,
+    accounts: &[FinancialAccountId],
+    details: &Map<String, Value>,
+) -> NewEvent {
+    let financial_accounts = accounts
+        .iter()
+        .map(|id| EventFinancialAccount {
+            id: Some(*id),
+            ..EventFinancialAccount::default()
+        })
+        .collect();
+    NewEvent {
+        event_type: EventType::BankLinkingAccountsRemoved,
+        payload: EventPayload {
+            financial_accounts: Some(financial_accounts),
+            service_provider_details: details.clone(),
+            ..connection.base()
+        },
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The state machine of a connection's status: given where it stands and what just happened,
 //! where it goes and what must be said about it.
 
+use chrono::{DateTime, Utc};
+
 use super::connection_status::{ConnectionStatus, StatusReason};
 
 /// Failed aggregations in a row after which a connection is UNRECOVERABLE.
@@ -41,6 +43,17 @@ pub enum Signal {
     AggregationSucceeded,
     /// An aggregation failed for good (retries exhausted).
     AggregationFailed(AggregationFailure),
+    /// The provider reports the connection broken (Plaid ITEM `ERROR`).
+    ProviderError(AggregationFailure),
+    /// The provider reports the login working again (Plaid `LOGIN_REPAIRED`).
+    LoginRepaired,
+    /// The provider reports that consent ends soon (Plaid `PENDING_EXPIRATION`,
+    /// `PENDING_DISCONNECT`).
+    ConsentExpiring,
+    /// The institution has accounts the customer has not shared yet.
+    NewAccountsAvailable,
+    /// The customer revoked access at the provider, or the connection was deleted.
+    Revoked,
 }
 
 /// What must be said about a transition.
@@ -57,43 +70,92 @@ pub enum Effect {
     },
     /// BANK_LINKING_CUSTOMER_ACTION_REQUIRED with this reason.
     CustomerActionRequired(StatusReason),
+    /// BANK_LINKING_NEW_ACCOUNTS_AVAILABLE.
+    NewAccountsAvailable,
+    /// BANK_LINKING_CONNECTION_DELETED, always followed by AccountsRemoved.
+    ConnectionDeleted,
+    /// BANK_LINKING_ACCOUNTS_REMOVED for every account of the connection.
+    AccountsRemoved,
 }
 
-/// The state after `signal`, and the effects to announce, in order.
+/// Whether a provider report signed at `signed_at` is older than what the status already
+/// reflects: such a report arrived out of order and must not roll the state back.
+pub fn is_stale(status_as_of: Option<DateTime<Utc>>, signed_at: DateTime<Utc>) -> bool {
+    status_as_of.is_some_and(|as_of| signed_at < as_of)
+}
+
+/// The state after `signal`, and the effects to announce, in order. Only a change is announced,
+/// so a signal applied twice says nothing the second time.
 pub fn apply(state: ConnectionState, signal: Signal) -> (ConnectionState, Vec<Effect>) {
-    // Terminal and flow states are not moved by aggregation results.
+    // Terminal and flow states are not moved by provider reports or aggregation results.
     if matches!(
         state.status,
         ConnectionStatus::Deleted | ConnectionStatus::Expired | ConnectionStatus::InProgress
     ) {
         return (state, Vec::new());
     }
-    let next = match signal {
+    let next = next_state(state, signal);
+    let mut effects = Vec::new();
+    if (next.status, next.reason) == (state.status, state.reason) {
+        return (next, effects);
+    }
+    if next.status == ConnectionStatus::Deleted {
+        // Meld announces a deletion by its own two events, not by a status change.
+        effects.extend([Effect::ConnectionDeleted, Effect::AccountsRemoved]);
+        return (next, effects);
+    }
+    effects.push(Effect::StatusChanged {
+        old: state.status,
+        new: next.status,
+        reason: next.reason,
+    });
+    if next.status == ConnectionStatus::ReconnectRequired {
+        effects.push(Effect::CustomerActionRequired(
+            next.reason.unwrap_or(StatusReason::Other),
+        ));
+    }
+    if next.reason == Some(StatusReason::NewAccountsAvailable) {
+        effects.push(Effect::NewAccountsAvailable);
+    }
+    (next, effects)
+}
+
+fn next_state(state: ConnectionState, signal: Signal) -> ConnectionState {
+    let active = |reason| ConnectionState {
+        status: ConnectionStatus::Active,
+        reason,
+        consecutive_failures: 0,
+    };
+    match signal {
         Signal::AggregationSucceeded => ConnectionState {
-            status: ConnectionStatus::Active,
             // ACTIVE's reasons (expiring consent, new accounts) outlive a successful aggregation.
             reason: match state.status {
                 ConnectionStatus::Active => state.reason,
                 _ => None,
             },
-            consecutive_failures: 0,
+            ..active(None)
         },
         Signal::AggregationFailed(failure) => after_failure(state, failure),
-    };
-    let mut effects = Vec::new();
-    if (next.status, next.reason) != (state.status, state.reason) {
-        effects.push(Effect::StatusChanged {
-            old: state.status,
-            new: next.status,
-            reason: next.reason,
-        });
-        if next.status == ConnectionStatus::ReconnectRequired {
-            effects.push(Effect::CustomerActionRequired(
-                next.reason.unwrap_or(StatusReason::Other),
-            ));
+        Signal::ProviderError(failure) => ConnectionState {
+            // A provider's report is not a failed aggregation of ours: it does not count.
+            consecutive_failures: state.consecutive_failures,
+            ..after_failure(state, failure)
+        },
+        Signal::LoginRepaired => active(None),
+        // Informational reasons only qualify a healthy connection; a broken one stays broken.
+        Signal::ConsentExpiring if state.status == ConnectionStatus::Active => {
+            active(Some(StatusReason::AccessExpiringSoon))
         }
+        Signal::NewAccountsAvailable if state.status == ConnectionStatus::Active => {
+            active(Some(StatusReason::NewAccountsAvailable))
+        }
+        Signal::ConsentExpiring | Signal::NewAccountsAvailable => state,
+        Signal::Revoked => ConnectionState {
+            status: ConnectionStatus::Deleted,
+            reason: None,
+            consecutive_failures: state.consecutive_failures,
+        },
     }
-    (next, effects)
 }
 
 fn after_failure(state: ConnectionState, failure: AggregationFailure) -> ConnectionState {

@@ -199,8 +199,8 @@ pub struct Envelope<'a> {
     pub profile_id: Option<String>,
     /// The catalogue version.
     pub version: &'a str,
-    /// The payload.
-    pub payload: &'a EventPayload,
+    /// The payload, its keys in the order of the event type's seed example.
+    pub payload: serde_json::Value,
 }
 
 impl Event {
@@ -213,9 +213,27 @@ impl Event {
             account_id: self.account_id,
             profile_id,
             version: &self.version,
-            payload: &self.payload,
+            payload: ordered_payload(self.event_type, &self.payload),
         }
     }
+}
+
+/// The payload as JSON in its seed's key order: the order of [`EventPayload`]'s fields, except
+/// that Meld's CONNECTION_COMPLETED example leads with `requestId`.
+fn ordered_payload(event_type: EventType, payload: &EventPayload) -> serde_json::Value {
+    let json = serde_json::to_value(payload).expect("event payloads serialize");
+    let serde_json::Value::Object(fields) = json else {
+        return json;
+    };
+    if event_type != EventType::BankLinkingConnectionCompleted {
+        return fields.into();
+    }
+    let mut ordered = serde_json::Map::new();
+    if let Some(request_id) = fields.get("requestId") {
+        ordered.insert("requestId".into(), request_id.clone());
+    }
+    ordered.extend(fields.into_iter().filter(|(key, _)| key != "requestId"));
+    ordered.into()
 }
 
 /// Serde for a field that is either absent or present, and when present may be `null`.

@@ -1,6 +1,7 @@
 //! The pure core: the business rules of connections and their events. No I/O lives here.
 
 pub mod api_key;
+pub mod connect_flow;
 pub mod connection;
 pub mod connection_events;
 pub mod connection_state;
@@ -11,6 +12,7 @@ pub mod event_filter;
 pub mod financial_account;
 pub mod ids;
 pub mod import;
+pub mod lifecycle_events;
 pub mod product;
 pub mod secret;
 pub mod service_provider;

@@ -48,10 +48,15 @@ impl WebhookKey {
     /// The `Plaid-Verification` header for a webhook with this exact body: a JWT with header
     /// `{alg: ES256, kid, typ: JWT}` and claims `iat` (now) and `request_body_sha256` (hex).
     pub fn sign(&self, body: &[u8]) -> String {
+        self.sign_at(body, chrono::Utc::now().timestamp())
+    }
+
+    /// The same, signed as if at `iat` (Unix seconds): for tests of stale signatures.
+    pub fn sign_at(&self, body: &[u8], iat: i64) -> String {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         let claims = Claims {
-            iat: chrono::Utc::now().timestamp(),
+            iat,
             request_body_sha256: hex::encode(Sha256::digest(body)),
         };
         jsonwebtoken::encode(&header, &claims, &self.encoding_key)

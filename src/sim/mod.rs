@@ -17,6 +17,7 @@ mod history;
 mod ids;
 mod institutions;
 mod keys;
+pub use keys::WebhookKey;
 mod ledger;
 mod merchants;
 mod money;
@@ -232,6 +233,16 @@ impl Simulator {
     /// the JWK of `/webhook_verification_key/get` verifies.
     pub fn sign_webhook(&self, body: &[u8]) -> String {
         self.lock().webhook_key.sign(body)
+    }
+
+    /// The same, signed as if at `iat` (Unix seconds), to test stale or reordered deliveries.
+    pub fn sign_webhook_at(&self, body: &[u8], iat: i64) -> String {
+        self.lock().webhook_key.sign_at(body, iat)
+    }
+
+    /// The id of the key the simulator signs with.
+    pub fn webhook_key_id(&self) -> String {
+        self.lock().webhook_key.kid.clone()
     }
 
     /// The known institutions: `(institution_id, name)`.

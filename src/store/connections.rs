@@ -455,6 +455,8 @@ pub struct AggregationRow {
     pub transactions_cursor: Option<String>,
     /// When the historical event was sent, if it was.
     pub historical_aggregated_at: Option<DateTime<Utc>>,
+    /// The time of the newest fact the status reflects.
+    pub status_as_of: Option<DateTime<Utc>>,
 }
 
 /// Reads a connection's aggregation state and locks the row until the transaction ends, so a
@@ -463,7 +465,15 @@ pub async fn lock_aggregation(
     conn: &mut AsyncPgConnection,
     id: ConnectionId,
 ) -> Result<AggregationRow, StoreError> {
-    let (status, reason, failures, cursor, historical) = connections::table
+    type Row = (
+        String,
+        Option<String>,
+        i32,
+        Option<String>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    let (status, reason, failures, cursor, historical, as_of) = connections::table
         .find(id.0)
         .select((
             connections::status,
@@ -471,15 +481,10 @@ pub async fn lock_aggregation(
             connections::consecutive_failures,
             connections::transactions_cursor,
             connections::historical_aggregated_at,
+            connections::status_as_of,
         ))
         .for_update()
-        .first::<(
-            String,
-            Option<String>,
-            i32,
-            Option<String>,
-            Option<DateTime<Utc>>,
-        )>(conn)
+        .first::<Row>(conn)
         .await?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("{what} of connection {id}"));
     Ok(AggregationRow {
@@ -492,25 +497,53 @@ pub async fn lock_aggregation(
         },
         transactions_cursor: cursor,
         historical_aggregated_at: historical,
+        status_as_of: as_of,
     })
 }
 
-/// Writes a connection's status, reason and failure count.
+/// Writes a connection's status, reason and failure count, as of the time of the fact that
+/// set them.
 pub async fn set_state(
     conn: &mut AsyncPgConnection,
     id: ConnectionId,
     state: ConnectionState,
+    as_of: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     diesel::update(connections::table.find(id.0))
         .set((
             connections::status.eq(state.status.as_str()),
             connections::status_reason.eq(state.reason.map(|r| r.as_str())),
             connections::consecutive_failures.eq(state.consecutive_failures),
+            // Never backwards: the newest fact wins.
+            connections::status_as_of.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("GREATEST(COALESCE(status_as_of, ")
+            .bind::<diesel::sql_types::Timestamptz, _>(as_of)
+            .sql("), ")
+            .bind::<diesel::sql_types::Timestamptz, _>(as_of)
+            .sql(")")),
             connections::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// The tenants' connections a provider names `provider_connection_id` (normally one).
+pub async fn all_by_provider_id(
+    conn: &mut AsyncPgConnection,
+    provider: ServiceProvider,
+    provider_connection_id: &str,
+) -> Result<Vec<Connection>, StoreError> {
+    connection_source!()
+        .filter(connections::service_provider.eq(provider.as_str()))
+        .filter(connections::provider_connection_id.eq(provider_connection_id))
+        .select(ConnectionRow::as_select())
+        .load::<ConnectionRow>(conn)
+        .await?
+        .into_iter()
+        .map(Connection::try_from)
+        .collect()
 }
 
 /// Commits Plaid's sync cursor (with the data it produced, in the caller's transaction).
@@ -594,6 +627,175 @@ pub async fn due_for_refresh(
         .filter(connections::next_refresh_at.le(diesel::dsl::now))
         .filter(connections::status.eq_any(refreshable))
         .order(connections::next_refresh_at)
+        .limit(limit)
+        .select((connections::id, connections::account_id))
+        .for_update()
+        .skip_locked()
+        .load::<(Uuid, Uuid)>(conn)
+        .await?;
+    Ok(due
+        .into_iter()
+        .map(|(id, account)| (ConnectionId(id), AccountId(account)))
+        .collect())
+}
+
+/// The provider of our institution `id`, if there is one.
+pub async fn institution_provider(
+    conn: &mut AsyncPgConnection,
+    id: InstitutionId,
+) -> Result<Option<ServiceProvider>, StoreError> {
+    let provider = institutions::table
+        .find(id.0)
+        .select(institutions::service_provider)
+        .first::<String>(conn)
+        .await
+        .optional()?;
+    provider
+        .map(|p| {
+            p.parse()
+                .map_err(|_| StoreError::Corrupt(format!("service provider {p:?}")))
+        })
+        .transpose()
+}
+
+/// Gives an institution the provider's name for it, where it still carries its provider id as
+/// a placeholder (a connect flow named it before the provider did).
+pub async fn name_institution(
+    conn: &mut AsyncPgConnection,
+    id: InstitutionId,
+    name: &str,
+) -> Result<(), StoreError> {
+    diesel::update(institutions::table.find(id.0))
+        .filter(institutions::name.eq(institutions::provider_institution_id))
+        .set(institutions::name.eq(name))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// What [`insert_flow`] writes.
+#[derive(Clone, Debug)]
+pub struct FlowConnection {
+    /// The tenant.
+    pub account_id: AccountId,
+    /// The customer.
+    pub customer_id: CustomerId,
+    /// The institution.
+    pub institution_id: InstitutionId,
+    /// The provider the customer connects through.
+    pub service_provider: ServiceProvider,
+    /// When the flow expires if nobody completes it.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Inserts the connection of a connect flow that began: IN_PROGRESS, with no provider id and no
+/// credentials yet.
+pub async fn insert_flow(
+    conn: &mut AsyncPgConnection,
+    new: &FlowConnection,
+) -> Result<ConnectionId, StoreError> {
+    let id = ConnectionId::generate();
+    diesel::insert_into(connections::table)
+        .values((
+            connections::id.eq(id.0),
+            connections::account_id.eq(new.account_id.0),
+            connections::customer_id.eq(new.customer_id.0),
+            connections::institution_id.eq(new.institution_id.0),
+            connections::service_provider.eq(new.service_provider.as_str()),
+            connections::status.eq(ConnectionStatus::InProgress.as_str()),
+            connections::flow_expires_at.eq(new.expires_at),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// What [`link_provider`] writes.
+#[derive(Debug)]
+pub struct ProviderLink<'a> {
+    /// The provider's id for the connection.
+    pub provider_connection_id: &'a str,
+    /// The credentials, sealed before they are written; `None` stores none.
+    pub credentials: Option<&'a ProviderCredentials>,
+    /// The products the provider has for it.
+    pub products: Vec<String>,
+    /// The institution, as the provider reports it.
+    pub institution_id: InstitutionId,
+}
+
+/// Stores on an existing connection the provider's id for it, its credentials, products and
+/// institution. A provider id the tenant already has on another connection is a unique
+/// violation.
+pub async fn link_provider(
+    conn: &mut AsyncPgConnection,
+    cipher: &Cipher,
+    id: ConnectionId,
+    link: ProviderLink<'_>,
+) -> Result<(), StoreError> {
+    let sealed = link
+        .credentials
+        .map(|credentials| seal_credentials(cipher, id, credentials));
+    diesel::update(connections::table.find(id.0))
+        .set((
+            connections::provider_connection_id.eq(link.provider_connection_id),
+            connections::credentials.eq(sealed),
+            connections::products.eq(link.products),
+            connections::institution_id.eq(link.institution_id.0),
+            connections::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Ends a connection's connect flow in `status` (ACTIVE or EXPIRED, neither with a reason).
+pub async fn end_flow(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+    status: ConnectionStatus,
+) -> Result<(), StoreError> {
+    diesel::update(connections::table.find(id.0))
+        .set((
+            connections::status.eq(status.as_str()),
+            connections::status_reason.eq(None::<String>),
+            connections::flow_expires_at.eq(None::<DateTime<Utc>>),
+            connections::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks a connection DELETED and erases its credentials, so that nothing can reach the
+/// provider through it any more; its accounts and transactions stay readable.
+pub async fn mark_deleted(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+) -> Result<(), StoreError> {
+    diesel::update(connections::table.find(id.0))
+        .set((
+            connections::status.eq(ConnectionStatus::Deleted.as_str()),
+            connections::status_reason.eq(None::<String>),
+            connections::credentials.eq(None::<Vec<u8>>),
+            connections::flow_expires_at.eq(None::<DateTime<Utc>>),
+            connections::next_refresh_at.eq(None::<DateTime<Utc>>),
+            connections::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// IN_PROGRESS connections whose connect flow ran out, locked for this transaction (other
+/// replicas skip them), at most `limit`, oldest first.
+pub async fn due_to_expire(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> Result<Vec<(ConnectionId, AccountId)>, StoreError> {
+    let due = connections::table
+        .filter(connections::flow_expires_at.le(diesel::dsl::now))
+        .filter(connections::status.eq(ConnectionStatus::InProgress.as_str()))
+        .order(connections::flow_expires_at)
         .limit(limit)
         .select((connections::id, connections::account_id))
         .for_update()

@@ -11,7 +11,9 @@ use uuid::Uuid;
 use super::StoreError;
 use super::schema::{customers, financial_accounts};
 use crate::cipher::Cipher;
-use crate::domain::financial_account::{AccountIdentifiers, AccountOwner, ProviderAccount};
+use crate::domain::financial_account::{
+    AccountIdentifiers, AccountOwner, FinancialAccountStatus, ProviderAccount,
+};
 use crate::domain::ids::{AccountId, ConnectionId, CustomerId, FinancialAccountId};
 use crate::domain::secret::Secret;
 
@@ -250,4 +252,40 @@ pub async fn ids_by_provider_id(
         .into_iter()
         .map(|(provider, id)| (provider, FinancialAccountId(id)))
         .collect())
+}
+
+/// Marks every account of a connection INACTIVE (its data stays readable); answers their ids
+/// in id order.
+pub async fn deactivate_all(
+    conn: &mut AsyncPgConnection,
+    connection_id: ConnectionId,
+) -> Result<Vec<FinancialAccountId>, StoreError> {
+    let mut ids = diesel::update(
+        financial_accounts::table.filter(financial_accounts::connection_id.eq(connection_id.0)),
+    )
+    .set(financial_accounts::status.eq(<&str>::from(FinancialAccountStatus::Inactive)))
+    .returning(financial_accounts::id)
+    .get_results::<Uuid>(conn)
+    .await?;
+    // RETURNING follows no order; ids are time-ordered, so this is the order they were found in.
+    ids.sort();
+    Ok(ids.into_iter().map(FinancialAccountId).collect())
+}
+
+/// Marks one ACTIVE account of a connection INACTIVE; answers it if it changed, for
+/// ACCOUNTS_REMOVED (an account already inactive is not removed twice).
+pub async fn deactivate_one(
+    conn: &mut AsyncPgConnection,
+    connection_id: ConnectionId,
+    provider_account_id: &str,
+) -> Result<Vec<FinancialAccountId>, StoreError> {
+    let ids = diesel::update(financial_accounts::table)
+        .filter(financial_accounts::connection_id.eq(connection_id.0))
+        .filter(financial_accounts::provider_account_id.eq(provider_account_id))
+        .filter(financial_accounts::status.eq(<&str>::from(FinancialAccountStatus::Active)))
+        .set(financial_accounts::status.eq(<&str>::from(FinancialAccountStatus::Inactive)))
+        .returning(financial_accounts::id)
+        .get_results::<Uuid>(conn)
+        .await?;
+    Ok(ids.into_iter().map(FinancialAccountId).collect())
 }

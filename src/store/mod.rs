@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod migrations;
 pub mod schema;
 pub mod transactions;
+pub mod webhooks;
 
 use std::time::Duration;
 

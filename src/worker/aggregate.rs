@@ -155,6 +155,8 @@ impl From<PlaidError> for Failed {
 /// What Plaid answered for one aggregation.
 #[derive(Default)]
 struct Fetched {
+    /// Whether account products (balances first) were fetched: ACCOUNTS_UPDATED follows.
+    account_products: bool,
     accounts: Vec<ProviderAccount>,
     identifiers: Option<Vec<AccountIdentifiers>>,
     owners: Option<Vec<(String, Vec<AccountOwner>)>>,
@@ -190,12 +192,14 @@ impl PlaidAggregation<'_> {
             connections::set_webhook_url(&mut conn, self.connection.id, ours).await?;
         }
         let fetched_at = Utc::now();
-        let balances = retrying(|| plaid.accounts_balance_get(self.access_token)).await?;
-        let mut fetched = Fetched {
-            accounts: balances.accounts.iter().map(mapping::account).collect(),
-            ..Fetched::default()
-        };
-        if self.job.announce {
+        let mut fetched = Fetched::default();
+        // A transactions-only sync (a provider's "new data" webhook) leaves the accounts be.
+        if products.contains(&Product::Balances) {
+            let balances = retrying(|| plaid.accounts_balance_get(self.access_token)).await?;
+            fetched.accounts = balances.accounts.iter().map(mapping::account).collect();
+            fetched.account_products = true;
+        }
+        if self.job.announce && fetched.account_products {
             self.announce(&fetched.accounts, fetched_at).await?;
         }
         if products.contains(&Product::Identifiers) {
@@ -307,6 +311,10 @@ impl PlaidAggregation<'_> {
         let mut conn = store::connect(self.ctx.pool()).await?;
         conn.transaction::<_, StoreError, _>(async |conn| {
             let row = connections::lock_aggregation(conn, connection.id).await?;
+            // Deleted or broken while we fetched: what we fetched no longer belongs in the log.
+            if !row.state.status.allows_refresh() {
+                return Ok(());
+            }
             let upserted = upsert_accounts(conn, connection, &fetched.accounts, at).await?;
             let ids = financial_accounts::ids_by_provider_id(conn, connection.id).await?;
             let mut updated: BTreeMap<FinancialAccountId, Vec<Product>> = upserted
@@ -326,9 +334,12 @@ impl PlaidAggregation<'_> {
                 }
             }
             let updated: Vec<_> = updated.into_iter().collect();
-            let mut new_events = vec![connection_events::accounts_updated(
-                &facts, request_id, at, &updated,
-            )];
+            let mut new_events = Vec::new();
+            if fetched.account_products {
+                new_events.push(connection_events::accounts_updated(
+                    &facts, request_id, at, &updated,
+                ));
+            }
             let mut historical_pending = false;
             if let Some(sync) = fetched.sync {
                 let send_historical =
@@ -361,11 +372,12 @@ impl PlaidAggregation<'_> {
                 }
             }
             let (state, effects) = connection_state::apply(row.state, Signal::AggregationSucceeded);
-            connections::set_state(conn, connection.id, state).await?;
+            connections::set_state(conn, connection.id, state, observed_as_of(Utc::now())).await?;
             new_events.extend(connection_events::transition_events(
                 &facts,
                 &effects,
                 &facts.provider_details(),
+                &[],
             ));
             events::append(conn, connection.account_id, &new_events).await?;
             connections::mark_aggregated(conn, connection.id, at).await?;
@@ -467,14 +479,20 @@ async fn record_failure(
         let row = connections::lock_aggregation(conn, connection.id).await?;
         let (state, effects) =
             connection_state::apply(row.state, Signal::AggregationFailed(failure));
-        connections::set_state(conn, connection.id, state).await?;
-        let new_events = connection_events::transition_events(&facts, &effects, &details);
+        connections::set_state(conn, connection.id, state, observed_as_of(Utc::now())).await?;
+        let new_events = connection_events::transition_events(&facts, &effects, &details, &[]);
         events::append(conn, connection.account_id, &new_events).await?;
         Ok(())
     })
     .await?;
     ctx.hub().wake();
     Ok(())
+}
+
+/// What an aggregation observed counts as of a little before it ran: Plaid signs webhooks with
+/// its own clock, to the second, and a webhook signed just before our fetch must still apply.
+fn observed_as_of(at: DateTime<Utc>) -> DateTime<Utc> {
+    at - ChronoDuration::seconds(10)
 }
 
 /// A product the item does not have is skipped, not a failure.

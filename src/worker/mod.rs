@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod schedule;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,8 @@ const MAX_ATTEMPTS: i32 = 8;
 pub enum Job {
     /// Fetch a connection's data from its provider.
     Aggregate(aggregate::AggregateJob),
+    /// Act on a recorded provider webhook.
+    Webhook(webhook::WebhookJob),
 }
 
 impl Job {
@@ -41,6 +44,13 @@ impl Job {
                 connection_id: Some(job.connection_id.0),
                 payload: serde_json::to_value(self).expect("jobs serialize"),
                 dedupe_key: Some(format!("aggregate:{}", job.connection_id)),
+            },
+            Job::Webhook(job) => NewJob {
+                kind: "webhook".into(),
+                account_id: None,
+                connection_id: None,
+                payload: serde_json::to_value(self).expect("jobs serialize"),
+                dedupe_key: Some(format!("webhook:{}", job.delivery_id)),
             },
         }
     }
@@ -123,6 +133,7 @@ async fn claim(ctx: &Context, worker_id: &str, limit: i32) -> Vec<ClaimedJob> {
 async fn run_one(ctx: &Context, worker_id: &str, claimed: ClaimedJob) {
     let outcome = match serde_json::from_value::<Job>(claimed.payload.clone()) {
         Ok(Job::Aggregate(job)) => aggregate::run(ctx, worker_id, &job).await,
+        Ok(Job::Webhook(job)) => webhook::run(ctx, &job).await,
         Err(error) => Err(JobError::Permanent(format!("unreadable job: {error}"))),
     };
     let finished = async {

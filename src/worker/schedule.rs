@@ -4,6 +4,8 @@
 //! Each connection keeps its own phase (`next_refresh_at`, drawn at random within the first
 //! interval when it is imported), so a thousand connections imported together are not all
 //! refreshed in the same minute a day later.
+//!
+//! The same loop expires connect flows that were not completed in time.
 
 use std::time::Duration;
 
@@ -15,12 +17,18 @@ use tokio_util::sync::CancellationToken;
 use super::aggregate::{AggregateJob, Trigger};
 use super::{Job, enqueue};
 use crate::context::Context;
+use crate::domain::connection_status::ConnectionStatus;
 use crate::domain::ids::RequestId;
+use crate::domain::lifecycle_events;
 use crate::store::jobs::OnDuplicate;
-use crate::store::{self, StoreError, connections, jobs};
+use crate::store::{self, StoreError, connections, events, jobs};
 
 /// How often the scheduler looks for due connections.
 const TICK: Duration = Duration::from_secs(5);
+
+/// Connect flows expired per tick at most, so that one transaction stays short (a long one
+/// holds back every event reader); the rest wait for the next tick.
+const EXPIRE_BATCH: i64 = 100;
 
 /// When a newly imported connection gets its first background refresh: somewhere in the first
 /// interval, at random, which spreads the population over the interval.
@@ -34,6 +42,9 @@ pub async fn run(ctx: Context, max_concurrent: i64, shutdown: CancellationToken)
     loop {
         if let Err(error) = tick(&ctx, max_concurrent).await {
             tracing::warn!(%error, "background refresh could not queue work");
+        }
+        if let Err(error) = expire_flows(&ctx).await {
+            tracing::warn!(%error, "could not expire connect flows");
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -74,4 +85,28 @@ pub async fn tick(ctx: &Context, max_concurrent: i64) -> Result<usize, StoreErro
         ctx.wake_workers();
     }
     Ok(queued)
+}
+
+/// Marks IN_PROGRESS connections whose connect flow ran out (Meld: abandoned for 4 hours)
+/// EXPIRED, each with its STATUS_CHANGE; answers how many.
+pub async fn expire_flows(ctx: &Context) -> Result<usize, StoreError> {
+    let mut conn = store::connect(ctx.pool()).await?;
+    let expired = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            // Locked with SKIP LOCKED: replicas ticking together take different connections,
+            // and a flow being completed right now is left to its completion.
+            let due = connections::due_to_expire(conn, EXPIRE_BATCH).await?;
+            for (connection_id, account_id) in &due {
+                connections::end_flow(conn, *connection_id, ConnectionStatus::Expired).await?;
+                let connection = connections::get(conn, *account_id, *connection_id).await?;
+                let new_events = lifecycle_events::flow_expired(&connection.facts());
+                events::append(conn, *account_id, &new_events).await?;
+            }
+            Ok(due.len())
+        })
+        .await?;
+    if expired > 0 {
+        ctx.hub().wake();
+    }
+    Ok(expired)
 }

@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 
 use super::{auth, convert, request, status};
 use crate::context::Context;
+use crate::domain::connect_flow::{self, RawCompletion, RawNewFlow};
 use crate::domain::connection_status::ConnectionStatus;
 use crate::domain::ids::ConnectionId;
 use crate::domain::import::{self as import_rules, RawImportItem};
@@ -12,12 +13,13 @@ use crate::domain::product::Product;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
 use crate::import;
+use crate::lifecycle;
 use crate::proto;
 use crate::proto::connection_service_server::ConnectionService;
 use crate::refresh::{self, RefreshError};
 use crate::store::{self, connections};
 
-/// Serves connection imports and reads.
+/// Serves connection imports, reads, connect flows and deletes.
 pub struct Connections {
     ctx: Context,
 }
@@ -44,6 +46,16 @@ fn raw_item(item: proto::ImportConnection) -> RawImportItem {
         refresh_token: Secret::new(item.refresh_token),
         provider_id: item.provider_id,
     }
+}
+
+/// The connection a request names: INVALID_ARGUMENT when unset; a malformed id is NOT_FOUND,
+/// like any id this tenant has no connection for.
+fn connection_id(raw: &str) -> Result<ConnectionId, Status> {
+    if raw.is_empty() {
+        return Err(Status::invalid_argument("connectionId is required"));
+    }
+    raw.parse()
+        .map_err(|_| status::not_found("connection", raw))
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -207,5 +219,75 @@ impl ConnectionService for Connections {
             }
             Err(RefreshError::Store(error)) => Err(status::store(error)),
         }
+    }
+
+    async fn delete_connection(
+        &self,
+        request: Request<proto::DeleteConnectionRequest>,
+    ) -> Result<Response<proto::Connection>, Status> {
+        let account_id = auth::account(&self.ctx, request.metadata()).await?;
+        let raw_id = request.into_inner().connection_id;
+        let id = connection_id(&raw_id)?;
+        let deleted = lifecycle::delete(&self.ctx, account_id, id)
+            .await
+            .map_err(|error| status::lifecycle(error, &raw_id))?;
+        Ok(Response::new(convert::connection(&deleted)))
+    }
+
+    async fn create_connection(
+        &self,
+        request: Request<proto::CreateConnectionRequest>,
+    ) -> Result<Response<proto::Connection>, Status> {
+        let account_id = auth::account(&self.ctx, request.metadata()).await?;
+        let request = request.into_inner();
+        let flow = connect_flow::validate_new(RawNewFlow {
+            service_provider: provider(request.service_provider),
+            external_customer_id: request.external_customer_id,
+            institution_id: request.institution_id,
+        })
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let created = lifecycle::create(&self.ctx, account_id, flow)
+            .await
+            .map_err(|error| status::lifecycle(error, ""))?;
+        Ok(Response::new(convert::connection(&created)))
+    }
+
+    async fn complete_connection(
+        &self,
+        request: Request<proto::CompleteConnectionRequest>,
+    ) -> Result<Response<proto::Connection>, Status> {
+        let account_id = auth::account(&self.ctx, request.metadata()).await?;
+        let request = request.into_inner();
+        let id = connection_id(&request.connection_id)?;
+        let raw = RawCompletion {
+            access_token: Secret::new(request.access_token),
+            refresh_token: Secret::new(request.refresh_token),
+            provider_id: request.provider_id,
+            provider_connection_id: request.service_provider_connection_id,
+        };
+        let completed = lifecycle::complete(&self.ctx, account_id, id, raw)
+            .await
+            .map_err(|error| status::lifecycle(error, &request.connection_id))?;
+        Ok(Response::new(convert::connection(&completed)))
+    }
+
+    async fn fail_connection(
+        &self,
+        request: Request<proto::FailConnectionRequest>,
+    ) -> Result<Response<proto::Connection>, Status> {
+        let account_id = auth::account(&self.ctx, request.metadata()).await?;
+        let request = request.into_inner();
+        let id = connection_id(&request.connection_id)?;
+        let reason = connect_flow::validate_reason(&request.reason)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let details = request
+            .service_provider_details
+            .as_ref()
+            .map(convert::struct_json)
+            .unwrap_or_default();
+        let failed = lifecycle::fail(&self.ctx, account_id, id, &reason, &details)
+            .await
+            .map_err(|error| status::lifecycle(error, &request.connection_id))?;
+        Ok(Response::new(convert::connection(&failed)))
     }
 }

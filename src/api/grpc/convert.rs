@@ -44,6 +44,30 @@ fn json_value(value: &serde_json::Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
+/// A `google.protobuf.Struct` as a JSON object; whole numbers stay whole (`102`, not `102.0`).
+pub fn struct_json(value: &prost_types::Struct) -> serde_json::Map<String, serde_json::Value> {
+    value
+        .fields
+        .iter()
+        .map(|(key, value)| (key.clone(), value_json(value)))
+        .collect()
+}
+
+fn value_json(value: &prost_types::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 2f64.powi(53) => {
+            Value::from(*n as i64)
+        }
+        Some(Kind::NumberValue(n)) => Value::from(*n),
+        Some(Kind::StringValue(s)) => Value::String(s.clone()),
+        Some(Kind::ListValue(list)) => Value::Array(list.values.iter().map(value_json).collect()),
+        Some(Kind::StructValue(map)) => Value::Object(struct_json(map)),
+    }
+}
+
 /// An enum value of `linkstate.v1` by its name, which our domain names share.
 macro_rules! proto_enum {
     ($ty:ty, $name:expr) => {

@@ -7,6 +7,7 @@ pub mod event_service;
 pub mod financial_data_service;
 pub mod request;
 pub mod status;
+pub mod webhook_service;
 
 use std::future::Future;
 
@@ -58,7 +59,10 @@ pub async fn serve(
             ),
         )
         .add_service(proto::event_service_server::EventServiceServer::new(
-            event_service::Events::new(ctx),
+            event_service::Events::new(ctx.clone()),
+        ))
+        .add_service(proto::webhook_service_server::WebhookServiceServer::new(
+            webhook_service::Webhooks::new(ctx),
         ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await

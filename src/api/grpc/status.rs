@@ -3,6 +3,7 @@
 use tonic::Status;
 
 use crate::import::ImportError;
+use crate::lifecycle::LifecycleError;
 use crate::store::StoreError;
 
 /// Turns a storage error into the status a caller sees; internal details go to the log only.
@@ -31,4 +32,25 @@ pub fn import(error: ImportError) -> Status {
 /// A NOT_FOUND that names what was looked for, and never says whether another tenant has it.
 pub fn not_found(what: &str, id: &str) -> Status {
     Status::not_found(format!("{what} {id:?} not found"))
+}
+
+/// Turns a refused lifecycle request into a status; `connection_id` names the connection.
+pub fn lifecycle(error: LifecycleError, connection_id: &str) -> Status {
+    use LifecycleError as E;
+    match error {
+        E::NotFound => not_found("connection", connection_id),
+        E::Rejected(_)
+        | E::UnknownInstitution(_)
+        | E::InstitutionOfOtherProvider { .. }
+        | E::ItemMismatch(_)
+        | E::CredentialsRefused(_) => Status::invalid_argument(error.to_string()),
+        E::NotInProgress { .. }
+        | E::AlreadyDeleted
+        | E::ProviderRefused(_)
+        | E::ProviderNotConfigured(_) => Status::failed_precondition(error.to_string()),
+        E::AlreadyLinked(_) => Status::already_exists(error.to_string()),
+        E::CompletedMeanwhile => Status::aborted(error.to_string()),
+        E::ProviderUnavailable(_) => Status::unavailable(error.to_string()),
+        E::Store(error) => store(error),
+    }
 }

@@ -1,19 +1,25 @@
-//! The HTTP listener: provider webhooks (later), health, readiness and metrics.
+//! The HTTP listener: provider webhooks, health, readiness and metrics.
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use tokio::net::TcpListener;
 
 use crate::context::Context;
 use crate::metrics;
+use crate::providers::plaid::verify::HEADER;
 use crate::store;
+use crate::webhooks::{self, RecordError};
 
 /// The router of the HTTP listener.
 pub fn router(ctx: Context) -> Router {
+    // axum answers 413 itself past the limit, before the body is read into memory.
+    let limit = DefaultBodyLimit::max(ctx.webhook_max_bytes());
     Router::new()
+        .route("/webhooks/plaid", post(plaid_webhook).layer(limit))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -37,6 +43,34 @@ async fn readyz(State(ctx): State<Context>) -> impl IntoResponse {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+    }
+}
+
+/// Plaid's webhooks: 200 only once the delivery and its job are committed.
+async fn plaid_webhook(State(ctx): State<Context>, headers: HeaderMap, body: Bytes) -> Response {
+    let verification = headers.get(HEADER).and_then(|value| value.to_str().ok());
+    match webhooks::record_plaid(&ctx, verification, &body).await {
+        Ok(recorded) => Json(serde_json::json!({
+            "webhookId": recorded.webhook_id.to_string(),
+            "duplicate": recorded.duplicate,
+        }))
+        .into_response(),
+        Err(error) => {
+            let code = match &error {
+                RecordError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                RecordError::Unverified(_) => StatusCode::UNAUTHORIZED,
+                RecordError::Malformed(_) => StatusCode::BAD_REQUEST,
+                RecordError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            if code == StatusCode::SERVICE_UNAVAILABLE {
+                tracing::warn!(%error, "webhook not recorded; the provider will retry");
+            }
+            (
+                code,
+                Json(serde_json::json!({ "error": error.to_string() })),
+            )
+                .into_response()
+        }
     }
 }
 

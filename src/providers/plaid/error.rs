@@ -74,7 +74,7 @@ pub struct PlaidApiError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// Per-Item breakdown, for multi-Item products.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub causes: Vec<serde_json::Value>,
     /// The HTTP status, when the error came with a webhook.
     #[serde(default)]
@@ -146,6 +146,14 @@ impl PlaidError {
 /// 5xx and 429 are worth another try.
 fn retryable_status(status: u16) -> bool {
     status == 429 || status >= 500
+}
+
+/// Reads `null` as an empty list: Plaid's webhooks send `"causes": null`.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<serde_json::Value>, D::Error> {
+    use serde::Deserialize;
+    Ok(Option::<Vec<serde_json::Value>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 use bigdecimal::BigDecimal;
 
 use super::types::AccountBase;
-use super::{AuthGetResponse, IdentityGetResponse, PlaidError, Transaction, decimal_string};
-use crate::domain::connection_state::AggregationFailure;
+use super::{
+    AuthGetResponse, IdentityGetResponse, PlaidError, PlaidWebhook, Transaction, decimal_string,
+};
+use crate::domain::connection_state::{AggregationFailure, Signal};
 use crate::domain::financial_account::{AccountIdentifiers, AccountOwner, ProviderAccount};
 use crate::domain::product::Product;
 use crate::domain::transactions::{ProviderTransaction, TransactionStatus};
@@ -123,13 +125,17 @@ const PRODUCT_UNAVAILABLE: &[&str] = &[
     "INVALID_PRODUCT",
 ];
 
+/// What a Plaid error code means for the connection, when the table lists it.
+fn listed_failure(code: &str) -> Option<AggregationFailure> {
+    FAILURES
+        .iter()
+        .find(|(listed, _)| *listed == code)
+        .map(|(_, failure)| *failure)
+}
+
 /// What a Plaid failure means for the connection.
 pub fn failure(error: &PlaidError) -> AggregationFailure {
-    let listed = error
-        .error_code()
-        .and_then(|code| FAILURES.iter().find(|(c, _)| *c == code))
-        .map(|(_, failure)| *failure);
-    match listed {
+    match error.error_code().and_then(listed_failure) {
         Some(failure) => failure,
         None if error.is_retryable() => AggregationFailure::ProviderUnavailable,
         None => AggregationFailure::Unforeseen,
@@ -199,6 +205,68 @@ pub fn owners(response: &IdentityGetResponse) -> Vec<(String, Vec<AccountOwner>)
             (account.account.account_id.clone(), owners)
         })
         .collect()
+}
+
+/// What a Plaid webhook asks of us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebhookAction {
+    /// The connection's status moves.
+    Status(Signal),
+    /// New transaction data: sync.
+    Sync,
+    /// One account was revoked (Plaid's account id).
+    AccountRevoked(String),
+    /// Recorded, nothing to do (WEBHOOK_UPDATE_ACKNOWLEDGED and codes we do not act on).
+    Nothing,
+}
+
+/// The mapping of Plaid's webhooks, by `webhook_type` / `webhook_code`.
+///
+/// | Plaid | linkstate |
+/// |---|---|
+/// | ITEM `ERROR` | the error code's row in the failure table (ITEM_LOGIN_REQUIRED: RECONNECT_REQUIRED / LOGIN_REQUIRED; institution down: DEGRADED / INSTITUTION_CURRENTLY_UNAVAILABLE; unlisted: UNDETERMINED) |
+/// | ITEM `PENDING_EXPIRATION`, `PENDING_DISCONNECT` | ACTIVE / ACCESS_EXPIRING_SOON |
+/// | ITEM `NEW_ACCOUNTS_AVAILABLE` | ACTIVE / NEW_ACCOUNTS_AVAILABLE and BANK_LINKING_NEW_ACCOUNTS_AVAILABLE |
+/// | ITEM `LOGIN_REPAIRED` | ACTIVE, a status change only |
+/// | ITEM `USER_PERMISSION_REVOKED` | DELETED: CONNECTION_DELETED, then ACCOUNTS_REMOVED |
+/// | ITEM `USER_ACCOUNT_REVOKED` | that account INACTIVE and ACCOUNTS_REMOVED for it |
+/// | TRANSACTIONS `SYNC_UPDATES_AVAILABLE` and the legacy four | an aggregation of transactions |
+/// | ITEM `WEBHOOK_UPDATE_ACKNOWLEDGED`, anything else | recorded only |
+pub fn webhook_action(webhook: &PlaidWebhook) -> WebhookAction {
+    // Meld's own example swaps type and code for NEW_ACCOUNTS_AVAILABLE; accept both.
+    let code = match (webhook.webhook_type.as_str(), webhook.webhook_code.as_str()) {
+        ("NEW_ACCOUNTS_AVAILABLE", "ITEM") => "NEW_ACCOUNTS_AVAILABLE",
+        (_, code) => code,
+    };
+    match (webhook.webhook_type.as_str(), code) {
+        ("TRANSACTIONS", _) => match code {
+            "SYNC_UPDATES_AVAILABLE"
+            | "INITIAL_UPDATE"
+            | "HISTORICAL_UPDATE"
+            | "DEFAULT_UPDATE"
+            | "TRANSACTIONS_REMOVED" => WebhookAction::Sync,
+            _ => WebhookAction::Nothing,
+        },
+        (_, "ERROR") => {
+            let failure = webhook
+                .error
+                .as_ref()
+                .and_then(|error| listed_failure(&error.error_code))
+                .unwrap_or(AggregationFailure::Unforeseen);
+            WebhookAction::Status(Signal::ProviderError(failure))
+        }
+        (_, "PENDING_EXPIRATION" | "PENDING_DISCONNECT") => {
+            WebhookAction::Status(Signal::ConsentExpiring)
+        }
+        (_, "NEW_ACCOUNTS_AVAILABLE") => WebhookAction::Status(Signal::NewAccountsAvailable),
+        (_, "LOGIN_REPAIRED") => WebhookAction::Status(Signal::LoginRepaired),
+        (_, "USER_PERMISSION_REVOKED") => WebhookAction::Status(Signal::Revoked),
+        (_, "USER_ACCOUNT_REVOKED") => match &webhook.account_id {
+            Some(account) => WebhookAction::AccountRevoked(account.clone()),
+            None => WebhookAction::Nothing,
+        },
+        _ => WebhookAction::Nothing,
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod identity;
 pub mod mapping;
 mod transactions;
 mod types;
+pub mod verify;
 mod webhook;
 
 #[cfg(test)]

@@ -1,0 +1,67 @@
+//! `linkstate.v1.WebhookService`: the HTTP webhook path, for deliveries relayed over gRPC.
+
+use tonic::{Request, Response, Status};
+
+use super::auth;
+use crate::context::Context;
+use crate::proto;
+use crate::proto::webhook_service_server::WebhookService;
+use crate::providers::plaid::verify::HEADER;
+use crate::webhooks::{self, RecordError};
+
+/// Serves RecordWebhook.
+pub struct Webhooks {
+    ctx: Context,
+}
+
+impl Webhooks {
+    /// A service over the shared context.
+    pub fn new(ctx: Context) -> Self {
+        Self { ctx }
+    }
+}
+
+/// The gRPC status of each HTTP answer the webhook path can give.
+fn status(error: RecordError) -> Status {
+    let message = error.to_string();
+    match error {
+        RecordError::TooLarge { .. } => Status::resource_exhausted(message),
+        RecordError::Unverified(_) => Status::unauthenticated(message),
+        RecordError::Malformed(_) => Status::invalid_argument(message),
+        RecordError::Unavailable(_) => Status::unavailable(message),
+    }
+}
+
+#[tonic::async_trait]
+impl WebhookService for Webhooks {
+    async fn record_webhook(
+        &self,
+        request: Request<proto::RecordWebhookRequest>,
+    ) -> Result<Response<proto::RecordWebhookResponse>, Status> {
+        auth::account(&self.ctx, request.metadata()).await?;
+        let request = request.into_inner();
+        match proto::service_provider::Value::try_from(request.service_provider) {
+            Ok(proto::service_provider::Value::Plaid) => {}
+            Ok(proto::service_provider::Value::Akoya) => {
+                return Err(Status::unimplemented("AKOYA webhooks are not handled yet"));
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "serviceProvider must be PLAID or AKOYA",
+                ));
+            }
+        }
+        let verification = request
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(HEADER))
+            .map(|(_, value)| value.as_str());
+        let recorded = webhooks::record_plaid(&self.ctx, verification, &request.body)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::RecordWebhookResponse {
+            webhook_id: recorded.webhook_id.to_string(),
+            duplicate: recorded.duplicate,
+        }))
+    }
+}

@@ -1,0 +1,283 @@
+//! The connect flow another service runs with the customer: what a request to start, complete
+//! or fail one must carry, and how long it may run.
+
+use chrono::TimeDelta;
+
+use super::ids::InstitutionId;
+use super::import::{MAX_EXTERNAL_CUSTOMER_ID_LEN, ProviderCredentials};
+use super::secret::Secret;
+use super::service_provider::ServiceProvider;
+
+/// How long a connect flow may run before its connection EXPIRES (Meld: 4 hours).
+pub const FLOW_LIFETIME: TimeDelta = TimeDelta::hours(4);
+
+/// Longest institution id accepted.
+pub const MAX_INSTITUTION_ID_LEN: usize = 255;
+
+/// Longest failure reason accepted.
+pub const MAX_REASON_LEN: usize = 255;
+
+/// A CreateConnection request as it arrived.
+#[derive(Debug, Default)]
+pub struct RawNewFlow {
+    /// The named provider; `None` when the request left it unset.
+    pub service_provider: Option<ServiceProvider>,
+    /// The tenant's id for the customer.
+    pub external_customer_id: String,
+    /// Our institution id, or the provider's.
+    pub institution_id: String,
+}
+
+/// A CreateConnection request that passed validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewFlow {
+    /// The provider the customer connects through.
+    pub service_provider: ServiceProvider,
+    /// The tenant's id for the customer.
+    pub external_customer_id: String,
+    /// The institution the customer connects to.
+    pub institution: InstitutionRef,
+}
+
+/// How a request names an institution.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InstitutionRef {
+    /// One of our institution ids, as a Connection shows it.
+    Ours(InstitutionId),
+    /// The provider's id (Plaid `ins_109508`), named by that id until the provider names it.
+    Provider(String),
+}
+
+impl InstitutionRef {
+    /// Reads an institution id: UUIDs are ours (no provider we know uses them), anything else
+    /// is the provider's.
+    pub fn parse(id: &str) -> Self {
+        match id.parse() {
+            Ok(ours) => Self::Ours(ours),
+            Err(_) => Self::Provider(id.to_string()),
+        }
+    }
+}
+
+/// The fields of a CompleteConnection request, as they arrived.
+#[derive(Debug, Default)]
+pub struct RawCompletion {
+    /// PLAID's access token.
+    pub access_token: Secret,
+    /// AKOYA's refresh token.
+    pub refresh_token: Secret,
+    /// AKOYA's provider (institution) id.
+    pub provider_id: String,
+    /// The provider's id for the new connection (Plaid `item_id`).
+    pub provider_connection_id: String,
+}
+
+/// A CompleteConnection request that passed validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    /// The provider's id for the connection.
+    pub provider_connection_id: String,
+    /// What linkstate keeps to call the provider; none for providers it cannot call yet.
+    pub credentials: Option<ProviderCredentials>,
+}
+
+/// Why a connect-flow request is refused; nothing of it is written.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FlowRejection {
+    /// No provider named.
+    #[error("serviceProvider is required: PLAID, AKOYA, FINICITY or MX")]
+    MissingProvider,
+    /// No external customer id.
+    #[error("externalCustomerId is required")]
+    MissingExternalCustomerId,
+    /// The external customer id is too long.
+    #[error("externalCustomerId is longer than {MAX_EXTERNAL_CUSTOMER_ID_LEN} characters")]
+    ExternalCustomerIdTooLong,
+    /// No institution.
+    #[error("institutionId is required")]
+    MissingInstitutionId,
+    /// The institution id is too long.
+    #[error("institutionId is longer than {MAX_INSTITUTION_ID_LEN} characters")]
+    InstitutionIdTooLong,
+    /// No provider id for the completed connection.
+    #[error("serviceProviderConnectionId is required")]
+    MissingProviderConnectionId,
+    /// Credentials the provider needs are missing.
+    #[error("{what} to complete this {provider} connection")]
+    MissingCredentials {
+        /// The connection's provider.
+        provider: ServiceProvider,
+        /// Which ones.
+        what: &'static str,
+    },
+    /// No failure reason.
+    #[error("reason is required")]
+    MissingReason,
+    /// The failure reason is too long.
+    #[error("reason is longer than {MAX_REASON_LEN} characters")]
+    ReasonTooLong,
+}
+
+/// Validates a CreateConnection request.
+pub fn validate_new(raw: RawNewFlow) -> Result<NewFlow, FlowRejection> {
+    let service_provider = raw.service_provider.ok_or(FlowRejection::MissingProvider)?;
+    let external_customer_id = raw.external_customer_id.trim();
+    if external_customer_id.is_empty() {
+        return Err(FlowRejection::MissingExternalCustomerId);
+    }
+    if external_customer_id.chars().count() > MAX_EXTERNAL_CUSTOMER_ID_LEN {
+        return Err(FlowRejection::ExternalCustomerIdTooLong);
+    }
+    let institution_id = raw.institution_id.trim();
+    if institution_id.is_empty() {
+        return Err(FlowRejection::MissingInstitutionId);
+    }
+    if institution_id.chars().count() > MAX_INSTITUTION_ID_LEN {
+        return Err(FlowRejection::InstitutionIdTooLong);
+    }
+    Ok(NewFlow {
+        service_provider,
+        external_customer_id: external_customer_id.to_string(),
+        institution: InstitutionRef::parse(institution_id),
+    })
+}
+
+/// Validates a CompleteConnection request for a connection of `provider`: PLAID needs the
+/// access token, AKOYA the refresh token and provider id; FINICITY and MX need none, since
+/// linkstate cannot call them yet.
+pub fn validate_completion(
+    provider: ServiceProvider,
+    raw: RawCompletion,
+) -> Result<Completion, FlowRejection> {
+    let provider_connection_id = raw.provider_connection_id.trim().to_string();
+    if provider_connection_id.is_empty() {
+        return Err(FlowRejection::MissingProviderConnectionId);
+    }
+    let missing = |what| FlowRejection::MissingCredentials { provider, what };
+    let credentials = match provider {
+        ServiceProvider::Plaid => {
+            if raw.access_token.expose().trim().is_empty() {
+                return Err(missing("accessToken is required"));
+            }
+            Some(ProviderCredentials::Plaid {
+                access_token: raw.access_token,
+            })
+        }
+        ServiceProvider::Akoya => {
+            if raw.refresh_token.expose().trim().is_empty() || raw.provider_id.trim().is_empty() {
+                return Err(missing("refreshToken and providerId are required"));
+            }
+            Some(ProviderCredentials::Akoya {
+                refresh_token: raw.refresh_token,
+                provider_id: raw.provider_id,
+            })
+        }
+        ServiceProvider::Finicity | ServiceProvider::Mx => None,
+    };
+    Ok(Completion {
+        provider_connection_id,
+        credentials,
+    })
+}
+
+/// Validates FailConnection's reason (Meld's example: `UNFORESEEN`).
+pub fn validate_reason(reason: &str) -> Result<String, FlowRejection> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(FlowRejection::MissingReason);
+    }
+    if reason.chars().count() > MAX_REASON_LEN {
+        return Err(FlowRejection::ReasonTooLong);
+    }
+    Ok(reason.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_flow(institution_id: &str) -> RawNewFlow {
+        RawNewFlow {
+            service_provider: Some(ServiceProvider::Plaid),
+            external_customer_id: "customer-1".into(),
+            institution_id: institution_id.into(),
+        }
+    }
+
+    #[test]
+    fn institutions_are_ours_when_they_are_uuids() {
+        let ours = InstitutionId::generate();
+        let flow = validate_new(new_flow(&ours.to_string())).unwrap();
+        assert_eq!(flow.institution, InstitutionRef::Ours(ours));
+        let flow = validate_new(new_flow(" ins_109508 ")).unwrap();
+        assert_eq!(
+            flow.institution,
+            InstitutionRef::Provider("ins_109508".into())
+        );
+    }
+
+    #[test]
+    fn new_flows_need_provider_customer_and_institution() {
+        let mut raw = new_flow("ins_1");
+        raw.service_provider = None;
+        assert_eq!(validate_new(raw), Err(FlowRejection::MissingProvider));
+        let mut raw = new_flow("ins_1");
+        raw.external_customer_id = " ".into();
+        assert_eq!(
+            validate_new(raw),
+            Err(FlowRejection::MissingExternalCustomerId)
+        );
+        assert_eq!(
+            validate_new(new_flow("")),
+            Err(FlowRejection::MissingInstitutionId)
+        );
+        assert_eq!(
+            validate_new(new_flow(&"i".repeat(256))),
+            Err(FlowRejection::InstitutionIdTooLong)
+        );
+    }
+
+    #[test]
+    fn completion_needs_each_providers_credentials() {
+        let raw = || RawCompletion {
+            provider_connection_id: "item-1".into(),
+            ..RawCompletion::default()
+        };
+        let error = validate_completion(ServiceProvider::Plaid, raw()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "accessToken is required to complete this PLAID connection"
+        );
+        let error = validate_completion(ServiceProvider::Akoya, raw()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "refreshToken and providerId are required to complete this AKOYA connection"
+        );
+        let finicity = validate_completion(ServiceProvider::Finicity, raw()).unwrap();
+        assert_eq!(finicity.credentials, None);
+        let plaid = RawCompletion {
+            access_token: Secret::new("access-1"),
+            ..raw()
+        };
+        let completion = validate_completion(ServiceProvider::Plaid, plaid).unwrap();
+        assert_eq!(completion.provider_connection_id, "item-1");
+        assert!(matches!(
+            completion.credentials,
+            Some(ProviderCredentials::Plaid { .. })
+        ));
+        assert_eq!(
+            validate_completion(ServiceProvider::Mx, RawCompletion::default()),
+            Err(FlowRejection::MissingProviderConnectionId)
+        );
+    }
+
+    #[test]
+    fn reasons_are_required_and_short() {
+        assert_eq!(validate_reason("UNFORESEEN"), Ok("UNFORESEEN".into()));
+        assert_eq!(validate_reason("  "), Err(FlowRejection::MissingReason));
+        assert_eq!(
+            validate_reason(&"x".repeat(256)),
+            Err(FlowRejection::ReasonTooLong)
+        );
+    }
+}

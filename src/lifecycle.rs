@@ -1,0 +1,439 @@
+//! A connection's life outside aggregation: the connect flow another service runs with the
+//! customer (CreateConnection, CompleteConnection, FailConnection) and DeleteConnection.
+//!
+//! Provider calls run outside any transaction. Each change is then written in one transaction
+//! with its events, after the connection's row is locked and its status checked again, so that
+//! two requests racing on one connection cannot both act.
+
+use chrono::Utc;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::{Map, Value};
+
+use crate::context::Context;
+use crate::domain::connect_flow::{self, FLOW_LIFETIME, FlowRejection, InstitutionRef, NewFlow};
+use crate::domain::connection::Connection;
+use crate::domain::connection_status::ConnectionStatus;
+use crate::domain::ids::{AccountId, ConnectionId, InstitutionId, RequestId};
+use crate::domain::import::ProviderCredentials;
+use crate::domain::lifecycle_events;
+use crate::domain::product::Product;
+use crate::domain::secret::Secret;
+use crate::domain::service_provider::ServiceProvider;
+use crate::providers::plaid::{PlaidError, mapping};
+use crate::store::connections::{FlowConnection, ProviderLink};
+use crate::store::jobs::OnDuplicate;
+use crate::store::{self, StoreError, connections, events, financial_accounts};
+use crate::worker::aggregate::{AggregateJob, Trigger};
+use crate::worker::{self, Job, schedule};
+
+/// Why a lifecycle request was refused; in every case nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// No such connection for this tenant.
+    #[error("connection not found")]
+    NotFound,
+    /// The request lacks something it must carry.
+    #[error(transparent)]
+    Rejected(#[from] FlowRejection),
+    /// A UUID institution id that is none of ours.
+    #[error("institutionId {0:?} names no institution")]
+    UnknownInstitution(String),
+    /// Our institution id, but of another provider.
+    #[error("institutionId {id:?} is an institution of {actual}, not of {wanted}")]
+    InstitutionOfOtherProvider {
+        /// The id given.
+        id: String,
+        /// The institution's provider.
+        actual: ServiceProvider,
+        /// The provider of the flow.
+        wanted: ServiceProvider,
+    },
+    /// Completing or failing a connection that is not in a connect flow (Meld answers 409).
+    #[error("connection is {status}: only an IN_PROGRESS connection can be {action}")]
+    NotInProgress {
+        /// Where it stands.
+        status: ConnectionStatus,
+        /// "completed" or "failed".
+        action: &'static str,
+    },
+    /// Deleting a deleted connection (Meld answers 409).
+    #[error("connection is already DELETED")]
+    AlreadyDeleted,
+    /// The connect flow completed while a delete was under way, so its new provider link was
+    /// not severed; deleting again does it.
+    #[error("the connection's connect flow completed during the delete; retry the delete")]
+    CompletedMeanwhile,
+    /// The access token belongs to another Plaid item than the one named.
+    #[error("serviceProviderConnectionId {0:?} is not the item of this accessToken")]
+    ItemMismatch(String),
+    /// Another connection of the tenant already has this provider id.
+    #[error("another connection already has serviceProviderConnectionId {0:?}")]
+    AlreadyLinked(String),
+    /// The provider refused the credentials the request carries.
+    #[error("Plaid refused the accessToken: {0}")]
+    CredentialsRefused(PlaidError),
+    /// The provider refused a call for reasons the caller cannot fix by retrying.
+    #[error("Plaid refused to remove the item: {0}")]
+    ProviderRefused(PlaidError),
+    /// Linkstate has no API keys for the provider.
+    #[error(transparent)]
+    ProviderNotConfigured(PlaidError),
+    /// The provider is down, slow or throttling; retrying later may work.
+    #[error("Plaid is unavailable, retry later: {0}")]
+    ProviderUnavailable(PlaidError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for LifecycleError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => LifecycleError::NotFound,
+            other => LifecycleError::Store(other),
+        }
+    }
+}
+
+impl From<DieselError> for LifecycleError {
+    fn from(error: DieselError) -> Self {
+        StoreError::from(error).into()
+    }
+}
+
+/// Starts a connect flow: an IN_PROGRESS connection for the customer (found or made by its
+/// external id) that expires unless completed in time. Meld sends no event at this point.
+pub async fn create(
+    ctx: &Context,
+    account_id: AccountId,
+    flow: NewFlow,
+) -> Result<Connection, LifecycleError> {
+    let mut conn = store::connect(ctx.pool()).await?;
+    conn.transaction::<_, LifecycleError, _>(async |conn| {
+        let institution_id = flow_institution(conn, &flow).await?;
+        let customer_id = connections::find_or_create_customer(
+            conn,
+            account_id,
+            Some(&flow.external_customer_id),
+        )
+        .await?;
+        let new = FlowConnection {
+            account_id,
+            customer_id,
+            institution_id,
+            service_provider: flow.service_provider,
+            expires_at: Utc::now() + FLOW_LIFETIME,
+        };
+        let id = connections::insert_flow(conn, &new).await?;
+        Ok(connections::get(conn, account_id, id).await?)
+    })
+    .await
+}
+
+/// The institution a flow names: ours by id (of the flow's provider), or the provider's, made
+/// on first use and named by its id until the provider gives its name.
+async fn flow_institution(
+    conn: &mut AsyncPgConnection,
+    flow: &NewFlow,
+) -> Result<InstitutionId, LifecycleError> {
+    let wanted = flow.service_provider;
+    match &flow.institution {
+        InstitutionRef::Provider(id) => {
+            Ok(connections::upsert_institution(conn, wanted, id, id).await?)
+        }
+        InstitutionRef::Ours(id) => match connections::institution_provider(conn, *id).await? {
+            Some(actual) if actual == wanted => Ok(*id),
+            Some(actual) => Err(LifecycleError::InstitutionOfOtherProvider {
+                id: id.to_string(),
+                actual,
+                wanted,
+            }),
+            None => Err(LifecycleError::UnknownInstitution(id.to_string())),
+        },
+    }
+}
+
+/// Completes a connect flow: the connection becomes ACTIVE with the provider's id and
+/// credentials, sends CONNECTION_COMPLETED and its STATUS_CHANGE, and (for Plaid, the one
+/// provider linkstate can call) is aggregated at once and refreshed in the background after.
+pub async fn complete(
+    ctx: &Context,
+    account_id: AccountId,
+    id: ConnectionId,
+    raw: connect_flow::RawCompletion,
+) -> Result<Connection, LifecycleError> {
+    let connection = {
+        let mut conn = store::connect(ctx.pool()).await?;
+        connections::get(&mut conn, account_id, id).await?
+    };
+    require_in_progress(connection.status, "completed")?;
+    let completion = connect_flow::validate_completion(connection.service_provider, raw)?;
+    let item = match &completion.credentials {
+        Some(ProviderCredentials::Plaid { access_token }) => {
+            Some(fetch_plaid_item(ctx, access_token, &completion.provider_connection_id).await?)
+        }
+        _ => None,
+    };
+    let request_id = RequestId::generate();
+    let mut conn = store::connect(ctx.pool()).await?;
+    let completed = conn
+        .transaction::<_, LifecycleError, _>(async |conn| {
+            let row = connections::lock_aggregation(conn, id).await?;
+            require_in_progress(row.state.status, "completed")?;
+            let institution_id = match &item {
+                Some(item) => item_institution(conn, item, connection.institution_id).await?,
+                None => connection.institution_id,
+            };
+            let products = item.iter().flat_map(|item| &item.products);
+            let link = ProviderLink {
+                provider_connection_id: &completion.provider_connection_id,
+                credentials: completion.credentials.as_ref(),
+                products: products.map(|p| p.as_str().to_string()).collect(),
+                institution_id,
+            };
+            connections::link_provider(conn, ctx.cipher(), id, link).await?;
+            connections::end_flow(conn, id, ConnectionStatus::Active).await?;
+            let completed = connections::get(conn, account_id, id).await?;
+            let new_events = lifecycle_events::flow_completed(&completed.facts(), &request_id);
+            events::append(conn, account_id, &new_events).await?;
+            if item.is_some() {
+                queue_first_aggregation(conn, ctx, &completed, &request_id).await?;
+            }
+            Ok(completed)
+        })
+        .await
+        .map_err(|error| already_linked(error, &completion.provider_connection_id))?;
+    ctx.hub().wake();
+    ctx.wake_workers();
+    Ok(completed)
+}
+
+/// Queues the aggregation that sends ACCOUNTS_UPDATING and the rest under the completion's
+/// request id, and draws the connection's first background refresh, as an import does.
+async fn queue_first_aggregation(
+    conn: &mut AsyncPgConnection,
+    ctx: &Context,
+    connection: &Connection,
+    request_id: &RequestId,
+) -> Result<(), StoreError> {
+    let job = Job::Aggregate(AggregateJob {
+        account_id: connection.account_id,
+        connection_id: connection.id,
+        request_id: request_id.clone(),
+        announce: true,
+        products: Vec::new(),
+        trigger: Trigger::Refresh,
+    });
+    worker::enqueue(conn, &job, OnDuplicate::Skip).await?;
+    let first = schedule::first_refresh(ctx.refresh_interval());
+    connections::set_next_refresh(conn, connection.id, first).await
+}
+
+/// What Plaid says about the item a completed flow made.
+struct PlaidItem {
+    institution_id: Option<String>,
+    institution_name: Option<String>,
+    products: Vec<Product>,
+}
+
+/// Checks the access token and learns the item's institution and products, as an import does.
+async fn fetch_plaid_item(
+    ctx: &Context,
+    access_token: &Secret,
+    item_id: &str,
+) -> Result<PlaidItem, LifecycleError> {
+    let plaid = ctx.plaid();
+    let item = plaid
+        .item_get(access_token)
+        .await
+        .map_err(completion_failure)?
+        .item;
+    if item.item_id != item_id {
+        return Err(LifecycleError::ItemMismatch(item_id.to_string()));
+    }
+    // Every product the item can give: billed ones, and available ones Plaid adds on first use.
+    let plaid_products = [
+        item.billed_products,
+        item.products.unwrap_or_default(),
+        item.available_products,
+    ]
+    .concat();
+    let institution_name = match (item.institution_name, &item.institution_id) {
+        (Some(name), _) => Some(name),
+        (None, Some(id)) => institution_name(ctx, id).await,
+        (None, None) => None,
+    };
+    Ok(PlaidItem {
+        institution_id: item.institution_id,
+        institution_name,
+        products: mapping::products(&plaid_products),
+    })
+}
+
+/// Plaid's name for an institution; without it the institution keeps its placeholder name,
+/// which is no reason to fail the completion.
+async fn institution_name(ctx: &Context, institution_id: &str) -> Option<String> {
+    match ctx.plaid().institutions_get_by_id(institution_id).await {
+        Ok(response) => Some(response.institution.name),
+        Err(error) => {
+            tracing::warn!(%error, institution_id, "could not name the institution");
+            None
+        }
+    }
+}
+
+/// A failed `/item/get` of CompleteConnection: the access token is the caller's argument.
+fn completion_failure(error: PlaidError) -> LifecycleError {
+    match error {
+        PlaidError::NotConfigured => LifecycleError::ProviderNotConfigured(error),
+        error if error.is_retryable() => LifecycleError::ProviderUnavailable(error),
+        error if error.http_status().is_some_and(|s| (400..500).contains(&s)) => {
+            LifecycleError::CredentialsRefused(error)
+        }
+        error => LifecycleError::ProviderUnavailable(error),
+    }
+}
+
+/// The institution of the connection as Plaid reports its item (the item is what the customer
+/// linked), named as Plaid names it; the flow's institution when Plaid names none.
+async fn item_institution(
+    conn: &mut AsyncPgConnection,
+    item: &PlaidItem,
+    flow_institution: InstitutionId,
+) -> Result<InstitutionId, StoreError> {
+    let Some(plaid_id) = &item.institution_id else {
+        return Ok(flow_institution);
+    };
+    let name = item.institution_name.as_deref().unwrap_or(plaid_id);
+    let id = connections::upsert_institution(conn, ServiceProvider::Plaid, plaid_id, name).await?;
+    connections::name_institution(conn, id, name).await?;
+    Ok(id)
+}
+
+/// A unique violation on completion means the tenant has the provider's connection already.
+fn already_linked(error: LifecycleError, provider_connection_id: &str) -> LifecycleError {
+    match error {
+        LifecycleError::Store(StoreError::Query(DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            _,
+        ))) => LifecycleError::AlreadyLinked(provider_connection_id.to_string()),
+        other => other,
+    }
+}
+
+/// Fails a connect flow: the connection becomes EXPIRED, since the flow ended without a
+/// connection and Meld keeps such a flow out of every working status (a retry is a new flow),
+/// and sends CONNECTION_FAILED with `reason` and the provider's `details`, then the STATUS_CHANGE
+/// that says so.
+pub async fn fail(
+    ctx: &Context,
+    account_id: AccountId,
+    id: ConnectionId,
+    reason: &str,
+    details: &Map<String, Value>,
+) -> Result<Connection, LifecycleError> {
+    let request_id = RequestId::generate();
+    let mut conn = store::connect(ctx.pool()).await?;
+    let failed = conn
+        .transaction::<_, LifecycleError, _>(async |conn| {
+            // Another tenant's connection is NOT_FOUND before anything is locked.
+            connections::get(conn, account_id, id).await?;
+            let row = connections::lock_aggregation(conn, id).await?;
+            require_in_progress(row.state.status, "failed")?;
+            connections::end_flow(conn, id, ConnectionStatus::Expired).await?;
+            let failed = connections::get(conn, account_id, id).await?;
+            let new_events =
+                lifecycle_events::flow_failed(&failed.facts(), &request_id, reason, details);
+            events::append(conn, account_id, &new_events).await?;
+            Ok(failed)
+        })
+        .await?;
+    ctx.hub().wake();
+    Ok(failed)
+}
+
+/// Completing and failing apply only to a connection whose connect flow still runs.
+fn require_in_progress(
+    status: ConnectionStatus,
+    action: &'static str,
+) -> Result<(), LifecycleError> {
+    if status == ConnectionStatus::InProgress {
+        return Ok(());
+    }
+    Err(LifecycleError::NotInProgress { status, action })
+}
+
+/// Deletes a connection from any status but DELETED: severs the provider link first (Plaid
+/// `/item/remove`), then marks it DELETED without credentials, its accounts INACTIVE, and sends
+/// CONNECTION_DELETED and ACCOUNTS_REMOVED. Its data stays readable.
+pub async fn delete(
+    ctx: &Context,
+    account_id: AccountId,
+    id: ConnectionId,
+) -> Result<Connection, LifecycleError> {
+    let (connection, credentials) = {
+        let mut conn = store::connect(ctx.pool()).await?;
+        let connection = connections::get(&mut conn, account_id, id).await?;
+        if connection.status == ConnectionStatus::Deleted {
+            return Err(LifecycleError::AlreadyDeleted);
+        }
+        let credentials = stored_credentials(&mut conn, ctx, id).await?;
+        (connection, credentials)
+    };
+    // Akoya consents are not revoked yet: erasing the token is all linkstate can do.
+    if let Some(ProviderCredentials::Plaid { access_token }) = &credentials {
+        remove_plaid_item(ctx, access_token).await?;
+    }
+    let mut conn = store::connect(ctx.pool()).await?;
+    let deleted = conn
+        .transaction::<_, LifecycleError, _>(async |conn| {
+            let row = connections::lock_aggregation(conn, id).await?;
+            if row.state.status == ConnectionStatus::Deleted {
+                return Err(LifecycleError::AlreadyDeleted);
+            }
+            if connection.status == ConnectionStatus::InProgress
+                && row.state.status != ConnectionStatus::InProgress
+            {
+                return Err(LifecycleError::CompletedMeanwhile);
+            }
+            connections::mark_deleted(conn, id).await?;
+            let accounts = financial_accounts::deactivate_all(conn, id).await?;
+            let deleted = connections::get(conn, account_id, id).await?;
+            let new_events = lifecycle_events::deletion(&deleted.facts(), &accounts);
+            events::append(conn, account_id, &new_events).await?;
+            Ok(deleted)
+        })
+        .await?;
+    ctx.hub().wake();
+    Ok(deleted)
+}
+
+/// The connection's credentials, if it has any (a flow that never completed has none).
+async fn stored_credentials(
+    conn: &mut AsyncPgConnection,
+    ctx: &Context,
+    id: ConnectionId,
+) -> Result<Option<ProviderCredentials>, StoreError> {
+    match connections::credentials(conn, ctx.cipher(), id).await {
+        Ok(credentials) => Ok(Some(credentials)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Removes the item at Plaid. An item Plaid no longer knows is already what a delete wants.
+async fn remove_plaid_item(ctx: &Context, access_token: &Secret) -> Result<(), LifecycleError> {
+    let error = match ctx.plaid().item_remove(access_token).await {
+        Ok(_) => return Ok(()),
+        Err(error) => error,
+    };
+    match error.error_code() {
+        Some("ITEM_NOT_FOUND" | "INVALID_ACCESS_TOKEN") => Ok(()),
+        _ if matches!(error, PlaidError::NotConfigured) => {
+            Err(LifecycleError::ProviderNotConfigured(error))
+        }
+        _ if error.is_retryable() => Err(LifecycleError::ProviderUnavailable(error)),
+        _ => Err(LifecycleError::ProviderRefused(error)),
+    }
+}

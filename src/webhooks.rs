@@ -1,0 +1,106 @@
+//! Recording provider webhooks: verify on the raw body, record the delivery and the job that
+//! will process it in one transaction, and answer only then. The HTTP adapter and
+//! `WebhookService.RecordWebhook` both come through here.
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use uuid::Uuid;
+
+use crate::context::Context;
+use crate::providers::plaid::PlaidWebhook;
+use crate::providers::plaid::verify::{UnverifiedWebhook, VerifyError};
+use crate::store::{self, StoreError, webhooks};
+use crate::worker::{self, Job, webhook::WebhookJob};
+
+/// A recorded delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    /// The delivery's id.
+    pub webhook_id: Uuid,
+    /// Whether this delivery had been recorded already.
+    pub duplicate: bool,
+}
+
+/// Why a delivery was not recorded; each maps to one HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Over the size limit (413).
+    #[error("body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// Missing or bad signature (401); nothing is recorded.
+    #[error("webhook signature: {0}")]
+    Unverified(VerifyError),
+    /// Not what the provider sends (400).
+    #[error("body is not a Plaid webhook: {0}")]
+    Malformed(String),
+    /// The database or the provider's key endpoint is unreachable (503): the provider retries.
+    #[error("cannot record the webhook now: {0}")]
+    Unavailable(String),
+}
+
+/// Verifies and records one Plaid delivery.
+pub async fn record_plaid(
+    ctx: &Context,
+    verification: Option<&str>,
+    body: &[u8],
+) -> Result<Recorded, RecordError> {
+    let limit = ctx.webhook_max_bytes();
+    if body.len() > limit {
+        return Err(RecordError::TooLarge { limit });
+    }
+    let verified = ctx
+        .plaid_verifier()
+        .verify(
+            UnverifiedWebhook {
+                jwt: verification,
+                body,
+            },
+            Utc::now(),
+        )
+        .await
+        .map_err(|error| match error {
+            VerifyError::KeyUnavailable(reason) => RecordError::Unavailable(reason),
+            other => RecordError::Unverified(other),
+        })?;
+    let webhook: PlaidWebhook =
+        serde_json::from_slice(body).map_err(|e| RecordError::Malformed(e.to_string()))?;
+    let delivery = webhooks::NewDelivery {
+        service_provider: "PLAID",
+        body_sha256: &verified.body_sha256,
+        body,
+        signed_at: verified.signed_at,
+        webhook_type: &webhook.webhook_type,
+        webhook_code: &webhook.webhook_code,
+        provider_connection_id: webhook.item_id.as_deref(),
+    };
+    let recorded = save(ctx, delivery).await.map_err(|e| match e {
+        StoreError::Unavailable(reason) => RecordError::Unavailable(reason),
+        other => RecordError::Unavailable(other.to_string()),
+    })?;
+    if !recorded.duplicate {
+        ctx.wake_workers();
+    }
+    Ok(recorded)
+}
+
+/// The delivery and, when it is new, its processing job, in one transaction.
+async fn save(ctx: &Context, delivery: webhooks::NewDelivery<'_>) -> Result<Recorded, StoreError> {
+    let mut conn = store::connect(ctx.pool()).await?;
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        let (webhook_id, new) = webhooks::record(conn, delivery).await?;
+        if new {
+            let job = Job::Webhook(WebhookJob {
+                delivery_id: webhook_id,
+            });
+            worker::enqueue(conn, &job, store::jobs::OnDuplicate::Skip).await?;
+        }
+        Ok(Recorded {
+            webhook_id,
+            duplicate: !new,
+        })
+    })
+    .await
+}

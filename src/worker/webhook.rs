@@ -1,0 +1,138 @@
+//! Acting on a recorded provider webhook, once: move the connection's status (unless the
+//! webhook is older than what the status already reflects), mark revoked accounts, or queue a
+//! sync. Every change is written with its events in one transaction.
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::aggregate::{AggregateJob, Trigger};
+use super::{Job, JobError, enqueue};
+use crate::context::Context;
+use crate::domain::connection::Connection;
+use crate::domain::connection_events;
+use crate::domain::connection_state::{self, Signal};
+use crate::domain::ids::RequestId;
+use crate::domain::product::Product;
+use crate::domain::service_provider::ServiceProvider;
+use crate::metrics;
+use crate::providers::plaid::PlaidWebhook;
+use crate::providers::plaid::mapping::{self, WebhookAction};
+use crate::store::jobs::OnDuplicate;
+use crate::store::{self, StoreError, connections, events, financial_accounts, webhooks};
+
+/// Process one recorded delivery.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WebhookJob {
+    /// The delivery.
+    pub delivery_id: Uuid,
+}
+
+/// Processes the delivery; a delivery already processed is left alone.
+pub async fn run(ctx: &Context, job: &WebhookJob) -> Result<(), JobError> {
+    let mut conn = store::connect(ctx.pool()).await?;
+    let delivery = webhooks::get(&mut conn, job.delivery_id).await?;
+    if delivery.processed_at.is_some() {
+        return Ok(());
+    }
+    let webhook: PlaidWebhook = serde_json::from_slice(&delivery.body)
+        .map_err(|e| JobError::Permanent(format!("recorded body does not parse: {e}")))?;
+    let raw: Map<String, Value> = serde_json::from_slice(&delivery.body).unwrap_or_default();
+    let targets = match &delivery.provider_connection_id {
+        Some(item_id) => {
+            connections::all_by_provider_id(&mut conn, ServiceProvider::Plaid, item_id).await?
+        }
+        None => Vec::new(),
+    };
+    drop(conn);
+    let outcome = if targets.is_empty() {
+        metrics::count(&metrics::METRICS.unknown_webhooks, "PLAID");
+        "unknown_connection"
+    } else {
+        let action = mapping::webhook_action(&webhook);
+        let mut outcome = "applied";
+        for connection in &targets {
+            let applied = act(ctx, connection, &action, &raw, delivery.signed_at).await?;
+            if !applied {
+                outcome = "stale";
+            }
+        }
+        if matches!(action, WebhookAction::Nothing) {
+            outcome = "recorded";
+        }
+        outcome
+    };
+    let mut conn = store::connect(ctx.pool()).await?;
+    webhooks::mark_processed(&mut conn, job.delivery_id, outcome).await?;
+    ctx.hub().wake();
+    Ok(())
+}
+
+/// Does what the webhook asks for one connection; false when it was stale.
+async fn act(
+    ctx: &Context,
+    connection: &Connection,
+    action: &WebhookAction,
+    raw: &Map<String, Value>,
+    signed_at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let facts = connection.facts();
+    // The seed's events carry the raw webhook plus our names for the provider and connection.
+    let mut details = raw.clone();
+    details.extend(facts.provider_details());
+    let mut conn = store::connect(ctx.pool()).await?;
+    match action {
+        WebhookAction::Status(signal) => {
+            conn.transaction::<_, StoreError, _>(async |conn| {
+                let row = connections::lock_aggregation(conn, connection.id).await?;
+                if connection_state::is_stale(row.status_as_of, signed_at) {
+                    return Ok(false);
+                }
+                let (state, effects) = connection_state::apply(row.state, *signal);
+                connections::set_state(conn, connection.id, state, signed_at).await?;
+                let removed = if *signal == Signal::Revoked && !effects.is_empty() {
+                    // Revoked at the provider: deleted here, as DeleteConnection would.
+                    connections::mark_deleted(conn, connection.id).await?;
+                    financial_accounts::deactivate_all(conn, connection.id).await?
+                } else {
+                    Vec::new()
+                };
+                let new_events =
+                    connection_events::transition_events(&facts, &effects, &details, &removed);
+                events::append(conn, connection.account_id, &new_events).await?;
+                Ok(true)
+            })
+            .await
+        }
+        WebhookAction::AccountRevoked(account) => {
+            conn.transaction::<_, StoreError, _>(async |conn| {
+                let removed =
+                    financial_accounts::deactivate_one(conn, connection.id, account).await?;
+                if !removed.is_empty() {
+                    let event = connection_events::accounts_removed(&facts, &removed, &details);
+                    events::append(conn, connection.account_id, &[event]).await?;
+                }
+                Ok(true)
+            })
+            .await
+        }
+        WebhookAction::Sync => {
+            // A burst of these while a sync is queued joins it; one arriving while a sync runs
+            // makes it run once more, since that sync may have started before the new data.
+            let job = Job::Aggregate(AggregateJob {
+                account_id: connection.account_id,
+                connection_id: connection.id,
+                request_id: RequestId::generate(),
+                announce: false,
+                products: vec![Product::Transactions],
+                trigger: Trigger::Webhook,
+            });
+            enqueue(&mut conn, &job, OnDuplicate::Rerun).await?;
+            ctx.wake_workers();
+            Ok(true)
+        }
+        WebhookAction::Nothing => Ok(true),
+    }
+}
