@@ -304,6 +304,16 @@ mod properties {
         ]
     }
 
+    fn report() -> impl Strategy<Value = Signal> {
+        prop_oneof![
+            failure().prop_map(Signal::ProviderError),
+            Just(Signal::LoginRepaired),
+            Just(Signal::ConsentExpiring),
+            Just(Signal::NewAccountsAvailable),
+            Just(Signal::Revoked),
+        ]
+    }
+
     fn signal() -> impl Strategy<Value = Signal> {
         prop_oneof![
             Just(Signal::AggregationSucceeded),
@@ -332,6 +342,40 @@ mod properties {
                     prop_assert_eq!(next.status, ConnectionStatus::Active);
                 }
                 state = next;
+            }
+        }
+
+        /// Provider reports delivered in any order, with duplicates: the state stays valid, a
+        /// report older than the newest applied one changes nothing, and any report applied
+        /// again right after itself changes nothing and says nothing.
+        #[test]
+        fn reordered_and_repeated_reports_never_roll_back_nor_repeat(
+            reports in prop::collection::vec((report(), 0i64..50), 1..40),
+            repeats in prop::collection::vec(0usize..40, 0..20),
+        ) {
+            let mut deliveries: Vec<(Signal, i64)> = reports.clone();
+            for index in repeats {
+                deliveries.push(reports[index % reports.len()]);
+            }
+            let mut state = ConnectionState {
+                status: ConnectionStatus::Active,
+                reason: None,
+                consecutive_failures: 0,
+            };
+            let mut as_of: Option<DateTime<Utc>> = None;
+            for (signal, second) in deliveries {
+                let signed_at = DateTime::from_timestamp(1_700_000_000 + second, 0).unwrap();
+                if is_stale(as_of, signed_at) {
+                    continue;
+                }
+                let (next, _) = apply(state, signal);
+                prop_assert!(next.reason.is_none_or(|r| next.status.accepts_reason(r)));
+                let (again, effects) = apply(next, signal);
+                prop_assert_eq!(again, next, "{:?} applied twice", signal);
+                prop_assert!(effects.is_empty());
+                state = next;
+                as_of = Some(as_of.map_or(signed_at, |t| t.max(signed_at)));
+                prop_assert!(is_stale(as_of, signed_at - chrono::Duration::seconds(1)));
             }
         }
 

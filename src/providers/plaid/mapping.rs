@@ -286,4 +286,82 @@ mod tests {
             ]
         );
     }
+
+    fn webhook(kind: &str, code: &str, extra: serde_json::Value) -> PlaidWebhook {
+        let mut body =
+            serde_json::json!({"webhook_type": kind, "webhook_code": code, "item_id": "i"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn every_row_of_the_webhook_table() {
+        use serde_json::json;
+        let error = |code: &str| json!({"error": {"error_type": "ITEM_ERROR", "error_code": code, "error_message": "m"}});
+        let rows = [
+            (
+                webhook("ITEM", "ERROR", error("ITEM_LOGIN_REQUIRED")),
+                WebhookAction::Status(Signal::ProviderError(AggregationFailure::LoginRequired)),
+            ),
+            (
+                webhook("ITEM", "ERROR", error("INSTITUTION_DOWN")),
+                WebhookAction::Status(Signal::ProviderError(
+                    AggregationFailure::InstitutionUnavailable,
+                )),
+            ),
+            (
+                webhook("ITEM", "ERROR", error("SOMETHING_NEW")),
+                WebhookAction::Status(Signal::ProviderError(AggregationFailure::Unforeseen)),
+            ),
+            (
+                webhook("ITEM", "PENDING_EXPIRATION", json!({})),
+                WebhookAction::Status(Signal::ConsentExpiring),
+            ),
+            (
+                webhook("ITEM", "PENDING_DISCONNECT", json!({})),
+                WebhookAction::Status(Signal::ConsentExpiring),
+            ),
+            (
+                webhook("ITEM", "NEW_ACCOUNTS_AVAILABLE", json!({})),
+                WebhookAction::Status(Signal::NewAccountsAvailable),
+            ),
+            (
+                webhook("NEW_ACCOUNTS_AVAILABLE", "ITEM", json!({})),
+                WebhookAction::Status(Signal::NewAccountsAvailable),
+            ),
+            (
+                webhook("ITEM", "LOGIN_REPAIRED", json!({})),
+                WebhookAction::Status(Signal::LoginRepaired),
+            ),
+            (
+                webhook("ITEM", "USER_PERMISSION_REVOKED", json!({})),
+                WebhookAction::Status(Signal::Revoked),
+            ),
+            (
+                webhook("ITEM", "USER_ACCOUNT_REVOKED", json!({"account_id": "a"})),
+                WebhookAction::AccountRevoked("a".into()),
+            ),
+            (
+                webhook("ITEM", "WEBHOOK_UPDATE_ACKNOWLEDGED", json!({})),
+                WebhookAction::Nothing,
+            ),
+        ];
+        for (webhook, action) in rows {
+            assert_eq!(webhook_action(&webhook), action, "{webhook:?}");
+        }
+        for code in [
+            "SYNC_UPDATES_AVAILABLE",
+            "INITIAL_UPDATE",
+            "HISTORICAL_UPDATE",
+            "DEFAULT_UPDATE",
+            "TRANSACTIONS_REMOVED",
+        ] {
+            assert_eq!(
+                webhook_action(&webhook("TRANSACTIONS", code, json!({}))),
+                WebhookAction::Sync
+            );
+        }
+    }
 }
