@@ -32,6 +32,8 @@ pub struct AppConfig {
     pub plaid: PlaidConfig,
     /// Jobs run at once.
     pub worker_concurrency: usize,
+    /// How long a claimed job is held before another replica may take it over.
+    pub job_lease: Duration,
     /// How often each connection is aggregated again in the background.
     pub refresh_interval: Duration,
     /// Background refreshes queued or running at once, across all replicas.
@@ -71,12 +73,12 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
     let mut tasks = JoinSet::new();
     tasks.spawn(hub.run(pool));
     let worker_id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
-    tasks.spawn(worker::run(
-        ctx.clone(),
+    let settings = worker::WorkerSettings {
         worker_id,
-        config.worker_concurrency,
-        shutdown.clone(),
-    ));
+        concurrency: config.worker_concurrency,
+        lease: config.job_lease,
+    };
+    tasks.spawn(worker::run(ctx.clone(), settings, shutdown.clone()));
     tasks.spawn(worker::schedule::run(
         ctx.clone(),
         config.refresh_max_concurrent,

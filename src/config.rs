@@ -167,6 +167,9 @@ pub struct Settings {
         default_value_t = 8
     )]
     pub worker_concurrency: usize,
+    /// How long a claimed job is held before another replica may take it over (`5m`, `30s`).
+    #[arg(long, env = "LINKSTATE_JOB_LEASE", value_name = "LINKSTATE_JOB_LEASE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub job_lease: Duration,
     /// How often each connection is aggregated again in the background (`24h`, `90m`, ...).
     #[arg(long, env = "LINKSTATE_REFRESH_INTERVAL", value_name = "LINKSTATE_REFRESH_INTERVAL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub refresh_interval: Duration,

@@ -154,6 +154,7 @@ async fn start(
         cipher,
         plaid: settings.plaid(),
         worker_concurrency: settings.worker_concurrency,
+        job_lease: settings.job_lease,
         refresh_interval: settings.refresh_interval,
         refresh_max_concurrent: settings.refresh_max_concurrent,
         webhook_max_bytes: settings.webhook_max_bytes,

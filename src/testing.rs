@@ -221,6 +221,7 @@ impl TestApp {
                 timeout: Duration::from_secs(2),
             },
             worker_concurrency: 4,
+            job_lease: Duration::from_secs(60),
             refresh_interval: Duration::from_secs(24 * 3600),
             refresh_max_concurrent: 10,
             webhook_max_bytes: 1024 * 1024,

@@ -15,8 +15,8 @@ use crate::context::Context;
 use crate::store::jobs::{self, ClaimedJob, NewJob, OnDuplicate};
 use crate::store::{self, StoreError};
 
-/// How long a claimed job is ours before another worker may take it over.
-const LEASE: Duration = Duration::from_secs(300);
+/// The longest backoff between attempts of a failing job.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// How often an idle worker looks for due jobs that no wake-up announced.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -89,12 +89,30 @@ impl From<StoreError> for JobError {
 }
 
 /// Runs jobs until `shutdown`, at most `concurrency` at once.
-pub async fn run(ctx: Context, worker_id: String, concurrency: usize, shutdown: CancellationToken) {
+/// How a worker runs: who it is, how much at once, and how long a claim lasts.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// Names this worker in job leases.
+    pub worker_id: String,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// How long a claimed job is ours before another worker may take it over (a worker that
+    /// died gives its jobs back when their leases run out).
+    pub lease: Duration,
+}
+
+/// Runs jobs until `shutdown`.
+pub async fn run(ctx: Context, settings: WorkerSettings, shutdown: CancellationToken) {
+    let WorkerSettings {
+        worker_id,
+        concurrency,
+        lease,
+    } = settings;
     let slots = Arc::new(Semaphore::new(concurrency));
     loop {
         let free = slots.available_permits() as i32;
         let claimed = if free > 0 {
-            claim(&ctx, &worker_id, free).await
+            claim(&ctx, &worker_id, lease, free).await
         } else {
             Vec::new()
         };
@@ -119,10 +137,10 @@ pub async fn run(ctx: Context, worker_id: String, concurrency: usize, shutdown: 
     }
 }
 
-async fn claim(ctx: &Context, worker_id: &str, limit: i32) -> Vec<ClaimedJob> {
+async fn claim(ctx: &Context, worker_id: &str, lease: Duration, limit: i32) -> Vec<ClaimedJob> {
     let claimed = async {
         let mut conn = store::connect(ctx.pool()).await?;
-        jobs::claim(&mut conn, worker_id, LEASE, limit).await
+        jobs::claim(&mut conn, worker_id, lease, limit).await
     };
     claimed.await.unwrap_or_else(|error| {
         tracing::warn!(%error, "could not claim jobs");
@@ -172,10 +190,11 @@ async fn run_one(ctx: &Context, worker_id: &str, claimed: ClaimedJob) {
 }
 
 /// Exponential backoff with jitter: a random delay between half and all of 2s, 4s, 8s, ...
-/// capped at the lease, so that jobs failing together do not retry together.
+/// capped at five minutes, so that jobs failing together do not retry together.
 fn backoff(attempt: i32) -> Duration {
     use rand::RngExt;
-    let ceiling = Duration::from_secs(2u64.saturating_pow(attempt.clamp(1, 20) as u32)).min(LEASE);
+    let ceiling =
+        Duration::from_secs(2u64.saturating_pow(attempt.clamp(1, 20) as u32)).min(MAX_BACKOFF);
     let millis =
         rand::rng().random_range(ceiling.as_millis() as u64 / 2..=ceiling.as_millis() as u64);
     Duration::from_millis(millis)

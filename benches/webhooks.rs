@@ -1,0 +1,568 @@
+//! Webhooks (issue 4), two measurements in one run, on one fresh database of the test cluster:
+//!
+//! 1. Ingest: signed Plaid webhooks posted by 32 concurrent senders, each answered 200 once its
+//!    delivery row and job are committed; against pgbench inserting the same body as one row per
+//!    transaction, at the same concurrency, into the same database.
+//! 2. Webhook to event: ITEM webhooks at a steady 200 per second that each change a connection's
+//!    status, timed from the POST until the STATUS_CHANGE arrives on a live `StreamEvents`.
+//!
+//! Run: `cargo bench --bench webhooks` (uses DATABASE_URL if set, else the embedded test cluster).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel_async::RunQueryDsl;
+use serde_json::{Value, json};
+
+use linkstate::proto::{self, import_result, stream_events_response::Message};
+use linkstate::store;
+use linkstate::testing::{TestApp, authed};
+
+/// Concurrent HTTP senders in the ingest run, and pgbench clients in its baseline.
+const SENDERS: usize = 32;
+/// Deliveries timed in the ingest run.
+const DELIVERIES: usize = 6_000;
+/// Deliveries sent before timing: the verifier fetches the simulator's key on the first one, and
+/// the HTTP and database pools open their connections.
+const WARM_UP: usize = 200;
+/// How long pgbench runs.
+const BASELINE_SECONDS: u32 = 10;
+
+/// Connections whose status the webhook-to-event run moves back and forth.
+const CONNECTIONS: usize = 50;
+/// Webhooks per second in the webhook-to-event run.
+const RATE: u32 = 200;
+/// Webhooks sent in that run (10 s at `RATE`).
+const PACED: usize = 2_000;
+
+fn main() {
+    // reqwest is built without a default crypto provider; plain HTTP still wants one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let app = TestApp::start().await;
+    // One client for every sender: it keeps one kept-alive connection per sender in flight.
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/webhooks/plaid", app.app.http_addr);
+
+    let ingest = ingest(&app, &client, &url).await;
+    // The workers process what was ingested; the baseline and the next run start on a quiet
+    // database so that neither pays for that backlog.
+    let started = Instant::now();
+    wait_quiet(&app).await;
+    let backlog = started.elapsed();
+    let baseline = pgbench(&app, &ingest.sample_body).await;
+    let to_event = webhook_to_event(&app, &client, &url).await;
+
+    print_ingest(&ingest, &baseline, backlog);
+    print_to_event(&to_event);
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest
+
+struct Ingest {
+    wall: Duration,
+    latencies: Vec<Duration>,
+    sample_body: Vec<u8>,
+}
+
+async fn ingest(app: &TestApp, client: &reqwest::Client, url: &str) -> Ingest {
+    // Signed before timing: signing is Plaid's work, not ours. The item is unknown to linkstate,
+    // which records the delivery and queues its job exactly as for a known one (the job then
+    // finds no connection); the sequence number keeps every body distinct, so none is a retry.
+    let signed: Vec<(Vec<u8>, String)> = (0..WARM_UP + DELIVERIES)
+        .map(|n| {
+            let body = serde_json::to_vec(&item_error("bench-unknown-item", n)).expect("json");
+            let jwt = app.sim.sign_webhook(&body);
+            (body, jwt)
+        })
+        .collect();
+    let sample_body = signed[WARM_UP].0.clone();
+    let (warm_up, timed) = signed.split_at(WARM_UP);
+    send_all(client, url, warm_up.to_vec()).await;
+    wait_quiet(app).await;
+
+    let started = Instant::now();
+    let mut latencies = send_all(client, url, timed.to_vec()).await;
+    let wall = started.elapsed();
+    latencies.sort();
+    Ingest {
+        wall,
+        latencies,
+        sample_body,
+    }
+}
+
+/// Posts every delivery from `SENDERS` tasks that each take the next one as soon as their
+/// previous one is answered; answers each delivery's time to its 200.
+async fn send_all(
+    client: &reqwest::Client,
+    url: &str,
+    deliveries: Vec<(Vec<u8>, String)>,
+) -> Vec<Duration> {
+    let deliveries = Arc::new(deliveries);
+    let next = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.to_string());
+            let (deliveries, next) = (deliveries.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let Some((body, jwt)) = deliveries.get(next.fetch_add(1, Ordering::Relaxed))
+                    else {
+                        return latencies;
+                    };
+                    latencies.push(post(&client, &url, body.clone(), jwt).await);
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(deliveries.len());
+    for sender in senders {
+        all.extend(sender.await.expect("sender"));
+    }
+    all
+}
+
+/// Posts one signed delivery as Plaid does; answers the time until the 200's headers.
+async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>, jwt: &str) -> Duration {
+    let started = Instant::now();
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("Plaid-Verification", jwt)
+        .body(body)
+        .send()
+        .await
+        .expect("webhook POST");
+    let took = started.elapsed();
+    let status = response.status();
+    // Read to the end so that the connection goes back to the client's pool.
+    let answer = response.text().await.unwrap_or_default();
+    assert_eq!(status, reqwest::StatusCode::OK, "webhook refused: {answer}");
+    took
+}
+
+struct Baseline {
+    tps: f64,
+    latency_ms: Option<f64>,
+    transactions: Option<u64>,
+}
+
+/// pgbench at the same concurrency, one INSERT of the same body per transaction, into a table
+/// shaped like the least an inbox needs (a key, the body, when it came).
+async fn pgbench(app: &TestApp, body: &[u8]) -> Baseline {
+    let mut conn = store::connect(&app.pool).await.expect("connection");
+    diesel::sql_query(
+        "CREATE TABLE bench_inbox (id bigserial PRIMARY KEY, body bytea NOT NULL, \
+         received_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("create bench_inbox");
+    drop(conn);
+
+    // The body as a hex bytea literal: nothing in it needs quoting that way.
+    let script = tempfile::NamedTempFile::new().expect("script file");
+    std::fs::write(
+        script.path(),
+        format!(
+            "INSERT INTO bench_inbox (body) VALUES ('\\x{}');\n",
+            hex_of(body)
+        ),
+    )
+    .expect("write script");
+    let (path, url) = (script.path().to_owned(), app.database.url.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("pgbench")
+            .args(["-n", "-c", &SENDERS.to_string(), "-j", "2", "-T"])
+            .arg(BASELINE_SECONDS.to_string())
+            .arg("-f")
+            .arg(&path)
+            .arg(&url)
+            .output()
+            .expect("pgbench runs (Debian: postgresql-contrib or postgresql-client)")
+    })
+    .await
+    .expect("pgbench thread");
+    drop(script);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "pgbench failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    parse_pgbench(&stdout)
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads pgbench's summary. Newer versions print one `tps = N (without initial connection
+/// time)`; older ones print it including and excluding connection set-up: the latter is wanted.
+fn parse_pgbench(stdout: &str) -> Baseline {
+    let number = |line: &str, prefix: &str| -> Option<f64> {
+        line.trim()
+            .strip_prefix(prefix)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let tps_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim().starts_with("tps = "))
+        .collect();
+    let tps_line = tps_lines
+        .iter()
+        .find(|l| l.contains("without initial connection time") || l.contains("excluding"))
+        .or(tps_lines.first())
+        .unwrap_or_else(|| panic!("no tps line in pgbench's output:\n{stdout}"));
+    Baseline {
+        tps: number(tps_line, "tps = ").expect("tps value"),
+        latency_ms: stdout
+            .lines()
+            .find_map(|l| number(l, "latency average = ")),
+        transactions: stdout.lines().find_map(|l| {
+            number(l, "number of transactions actually processed: ").map(|n| n as u64)
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook to event
+
+struct ToEvent {
+    sent: usize,
+    pacing: Duration,
+    latencies: Vec<Duration>,
+    superseded: usize,
+    unexpected: usize,
+}
+
+/// What each connection's sent webhooks should announce, oldest first: the status expected and
+/// when its webhook was sent.
+type Pending = Arc<Mutex<HashMap<String, VecDeque<(i32, Instant)>>>>;
+
+async fn webhook_to_event(app: &TestApp, client: &reqwest::Client, url: &str) -> ToEvent {
+    let (_, key) = app.account("bench-events").await;
+    let connections = import_connections(app, &key).await;
+    // The imports' aggregations and the simulator's own webhooks (acknowledgement, initial
+    // update) must be done, or an aggregation could move a status under the run.
+    settle(app, &key).await;
+
+    let mut stream = app
+        .events()
+        .await
+        .stream_events(authed(
+            &key,
+            proto::StreamEventsRequest {
+                event_types: vec![proto::event::Type::BankLinkingConnectionStatusChange as i32],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("StreamEvents")
+        .into_inner();
+    // A live stream starts at the head of the log when the server opens it; give it a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pending: Pending = Arc::default();
+    let reader = {
+        let pending = pending.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(PACED);
+            let (mut superseded, mut unexpected) = (0, 0);
+            while latencies.len() + superseded < PACED {
+                // Five quiet seconds (no heartbeat comes that soon) mean nothing more is coming.
+                let Ok(Ok(Some(message))) =
+                    tokio::time::timeout(Duration::from_secs(5), stream.message()).await
+                else {
+                    break;
+                };
+                let Some(Message::Event(event)) = message.message else {
+                    continue;
+                };
+                let arrived = Instant::now();
+                let payload = event.payload.unwrap_or_default();
+                let (Some(connection), Some(status)) = (payload.connection_id, payload.new_status)
+                else {
+                    unexpected += 1;
+                    continue;
+                };
+                let mut pending = pending.lock().expect("pending");
+                let queue = pending.entry(connection).or_default();
+                // Normally the oldest pending webhook is the one announced. Should a later one
+                // have overtaken it (processed first, so the older one became stale or changed
+                // nothing), the ones skipped are counted apart, not timed.
+                match queue.iter().position(|(expected, _)| *expected == status) {
+                    Some(at) => {
+                        superseded += at;
+                        let (_, sent) = queue.drain(..=at).last().expect("drained one");
+                        latencies.push(arrived - sent);
+                    }
+                    None => unexpected += 1,
+                }
+            }
+            (latencies, superseded, unexpected)
+        })
+    };
+
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / RATE);
+    let mut sends = Vec::with_capacity(PACED);
+    let started = Instant::now();
+    for n in 0..PACED {
+        ticks.tick().await;
+        // Round-robin over the connections; each one alternates between a broken login and its
+        // repair, so every webhook changes its status.
+        let (item_id, connection_id) = &connections[n % CONNECTIONS];
+        let (body, expected) = if (n / CONNECTIONS) % 2 == 0 {
+            (
+                item_error(item_id, n),
+                proto::connection::Status::ReconnectRequired,
+            )
+        } else {
+            (
+                item_webhook(item_id, "LOGIN_REPAIRED", n),
+                proto::connection::Status::Active,
+            )
+        };
+        let body = serde_json::to_vec(&body).expect("json");
+        // Signed now, not beforehand: the service ignores a webhook signed before the status it
+        // already reflects, to the second, so one connection's webhooks must be signed in order.
+        let jwt = app.sim.sign_webhook(&body);
+        pending
+            .lock()
+            .expect("pending")
+            .entry(connection_id.clone())
+            .or_default()
+            .push_back((expected as i32, Instant::now()));
+        let (client, url) = (client.clone(), url.to_string());
+        // Its own task, so that a slow answer never holds back the pace.
+        sends.push(tokio::spawn(
+            async move { post(&client, &url, body, &jwt).await },
+        ));
+    }
+    let pacing = started.elapsed();
+    for send in sends {
+        send.await.expect("send");
+    }
+    let (mut latencies, superseded, unexpected) = reader.await.expect("reader");
+    latencies.sort();
+    ToEvent {
+        sent: PACED,
+        pacing,
+        latencies,
+        superseded,
+        unexpected,
+    }
+}
+
+/// Imports `CONNECTIONS` simulator items in one request; answers (item id, connection id) each.
+async fn import_connections(app: &TestApp, key: &str) -> Vec<(String, String)> {
+    let items: Vec<_> = (0..CONNECTIONS)
+        .map(|_| app.sim.create_item("ins_109508"))
+        .collect();
+    let response = app
+        .connections()
+        .await
+        .import_connections(authed(
+            key,
+            proto::ImportConnectionsRequest {
+                connections: items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| proto::ImportConnection {
+                        service_provider: proto::service_provider::Value::Plaid as i32,
+                        external_customer_id: format!("customer-{i}"),
+                        access_token: item.access_token.expose().into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            },
+        ))
+        .await
+        .expect("import")
+        .into_inner();
+    items
+        .iter()
+        .zip(response.results)
+        .map(|(item, result)| match result.result {
+            Some(import_result::Result::Connection(connection)) => {
+                (item.item_id.clone(), connection.id)
+            }
+            other => panic!("import failed: {other:?}"),
+        })
+        .collect()
+}
+
+/// Waits until every imported connection has been aggregated and nothing is left to do.
+async fn settle(app: &TestApp, key: &str) {
+    let mut events = app.events().await;
+    for _ in 0..600 {
+        let aggregated = events
+            .list_events(authed(
+                key,
+                proto::ListEventsRequest {
+                    event_types: vec![proto::event::Type::BankLinkingTransactionsAggregated as i32],
+                    page_size: 1000,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("ListEvents")
+            .into_inner()
+            .events
+            .len();
+        if aggregated >= CONNECTIONS {
+            wait_quiet(app).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the imports were not aggregated within 60 s");
+}
+
+/// Waits until no job is queued and every delivery is processed, twice in a row a moment apart
+/// (a delivery may arrive and a job be queued in between).
+async fn wait_quiet(app: &TestApp) {
+    let mut quiet_checks = 0;
+    for _ in 0..2400 {
+        let busy = app.count("jobs WHERE dead_at IS NULL").await
+            + app
+                .count("webhook_deliveries WHERE processed_at IS NULL")
+                .await;
+        quiet_checks = if busy == 0 { quiet_checks + 1 } else { 0 };
+        if quiet_checks == 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("jobs still pending after 120 s");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies and output
+
+/// An ITEM webhook. Plaid's bodies carry no delivery id and linkstate takes a body's hash for
+/// one (the same body within 48 hours is a retry), so `bench_sequence` keeps ours distinct.
+fn item_webhook(item_id: &str, code: &str, sequence: usize) -> Value {
+    json!({
+        "webhook_type": "ITEM",
+        "webhook_code": code,
+        "item_id": item_id,
+        "environment": "sandbox",
+        "bench_sequence": sequence,
+    })
+}
+
+/// ITEM `ERROR` with ITEM_LOGIN_REQUIRED, as Plaid sends it.
+fn item_error(item_id: &str, sequence: usize) -> Value {
+    let mut webhook = item_webhook(item_id, "ERROR", sequence);
+    webhook["error"] = json!({
+        "error_type": "ITEM_ERROR",
+        "error_code": "ITEM_LOGIN_REQUIRED",
+        "error_message": "the login details of this item have changed (credentials, MFA, or required user action) and a user login is required to update this information",
+        "display_message": null,
+        "request_id": null,
+        "causes": [],
+        "status": 400,
+        "documentation_url": "https://plaid.com/docs/errors/item/#item_login_required",
+        "suggested_action": null
+    });
+    webhook
+}
+
+/// The value at quantile `q` of sorted durations (nearest rank).
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (sorted.len() as f64 * q).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn print_ingest(ingest: &Ingest, baseline: &Baseline, backlog: Duration) {
+    let ours = ingest.latencies.len() as f64 / ingest.wall.as_secs_f64();
+    println!(
+        "\nWebhook ingest: {} signed Plaid webhooks ({} bytes each) from {SENDERS} concurrent \
+         senders; baseline pgbench -c {SENDERS} -j 2 -T {BASELINE_SECONDS}, same body, same \
+         database\n",
+        ingest.latencies.len(),
+        ingest.sample_body.len()
+    );
+    println!("| what | requests | wall time | per second | p50 | p99 |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| linkstate: POST /webhooks/plaid to its 200 (verify, delivery + job in one transaction) | {} | {:.2} s | {:.0} | {} | {} |",
+        ingest.latencies.len(),
+        ingest.wall.as_secs_f64(),
+        ours,
+        ms(percentile(&ingest.latencies, 0.50)),
+        ms(percentile(&ingest.latencies, 0.99)),
+    );
+    println!(
+        "| baseline: pgbench, one INSERT of the body per transaction | {} | {BASELINE_SECONDS} s | {:.0} | {} (mean) | – |",
+        baseline
+            .transactions
+            .map_or("?".to_string(), |n| n.to_string()),
+        baseline.tps,
+        baseline
+            .latency_ms
+            .map_or("?".to_string(), |l| format!("{l:.1} ms")),
+    );
+    println!(
+        "\nratio, linkstate / baseline: {:.2} (goal: at least 0.7)",
+        ours / baseline.tps
+    );
+    println!(
+        "the workers finished processing the ingested deliveries {:.2} s after the last 200",
+        backlog.as_secs_f64()
+    );
+}
+
+fn print_to_event(run: &ToEvent) {
+    println!(
+        "\nWebhook to event: {} ITEM webhooks (ERROR ITEM_LOGIN_REQUIRED / LOGIN_REPAIRED, \
+         alternating) over {CONNECTIONS} connections at {RATE}/s ({:.1} s of sending), each timed \
+         from its POST to its STATUS_CHANGE on a live StreamEvents\n",
+        run.sent,
+        run.pacing.as_secs_f64()
+    );
+    println!("| sent | matched | superseded | unexpected | p50 | p99 | max |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} | {} | {} | {} | {} | {} |",
+        run.sent,
+        run.latencies.len(),
+        run.superseded,
+        run.unexpected,
+        ms(percentile(&run.latencies, 0.50)),
+        ms(percentile(&run.latencies, 0.99)),
+        ms(run.latencies.last().copied().unwrap_or_default()),
+    );
+    println!(
+        "\np99 {} 50 ms (goal: under 50 ms)",
+        if percentile(&run.latencies, 0.99) < Duration::from_millis(50) {
+            "under"
+        } else {
+            "NOT under"
+        }
+    );
+}
