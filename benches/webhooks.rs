@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 
 use linkstate::proto::{self, import_result, stream_events_response::Message};
@@ -163,6 +162,7 @@ struct Baseline {
 /// pgbench at the same concurrency, one INSERT of the same body per transaction, into a table
 /// shaped like the least an inbox needs (a key, the body, when it came).
 async fn pgbench(app: &TestApp, body: &[u8]) -> Baseline {
+    use diesel_async::RunQueryDsl;
     let mut conn = store::connect(&app.pool).await.expect("connection");
     diesel::sql_query(
         "CREATE TABLE bench_inbox (id bigserial PRIMARY KEY, body bytea NOT NULL, \
@@ -232,9 +232,7 @@ fn parse_pgbench(stdout: &str) -> Baseline {
         .unwrap_or_else(|| panic!("no tps line in pgbench's output:\n{stdout}"));
     Baseline {
         tps: number(tps_line, "tps = ").expect("tps value"),
-        latency_ms: stdout
-            .lines()
-            .find_map(|l| number(l, "latency average = ")),
+        latency_ms: stdout.lines().find_map(|l| number(l, "latency average = ")),
         transactions: stdout.lines().find_map(|l| {
             number(l, "number of transactions actually processed: ").map(|n| n as u64)
         }),
@@ -351,9 +349,9 @@ async fn webhook_to_event(app: &TestApp, client: &reqwest::Client, url: &str) ->
             .push_back((expected as i32, Instant::now()));
         let (client, url) = (client.clone(), url.to_string());
         // Its own task, so that a slow answer never holds back the pace.
-        sends.push(tokio::spawn(
-            async move { post(&client, &url, body, &jwt).await },
-        ));
+        sends.push(tokio::spawn(async move {
+            post(&client, &url, body, &jwt).await
+        }));
     }
     let pacing = started.elapsed();
     for send in sends {

@@ -15,6 +15,7 @@ use linkstate::domain::event::{Event, NewEvent};
 use linkstate::domain::ids::{
     AccountId, ConnectionId, CustomerId, EventId, FinancialAccountId, InstitutionId, RequestId,
 };
+use linkstate::domain::lifecycle_events;
 use linkstate::domain::product::Product;
 use linkstate::domain::service_provider::ServiceProvider;
 
@@ -23,7 +24,9 @@ fn seed(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The connection as the seed describes it: its provider, its provider id and its institution.
 fn facts(seed: &Value) -> ConnectionFacts {
+    let details = details(seed);
     ConnectionFacts {
         connection_id: ConnectionId::generate(),
         customer_id: CustomerId::generate(),
@@ -31,12 +34,20 @@ fn facts(seed: &Value) -> ConnectionFacts {
             .as_str()
             .map(String::from),
         institution_id: InstitutionId::generate(),
-        institution_name: "Chase".into(),
-        service_provider: ServiceProvider::Plaid,
-        provider_connection_id:
-            seed["payload"]["serviceProviderDetails"]["serviceProviderConnectionId"]
-                .as_str()
-                .map(String::from),
+        institution_name: seed["payload"]["institutionName"]
+            .as_str()
+            .unwrap_or("Chase")
+            .into(),
+        service_provider: details
+            .get("serviceProvider")
+            .and_then(Value::as_str)
+            .unwrap_or("PLAID")
+            .parse()
+            .unwrap(),
+        provider_connection_id: details
+            .get("serviceProviderConnectionId")
+            .and_then(Value::as_str)
+            .map(String::from),
     }
 }
 
@@ -91,6 +102,8 @@ fn assert_same(ours: &Value, seed: &Value) {
             .collect::<Vec<_>>()
     };
     assert_eq!(keys(ours), keys(seed), "payload key order");
+    let detail_keys = |v: &Value| details(v).keys().cloned().collect::<Vec<_>>();
+    assert_eq!(detail_keys(ours), detail_keys(seed), "details key order");
     let top = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(top(ours), top(seed), "envelope key order");
 }
@@ -241,4 +254,43 @@ fn status_change_and_customer_action_required_match_the_seed() {
             .unwrap();
         assert_same(&render(event, &seed), &seed);
     }
+}
+
+#[test]
+fn connection_completed_matches_the_seed() {
+    let seed = seed("BANK_LINKING_CONNECTION_COMPLETED");
+    let events = lifecycle_events::flow_completed(&facts(&seed), &request_id(&seed));
+    assert_same(&render(events[0].clone(), &seed), &seed);
+}
+
+#[test]
+fn connection_failed_matches_the_seed() {
+    let seed = seed("BANK_LINKING_CONNECTION_FAILED");
+    // While the flow runs the connection has no provider id: it comes with the caller's details.
+    let flow = ConnectionFacts {
+        provider_connection_id: None,
+        ..facts(&seed)
+    };
+    let mut given = details(&seed).clone();
+    given.shift_remove("serviceProvider");
+    let reason = seed["payload"]["reason"].as_str().unwrap();
+    let events = lifecycle_events::flow_failed(&flow, &request_id(&seed), reason, &given);
+    assert_same(&render(events[0].clone(), &seed), &seed);
+}
+
+#[test]
+fn connection_deleted_and_accounts_removed_match_the_seeds() {
+    let deleted = seed("BANK_LINKING_CONNECTION_DELETED");
+    let events = lifecycle_events::deletion(&facts(&deleted), &[]);
+    assert_same(&render(events[0].clone(), &deleted), &deleted);
+
+    let removed = seed("BANK_LINKING_ACCOUNTS_REMOVED");
+    let accounts: Vec<FinancialAccountId> = removed["payload"]["financialAccounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|_| FinancialAccountId::generate())
+        .collect();
+    let events = lifecycle_events::deletion(&facts(&removed), &accounts);
+    assert_same(&render(events[1].clone(), &removed), &removed);
 }
