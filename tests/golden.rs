@@ -17,7 +17,6 @@ use linkstate::domain::ids::{
 };
 use linkstate::domain::lifecycle_events;
 use linkstate::domain::product::Product;
-use linkstate::domain::service_provider::ServiceProvider;
 
 fn seed(name: &str) -> Value {
     let path = format!("{}/tests/golden/{name}.json", env!("CARGO_MANIFEST_DIR"));
