@@ -162,6 +162,20 @@ async fn bad_signatures_are_401_and_record_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_key_is_refused() {
+    let app = TestApp::start().await;
+    app.sim.expire_webhook_key();
+    let (status, answer) = deliver(&app, &item_webhook("item-x", "LOGIN_REPAIRED")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        answer["error"],
+        "webhook signature: verification key has expired"
+    );
+    assert_eq!(app.count("webhook_deliveries").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_oversized_and_unreachable_database_answers() {
     let app = TestApp::start_with(|config| config.webhook_max_bytes = 1000).await;
     let garbage = b"this is not json";

@@ -18,6 +18,8 @@ pub struct WebhookKey {
     pub kid: String,
     /// Unix time of creation.
     pub created_at: i64,
+    /// Unix time it stopped being valid, once it is rotated out.
+    pub expired_at: Option<i64>,
     signing_key: SigningKey,
     /// The same key, as jsonwebtoken wants it.
     encoding_key: EncodingKey,
@@ -40,6 +42,7 @@ impl WebhookKey {
         Self {
             kid: uuid::Uuid::new_v4().to_string(),
             created_at: chrono::Utc::now().timestamp(),
+            expired_at: None,
             encoding_key: EncodingKey::from_ec_der(der.as_bytes()),
             signing_key,
         }
@@ -76,7 +79,7 @@ impl WebhookKey {
             x: coordinate(point.x()),
             y: coordinate(point.y()),
             created_at: self.created_at,
-            expired_at: None,
+            expired_at: self.expired_at,
         }
     }
 }

@@ -240,6 +240,12 @@ impl Simulator {
         self.lock().webhook_key.sign_at(body, iat)
     }
 
+    /// Marks the signing key expired (as Plaid does when it rotates keys); the simulator keeps
+    /// signing with it, so receivers must refuse what it signs.
+    pub fn expire_webhook_key(&self) {
+        self.lock().webhook_key.expired_at = Some(chrono::Utc::now().timestamp() - 1);
+    }
+
     /// The id of the key the simulator signs with.
     pub fn webhook_key_id(&self) -> String {
         self.lock().webhook_key.kid.clone()
