@@ -12,6 +12,8 @@ const PROTOS: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // The migrations are embedded by `embed_migrations!`: a new one must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     let descriptors = protox::compile(PROTOS, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     // Reflection serves this descriptor set, so grpcurl needs no proto files.

@@ -32,7 +32,12 @@ const BASELINE_SECONDS: u32 = 10;
 /// Connections whose status the webhook-to-event run moves back and forth.
 const CONNECTIONS: usize = 50;
 /// Webhooks per second in the webhook-to-event run.
-const RATE: u32 = 200;
+static RATE: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| {
+    std::env::var("WB_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+});
 /// Webhooks sent in that run (10 s at `RATE`).
 const PACED: usize = 2_000;
 
@@ -52,7 +57,24 @@ async fn run() {
     let client = reqwest::Client::new();
     let url = format!("http://{}/webhooks/plaid", app.app.http_addr);
 
+    let only = std::env::var("WB_ONLY").unwrap_or_default();
+    if only == "events" {
+        let to_event = webhook_to_event(&app, &client, &url).await;
+        print_to_event(&to_event);
+        app.stop().await;
+        return;
+    }
     let ingest = ingest(&app, &client, &url).await;
+    if only == "ingest" {
+        let baseline = Baseline {
+            tps: 1.0,
+            latency_ms: None,
+            transactions: None,
+        };
+        print_ingest(&ingest, &baseline, Duration::ZERO);
+        app.stop().await;
+        return;
+    }
     // The workers process what was ingested; the baseline and the next run start on a quiet
     // database so that neither pays for that backlog.
     let started = Instant::now();
@@ -310,6 +332,9 @@ async fn webhook_to_event(app: &TestApp, client: &reqwest::Client, url: &str) ->
                         superseded += at;
                         let (_, sent) = queue.drain(..=at).last().expect("drained one");
                         latencies.push(arrived - sent);
+                        if latencies.len() % 100 == 0 {
+                            eprintln!("{} {:?}", latencies.len(), arrived - sent);
+                        }
                     }
                     None => unexpected += 1,
                 }
@@ -318,7 +343,7 @@ async fn webhook_to_event(app: &TestApp, client: &reqwest::Client, url: &str) ->
         })
     };
 
-    let mut ticks = tokio::time::interval(Duration::from_secs(1) / RATE);
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / *RATE);
     let mut sends = Vec::with_capacity(PACED);
     let started = Instant::now();
     for n in 0..PACED {
@@ -354,6 +379,7 @@ async fn webhook_to_event(app: &TestApp, client: &reqwest::Client, url: &str) ->
         }));
     }
     let pacing = started.elapsed();
+    eprintln!("pacing done");
     for send in sends {
         send.await.expect("send");
     }
@@ -538,9 +564,10 @@ fn print_ingest(ingest: &Ingest, baseline: &Baseline, backlog: Duration) {
 fn print_to_event(run: &ToEvent) {
     println!(
         "\nWebhook to event: {} ITEM webhooks (ERROR ITEM_LOGIN_REQUIRED / LOGIN_REPAIRED, \
-         alternating) over {CONNECTIONS} connections at {RATE}/s ({:.1} s of sending), each timed \
+         alternating) over {CONNECTIONS} connections at {}/s ({:.1} s of sending), each timed \
          from its POST to its STATUS_CHANGE on a live StreamEvents\n",
         run.sent,
+        *RATE,
         run.pacing.as_secs_f64()
     );
     println!("| sent | matched | superseded | unexpected | p50 | p99 | max |");

@@ -8,7 +8,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cipher::Cipher;
-use crate::context::Context;
+use crate::context::{Context, Limits};
 use crate::events::hub::EventHub;
 use crate::providers::plaid::{PlaidClient, PlaidConfig};
 use crate::{api, store, worker};
@@ -40,6 +40,10 @@ pub struct AppConfig {
     pub refresh_max_concurrent: i64,
     /// The largest provider webhook body accepted.
     pub webhook_max_bytes: usize,
+    /// How long events are kept.
+    pub event_retention: Duration,
+    /// Event streams served at once.
+    pub max_streams: usize,
 }
 
 /// A running process; dropping it does not stop it, [`RunningApp::stop`] does.
@@ -63,10 +67,14 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
         pool.clone(),
         config.cipher,
         PlaidClient::new(config.plaid),
-        &config.public_url,
         hub.clone(),
-        config.refresh_interval,
-        config.webhook_max_bytes,
+        Limits {
+            public_url: config.public_url,
+            refresh_interval: config.refresh_interval,
+            webhook_max_bytes: config.webhook_max_bytes,
+            event_retention: config.event_retention,
+            max_streams: config.max_streams,
+        },
     );
     let grpc_addr = config.grpc_listener.local_addr()?;
     let http_addr = config.http_listener.local_addr()?;

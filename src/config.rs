@@ -181,6 +181,17 @@ pub struct Settings {
         default_value_t = 10
     )]
     pub refresh_max_concurrent: i64,
+    /// How long events are kept; older ones are pruned (`30d`).
+    #[arg(long, env = "LINKSTATE_EVENT_RETENTION", value_name = "LINKSTATE_EVENT_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub event_retention: Duration,
+    /// Event streams one process serves at once; more answer RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "LINKSTATE_MAX_STREAMS",
+        value_name = "LINKSTATE_MAX_STREAMS",
+        default_value_t = 10_000
+    )]
+    pub max_streams: usize,
     /// The largest provider webhook body accepted, in bytes.
     #[arg(long, env = "LINKSTATE_WEBHOOK_MAX_BYTES", value_name = "LINKSTATE_WEBHOOK_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub webhook_max_bytes: usize,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::cipher::Cipher;
 use crate::events::hub::EventHub;
@@ -27,20 +27,41 @@ struct Inner {
     refresh_interval: chrono::Duration,
     plaid_verifier: Verifier,
     webhook_max_bytes: usize,
+    event_retention: chrono::Duration,
+    streams: Arc<Semaphore>,
+}
+
+/// The tunable parts of a [`Context`].
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Where providers reach our HTTP listener.
+    pub public_url: String,
+    /// How often each connection is aggregated again.
+    pub refresh_interval: Duration,
+    /// The largest webhook body accepted.
+    pub webhook_max_bytes: usize,
+    /// How long events are kept.
+    pub event_retention: Duration,
+    /// Event streams served at once.
+    pub max_streams: usize,
+}
+
+/// A std duration as chrono's, saturating (settings are validated durations, never absurd).
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
 impl Context {
-    /// Bundles the shared parts; `public_url` is where providers reach our HTTP listener.
+    /// Bundles the shared parts.
     pub fn new(
         pool: DbPool,
         cipher: Cipher,
         plaid: PlaidClient,
-        public_url: &str,
         hub: EventHub,
-        refresh_interval: Duration,
-        webhook_max_bytes: usize,
+        limits: Limits,
     ) -> Self {
-        let plaid_webhook_url = format!("{}/webhooks/plaid", public_url.trim_end_matches('/'));
+        let plaid_webhook_url =
+            format!("{}/webhooks/plaid", limits.public_url.trim_end_matches('/'));
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -48,11 +69,12 @@ impl Context {
                 plaid_verifier: Verifier::new(plaid.clone()),
                 plaid,
                 plaid_webhook_url,
-                webhook_max_bytes,
+                webhook_max_bytes: limits.webhook_max_bytes,
+                event_retention: chrono_duration(limits.event_retention),
+                streams: Arc::new(Semaphore::new(limits.max_streams)),
                 hub,
                 jobs_wake: Notify::new(),
-                refresh_interval: chrono::Duration::from_std(refresh_interval)
-                    .unwrap_or(chrono::Duration::days(1)),
+                refresh_interval: chrono_duration(limits.refresh_interval),
             }),
         }
     }
@@ -90,6 +112,16 @@ impl Context {
     /// Verifies Plaid's webhook signatures, with its cache of keys.
     pub fn plaid_verifier(&self) -> &Verifier {
         &self.inner.plaid_verifier
+    }
+
+    /// How long events are kept.
+    pub fn event_retention(&self) -> chrono::Duration {
+        self.inner.event_retention
+    }
+
+    /// A place for one more event stream, if the limit allows; held until the stream ends.
+    pub fn stream_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.inner.streams.clone().try_acquire_owned().ok()
     }
 
     /// The largest webhook body accepted.

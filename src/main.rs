@@ -158,6 +158,8 @@ async fn start(
         refresh_interval: settings.refresh_interval,
         refresh_max_concurrent: settings.refresh_max_concurrent,
         webhook_max_bytes: settings.webhook_max_bytes,
+        event_retention: settings.event_retention,
+        max_streams: settings.max_streams,
     })
     .await
 }

@@ -225,6 +225,8 @@ impl TestApp {
             refresh_interval: Duration::from_secs(24 * 3600),
             refresh_max_concurrent: 10,
             webhook_max_bytes: 1024 * 1024,
+            event_retention: Duration::from_secs(30 * 24 * 3600),
+            max_streams: 100,
         };
         adjust(&mut config);
         let app = app::start(config).await.expect("linkstate starts");

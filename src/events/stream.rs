@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::hub::EventHub;
@@ -52,14 +52,18 @@ pub struct StreamRequest {
     pub heartbeat: Duration,
 }
 
-/// Starts a stream; it ends when the client stops reading or the database fails.
+/// Starts a stream in the place `slot` holds; it ends when the client stops reading or the
+/// database fails.
 pub fn open(
+    slot: OwnedSemaphorePermit,
     pool: DbPool,
     hub: EventHub,
     request: StreamRequest,
 ) -> ReceiverStream<Result<StreamItem, StoreError>> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
+        // The stream's place under the server's limit, given back when the producer ends.
+        let _slot = slot;
         let producer = Producer {
             pool,
             hub,

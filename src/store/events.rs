@@ -225,3 +225,75 @@ pub async fn head(conn: &mut AsyncPgConnection) -> Result<Cursor, StoreError> {
         settled_below(conn).await? as u64,
     ))
 }
+
+#[derive(QueryableByName)]
+struct Position {
+    #[diesel(sql_type = BigInt)]
+    transaction_id: i64,
+    #[diesel(sql_type = BigInt)]
+    sequence: i64,
+}
+
+impl From<Position> for Cursor {
+    fn from(position: Position) -> Self {
+        Cursor {
+            transaction: position.transaction_id as u64,
+            sequence: position.sequence,
+        }
+    }
+}
+
+/// The position up to which the log has been pruned: resuming before it would skip events.
+pub async fn pruned_through(conn: &mut AsyncPgConnection) -> Result<Cursor, StoreError> {
+    Ok(diesel::sql_query(
+        "SELECT pruned_through_transaction AS transaction_id, pruned_through_sequence AS sequence \
+         FROM event_log_horizon",
+    )
+    .get_result::<Position>(conn)
+    .await?
+    .into())
+}
+
+/// Deletes events appended before `cutoff`, at most `limit` of them, keeping the log a clean
+/// suffix (everything up to one position goes); answers how many were deleted.
+pub async fn prune(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<usize, StoreError> {
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        // The newest old event among the oldest `limit`: the log is cut right after it.
+        let boundary = diesel::sql_query(
+            "SELECT transaction_id, sequence FROM ( \
+                 SELECT transaction_id, sequence, created_at FROM events \
+                 ORDER BY transaction_id, sequence LIMIT $2) oldest \
+             WHERE created_at < $1 ORDER BY transaction_id DESC, sequence DESC LIMIT 1",
+        )
+        .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
+        .bind::<BigInt, _>(limit)
+        .get_result::<Position>(conn)
+        .await
+        .optional()?;
+        let Some(boundary) = boundary else {
+            return Ok(0);
+        };
+        let deleted =
+            diesel::sql_query("DELETE FROM events WHERE (transaction_id, sequence) <= ($1, $2)")
+                .bind::<BigInt, _>(boundary.transaction_id)
+                .bind::<BigInt, _>(boundary.sequence)
+                .execute(conn)
+                .await?;
+        diesel::sql_query(
+            "UPDATE event_log_horizon SET pruned_through_transaction = $1, \
+             pruned_through_sequence = $2 \
+             WHERE (pruned_through_transaction, pruned_through_sequence) < ($1, $2)",
+        )
+        .bind::<BigInt, _>(boundary.transaction_id)
+        .bind::<BigInt, _>(boundary.sequence)
+        .execute(conn)
+        .await?;
+        Ok(deleted)
+    })
+    .await
+}

@@ -46,9 +46,30 @@ pub async fn run(ctx: Context, max_concurrent: i64, shutdown: CancellationToken)
         if let Err(error) = expire_flows(&ctx).await {
             tracing::warn!(%error, "could not expire connect flows");
         }
+        if let Err(error) = prune_events(&ctx).await {
+            tracing::warn!(%error, "could not prune old events");
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
+
+/// Events pruned per statement, so pruning a long backlog never holds a long transaction (which
+/// would hold every reader of the log back).
+const PRUNE_BATCH: i64 = 10_000;
+
+/// Deletes events older than the retention, a batch at a time; answers how many went.
+pub async fn prune_events(ctx: &Context) -> Result<usize, StoreError> {
+    let cutoff = Utc::now() - ctx.event_retention();
+    let mut conn = store::connect(ctx.pool()).await?;
+    let mut total = 0;
+    loop {
+        let deleted = crate::store::events::prune(&mut conn, cutoff, PRUNE_BATCH).await?;
+        total += deleted;
+        if deleted == 0 {
+            return Ok(total);
         }
     }
 }

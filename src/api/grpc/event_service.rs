@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use super::{auth, convert, request, status};
 use crate::context::Context;
@@ -63,6 +64,29 @@ fn cursor(text: &str) -> Result<Cursor, Status> {
     Cursor::decode(text).map_err(|e| Status::invalid_argument(format!("afterCursor: {e}")))
 }
 
+/// OUT_OF_RANGE when events after `after` were already pruned: resuming there would skip them.
+/// The error's details name the oldest cursor a client can resume after, once it re-lists.
+async fn still_retained(ctx: &Context, after: Cursor) -> Result<(), Status> {
+    let mut conn = store::connect(ctx.pool()).await.map_err(status::store)?;
+    let pruned = event_store::pruned_through(&mut conn)
+        .await
+        .map_err(status::store)?;
+    if after >= pruned {
+        return Ok(());
+    }
+    let oldest = pruned.encode();
+    let details = ErrorDetails::with_error_info(
+        "CURSOR_PRUNED",
+        "linkstate.v1.EventService",
+        [("oldestCursor".to_string(), oldest.clone())],
+    );
+    Err(Status::with_error_details(
+        tonic::Code::OutOfRange,
+        format!("afterCursor is older than the retained log; the oldest cursor is {oldest}"),
+        details,
+    ))
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::StreamEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -81,7 +105,11 @@ impl EventService for Events {
                     "give afterCursor or fromEarliest, not both",
                 ));
             }
-            (false, false) => StartAt::After(cursor(&request.after_cursor)?),
+            (false, false) => {
+                let after = cursor(&request.after_cursor)?;
+                still_retained(&self.ctx, after).await?;
+                StartAt::After(after)
+            }
             (true, true) => StartAt::Earliest,
             (true, false) => StartAt::Live,
         };
@@ -100,7 +128,11 @@ impl EventService for Events {
             &request.external_customer_id,
             &request.connection_id,
         )?;
+        let slot = self.ctx.stream_slot().ok_or_else(|| {
+            Status::resource_exhausted("too many event streams on this server; retry later")
+        })?;
         let items = stream::open(
+            slot,
             self.ctx.pool().clone(),
             self.ctx.hub().clone(),
             StreamRequest {
@@ -137,7 +169,9 @@ impl EventService for Events {
         let after = if request.after_cursor.is_empty() {
             Cursor::START
         } else {
-            cursor(&request.after_cursor)?
+            let after = cursor(&request.after_cursor)?;
+            still_retained(&self.ctx, after).await?;
+            after
         };
         let limit = match request.page_size {
             0 => 100,
