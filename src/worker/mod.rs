@@ -121,8 +121,13 @@ pub async fn run(ctx: Context, settings: WorkerSettings, shutdown: CancellationT
             let permit = slots.clone().acquire_owned().await.expect("semaphore open");
             let (ctx, worker_id) = (ctx.clone(), worker_id.clone());
             tokio::spawn(async move {
-                run_one(&ctx, &worker_id, job).await;
+                let finished = run_one(&ctx, &worker_id, job).await;
+                // Free the slot before waking the loop, or it may wake to find none free and
+                // sleep until its next poll.
                 drop(permit);
+                if finished {
+                    ctx.wake_workers();
+                }
             });
         }
         if idle {
@@ -148,7 +153,8 @@ async fn claim(ctx: &Context, worker_id: &str, lease: Duration, limit: i32) -> V
     })
 }
 
-async fn run_one(ctx: &Context, worker_id: &str, claimed: ClaimedJob) {
+/// Runs one claimed job and records its outcome; true when it finished.
+async fn run_one(ctx: &Context, worker_id: &str, claimed: ClaimedJob) -> bool {
     let outcome = match serde_json::from_value::<Job>(claimed.payload.clone()) {
         Ok(Job::Aggregate(job)) => aggregate::run(ctx, worker_id, &job).await,
         Ok(Job::Webhook(job)) => webhook::run(ctx, &job).await,
@@ -184,9 +190,7 @@ async fn run_one(ctx: &Context, worker_id: &str, claimed: ClaimedJob) {
         Err(JobError::Permanent(_)) => "permanent",
     };
     crate::metrics::count(&crate::metrics::METRICS.jobs, label);
-    if outcome.is_ok() {
-        ctx.wake_workers();
-    }
+    outcome.is_ok()
 }
 
 /// Exponential backoff with jitter: a random delay between half and all of 2s, 4s, 8s, ...
