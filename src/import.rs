@@ -16,6 +16,7 @@ use crate::domain::connection_events;
 use crate::domain::financial_account::ProviderAccount;
 use crate::domain::ids::{AccountId, RequestId};
 use crate::domain::import::{ImportItem, ProviderCredentials};
+use crate::domain::product::Product;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
 use crate::metrics;
@@ -136,7 +137,7 @@ struct PlaidItem {
     item_id: String,
     institution_id: String,
     institution_name: String,
-    products: Vec<String>,
+    products: Vec<Product>,
     accounts: Vec<ProviderAccount>,
 }
 
@@ -161,13 +162,7 @@ async fn fetch_plaid_item(ctx: &Context, access_token: &Secret) -> Result<PlaidI
                 .name
         }
     };
-    // Every product the item can give: billed ones, and available ones Plaid adds on first use.
-    let products = [
-        item.billed_products.clone(),
-        item.products.clone().unwrap_or_default(),
-        item.available_products.clone(),
-    ]
-    .concat();
+    let products = mapping::item_products(&item);
     Ok(PlaidItem {
         item_id: item.item_id,
         institution_id,
@@ -200,7 +195,8 @@ async fn write(
             &fetched.institution_name,
         )
         .await?;
-        let products = mapping::products(&fetched.products)
+        let products = fetched
+            .products
             .iter()
             .map(|p| p.as_str().to_string())
             .collect();

@@ -252,13 +252,7 @@ async fn fetch_plaid_item(
     if item.item_id != item_id {
         return Err(LifecycleError::ItemMismatch(item_id.to_string()));
     }
-    // Every product the item can give: billed ones, and available ones Plaid adds on first use.
-    let plaid_products = [
-        item.billed_products,
-        item.products.unwrap_or_default(),
-        item.available_products,
-    ]
-    .concat();
+    let products = mapping::item_products(&item);
     let institution_name = match (item.institution_name, &item.institution_id) {
         (Some(name), _) => Some(name),
         (None, Some(id)) => institution_name(ctx, id).await,
@@ -267,7 +261,7 @@ async fn fetch_plaid_item(
     Ok(PlaidItem {
         institution_id: item.institution_id,
         institution_name,
-        products: mapping::products(&plaid_products),
+        products,
     })
 }
 

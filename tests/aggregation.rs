@@ -309,20 +309,8 @@ async fn continued_provider_failures_degrade_then_make_it_unrecoverable_and_succ
         Some(proto::connection::StatusReason::ContinuedAggregationFailures as i32)
     );
     // Data already stored stays readable in every status.
-    let accounts = app
-        .financial_data()
-        .await
-        .list_financial_accounts(authed(
-            &key,
-            proto::ListFinancialAccountsRequest {
-                connection_id: connection.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(!accounts.financial_accounts.is_empty());
+    let accounts = financial_accounts(&app, &key, &connection.id).await;
+    assert!(!accounts.is_empty());
     app.stop().await;
 }
 
@@ -646,20 +634,7 @@ async fn identifiers_and_owners_are_listed_and_numbers_sealed_at_rest() {
             .any(|a| a.products.contains(&(proto::product::Value::Owners as i32)))
     );
 
-    let accounts = app
-        .financial_data()
-        .await
-        .list_financial_accounts(authed(
-            &key,
-            proto::ListFinancialAccountsRequest {
-                connection_id: connection.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .financial_accounts;
+    let accounts = financial_accounts(&app, &key, &connection.id).await;
     let checking = accounts.iter().find(|a| a.subtype == "checking").unwrap();
     let identifiers = checking.identifiers.as_ref().expect("identifiers");
     assert!(identifiers.account_number.len() >= 4);

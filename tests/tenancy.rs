@@ -126,20 +126,8 @@ async fn another_account_sees_nothing_of_the_first() {
         .into_inner();
     assert!(by_external.connections.is_empty());
 
-    let accounts = app
-        .financial_data()
-        .await
-        .list_financial_accounts(authed(
-            &second,
-            proto::ListFinancialAccountsRequest {
-                connection_id: connection.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(accounts.financial_accounts.is_empty());
+    let accounts = common::financial_accounts(&app, &second, &connection.id).await;
+    assert!(accounts.is_empty());
 
     let mut events = app.events().await;
     // Events show once every older transaction has ended: wait for the first one's.

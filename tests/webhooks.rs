@@ -366,20 +366,7 @@ async fn other_item_errors_consent_and_new_accounts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permission_revoked_deletes_and_account_revoked_removes_one() {
     let (app, key, item, connection) = connected().await;
-    let accounts = app
-        .financial_data()
-        .await
-        .list_financial_accounts(authed(
-            &key,
-            proto::ListFinancialAccountsRequest {
-                connection_id: connection.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .financial_accounts;
+    let accounts = financial_accounts(&app, &key, &connection.id).await;
     // USER_ACCOUNT_REVOKED for one account: that account only.
     let revoked = &accounts[0];
     let provider_account: String = {
@@ -444,20 +431,7 @@ async fn permission_revoked_deletes_and_account_revoked_removes_one() {
         "no tokens kept"
     );
     // Stored data stays readable.
-    let still = app
-        .financial_data()
-        .await
-        .list_financial_accounts(authed(
-            &key,
-            proto::ListFinancialAccountsRequest {
-                connection_id: connection.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .financial_accounts;
+    let still = financial_accounts(&app, &key, &connection.id).await;
     assert!(
         still
             .iter()

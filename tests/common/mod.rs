@@ -161,3 +161,24 @@ pub async fn connection(app: &TestApp, key: &str, id: &str) -> proto::Connection
         .unwrap()
         .into_inner()
 }
+
+/// The connection's financial accounts, as the key's account sees them.
+pub async fn financial_accounts(
+    app: &TestApp,
+    key: &str,
+    connection_id: &str,
+) -> Vec<proto::FinancialAccount> {
+    app.financial_data()
+        .await
+        .list_financial_accounts(authed(
+            key,
+            proto::ListFinancialAccountsRequest {
+                connection_id: connection_id.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .financial_accounts
+}

@@ -2,7 +2,7 @@
 
 use bigdecimal::BigDecimal;
 
-use super::types::AccountBase;
+use super::types::{AccountBase, Item};
 use super::{
     AuthGetResponse, IdentityGetResponse, PlaidError, PlaidWebhook, Transaction, decimal_string,
 };
@@ -26,6 +26,18 @@ pub fn products(plaid_products: &[String]) -> Vec<Product> {
         }
     }
     products
+}
+
+/// Meld's products for a Plaid item: every product the item can give, the billed ones and the
+/// available ones Plaid adds on first use.
+pub fn item_products(item: &Item) -> Vec<Product> {
+    let plaid = [
+        item.billed_products.as_slice(),
+        item.products.as_deref().unwrap_or_default(),
+        item.available_products.as_slice(),
+    ]
+    .concat();
+    products(&plaid)
 }
 
 /// A Plaid account as a provider-neutral account.
