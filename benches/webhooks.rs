@@ -24,6 +24,8 @@ use linkstate::testing::{TestApp, authed};
 const SENDERS: usize = 32;
 /// Deliveries timed in the ingest run (about ten seconds' worth on the project machine).
 const DELIVERIES: usize = 12_000;
+/// Items the ingested deliveries are about.
+const ITEMS: usize = 1_000;
 /// Deliveries sent before timing: the verifier fetches the simulator's key on the first one, and
 /// the HTTP and database pools open their connections.
 const WARM_UP: usize = 200;
@@ -63,7 +65,7 @@ async fn run() {
     // The latency run starts on a settled database: without the baselines' tables, vacuumed
     // after the ingest's burst, and with the baselines' dirty pages flushed, so that neither
     // autovacuum nor a checkpoint lands in the middle of it.
-    sql(&app, "DROP TABLE bench_inbox, bench_deliveries, bench_jobs").await;
+    sql(&app, "DROP TABLE bench_inbox, bench_webhook_sources, bench_webhook_deliveries, bench_jobs").await;
     sql(&app, "VACUUM ANALYZE").await;
     sql(&app, "CHECKPOINT").await;
     let to_event = webhook_to_event(&app, &client, &url).await;
@@ -83,12 +85,14 @@ struct Ingest {
 }
 
 async fn ingest(app: &TestApp, client: &reqwest::Client, url: &str) -> Ingest {
-    // Signed before timing: signing is Plaid's work, not ours. The item is unknown to linkstate,
-    // which records the delivery and queues its job exactly as for a known one (the job then
-    // finds no connection); the sequence number keeps every body distinct, so none is a retry.
+    // Signed before timing: signing is Plaid's work, not ours. The items are unknown to
+    // linkstate, which records the delivery and queues its job exactly as for a known one (the
+    // job then finds no connection); the sequence number keeps every body distinct, so none is a
+    // retry. Deliveries spread over `ITEMS` items, as a provider's do over a customer base.
     let signed: Vec<(Vec<u8>, String)> = (0..WARM_UP + DELIVERIES)
         .map(|n| {
-            let body = serde_json::to_vec(&item_error("bench-unknown-item", n)).expect("json");
+            let item = format!("bench-unknown-item-{}", n % ITEMS);
+            let body = serde_json::to_vec(&item_error(&item, n)).expect("json");
             let jwt = app.sim.sign_webhook(&body);
             (body, jwt)
         })
@@ -188,36 +192,38 @@ async fn baselines(app: &TestApp, body: &[u8]) -> Baselines {
     )
     .await;
 
-    // What linkstate sends for one delivery, as of issue 4: the pool's check of the connection
-    // (diesel-async's default recycling runs SELECT 1), then the delivery upsert and the job in
-    // one transaction (see store::webhooks::record and store::jobs::enqueue). Copies of the
-    // tables with their indexes, so that the workers never see these rows. Ids are time-ordered
-    // like linkstate's UUIDv7; the hash is random, as every delivery's is.
-    sql(
-        app,
-        "CREATE TABLE bench_deliveries (LIKE webhook_deliveries INCLUDING ALL)",
-    )
-    .await;
-    sql(app, "CREATE TABLE bench_jobs (LIKE jobs INCLUDING ALL)").await;
+    // What linkstate sends for one delivery: the one statement of store::webhooks::record, on
+    // copies of its three tables with their indexes, so that the workers never see these rows.
+    // Ids are time-ordered like linkstate's UUIDv7; the hash is random, as every delivery's is.
+    for table in ["webhook_sources", "webhook_deliveries", "jobs"] {
+        sql(
+            app,
+            &format!("CREATE TABLE bench_{table} (LIKE {table} INCLUDING ALL)"),
+        )
+        .await;
+    }
     let time_ordered_id = "(lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), \
                            12, '0') || substr(md5(random()::text), 1, 20))::uuid";
     let ours_in_sql = pgbench(
         app,
         &format!(
-            "SELECT 1;\n\
-             BEGIN;\n\
-             INSERT INTO bench_deliveries (id, service_provider, body_sha256, body, signed_at, \
-             webhook_type, webhook_code, provider_connection_id) VALUES ({time_ordered_id}, \
-             'PLAID', md5(random()::text) || md5(random()::text), {body}, now(), 'ITEM', 'ERROR', \
-             'bench-unknown-item') ON CONFLICT (service_provider, body_sha256) DO UPDATE SET \
-             id = excluded.id, signed_at = excluded.signed_at, received_at = now(), \
-             processed_at = NULL, outcome = NULL WHERE bench_deliveries.received_at < now() - \
-             interval '48 hours' RETURNING id;\n\
-             INSERT INTO bench_jobs (id, kind, payload, dedupe_key) VALUES ({time_ordered_id}, \
-             'webhook', jsonb_build_object('kind', 'webhook', 'delivery_id', gen_random_uuid()), \
-             'webhook:' || gen_random_uuid()) ON CONFLICT (dedupe_key) WHERE dead_at IS NULL \
-             DO NOTHING;\n\
-             COMMIT;\n"
+            "\\set item random(0, {})\n\
+             WITH latest AS (INSERT INTO bench_webhook_sources AS s (service_provider, source, \
+             body_sha256, delivery_id, received_at) VALUES ('PLAID', 'bench-item-' || :item, \
+             md5(random()::text) || md5(random()::text), {time_ordered_id}, now()) \
+             ON CONFLICT (service_provider, source) DO UPDATE SET body_sha256 = \
+             excluded.body_sha256, delivery_id = excluded.delivery_id, received_at = \
+             excluded.received_at WHERE s.body_sha256 <> excluded.body_sha256 OR s.received_at < \
+             now() - interval '48 hours' RETURNING delivery_id, body_sha256), \
+             delivery AS (INSERT INTO bench_webhook_deliveries (id, service_provider, body_sha256, \
+             body, signed_at, webhook_type, webhook_code, provider_connection_id) SELECT \
+             delivery_id, 'PLAID', body_sha256, {body}, now(), 'ITEM', 'ERROR', 'bench-item-' || \
+             :item FROM latest RETURNING id), \
+             job AS (INSERT INTO bench_jobs (id, kind, payload, dedupe_key) SELECT \
+             {time_ordered_id}, 'webhook', jsonb_build_object('kind', 'webhook', 'delivery_id', \
+             id), 'webhook:' || id FROM delivery) \
+             SELECT id FROM delivery;\n",
+            ITEMS - 1
         ),
     )
     .await;
@@ -509,7 +515,8 @@ async fn wait_quiet(app: &TestApp) {
 // Bodies and output
 
 /// An ITEM webhook. Plaid's bodies carry no delivery id and linkstate takes a body's hash for
-/// one (the same body within 48 hours is a retry), so `bench_sequence` keeps ours distinct.
+/// one (the same body again, with nothing else from its item in between, is a retry), so
+/// `bench_sequence` keeps ours distinct.
 fn item_webhook(item_id: &str, code: &str, sequence: usize) -> Value {
     json!({
         "webhook_type": "ITEM",
@@ -562,7 +569,7 @@ fn print_ingest(ingest: &Ingest, baselines: &Baselines, backlog: Duration) {
     println!("| what | requests | wall time | per second | p50 | p99 |");
     println!("|---|---:|---:|---:|---:|---:|");
     println!(
-        "| linkstate: POST /webhooks/plaid to its 200 (verify, delivery + job in one transaction) | {} | {:.2} s | {:.0} | {} | {} |",
+        "| linkstate: POST /webhooks/plaid to its 200 (verify, then source, delivery and job in one statement) | {} | {:.2} s | {:.0} | {} | {} |",
         ingest.latencies.len(),
         ingest.wall.as_secs_f64(),
         ours,
@@ -575,7 +582,7 @@ fn print_ingest(ingest: &Ingest, baselines: &Baselines, backlog: Duration) {
             &baselines.plain,
         ),
         (
-            "reference: pgbench, linkstate's statements for one delivery (SELECT 1; BEGIN; delivery upsert; job insert; COMMIT)",
+            "reference: pgbench, linkstate's statement for one delivery (source, delivery and job in one statement)",
             &baselines.ours_in_sql,
         ),
     ] {

@@ -11,10 +11,10 @@ use crate::cipher::Cipher;
 use crate::context::{Context, Limits};
 use crate::events::hub::EventHub;
 use crate::providers::plaid::{PlaidClient, PlaidConfig};
-use crate::{api, store, worker};
+use crate::{api, events, store, worker};
 
-/// How often the hub polls the log for events no wake-up announced (another replica's).
-const HUB_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Of the shutdown grace period, what is kept for giving back the leases of unfinished jobs.
+const RELEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// What one process needs to run.
 pub struct AppConfig {
@@ -44,6 +44,11 @@ pub struct AppConfig {
     pub event_retention: Duration,
     /// Event streams served at once.
     pub max_streams: usize,
+    /// How often the event hub reads the log when no wake-up came (the fallback for lost
+    /// notifications from other replicas).
+    pub event_poll_interval: Duration,
+    /// How long a stopping process may take: running jobs finish or are given back within it.
+    pub shutdown_grace: Duration,
 }
 
 /// A running process; dropping it does not stop it, [`RunningApp::stop`] does.
@@ -55,6 +60,7 @@ pub struct RunningApp {
     /// The shared context, for tests and `dev`.
     pub ctx: Context,
     shutdown: CancellationToken,
+    shutdown_grace: Duration,
     tasks: JoinSet<()>,
 }
 
@@ -62,7 +68,7 @@ pub struct RunningApp {
 pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
     let pool = store::pool(&config.database_url, 32)?;
     let shutdown = CancellationToken::new();
-    let hub = EventHub::new(HUB_POLL_INTERVAL, shutdown.clone());
+    let hub = EventHub::new(config.event_poll_interval, shutdown.clone());
     let ctx = Context::new(
         pool.clone(),
         config.cipher,
@@ -79,12 +85,14 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
     let grpc_addr = config.grpc_listener.local_addr()?;
     let http_addr = config.http_listener.local_addr()?;
     let mut tasks = JoinSet::new();
-    tasks.spawn(hub.run(pool));
+    tasks.spawn(hub.clone().run(pool));
+    tasks.spawn(events::listener::run(hub, config.database_url));
     let worker_id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
     let settings = worker::WorkerSettings {
         worker_id,
         concurrency: config.worker_concurrency,
         lease: config.job_lease,
+        drain: config.shutdown_grace.saturating_sub(RELEASE_MARGIN),
     };
     tasks.spawn(worker::run(ctx.clone(), settings, shutdown.clone()));
     tasks.spawn(worker::schedule::run(
@@ -112,15 +120,25 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
         http_addr,
         ctx,
         shutdown,
+        shutdown_grace: config.shutdown_grace,
         tasks,
     })
 }
 
 impl RunningApp {
-    /// Stops accepting, ends streams and workers, and waits for them.
+    /// Stops accepting, ends streams with UNAVAILABLE, lets running jobs finish or gives them
+    /// back, and waits for all of it, but no longer than the grace period.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        let all_stopped = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.shutdown_grace, all_stopped)
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.shutdown_grace, "stopping what is left after the grace period");
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
     }
 }
 

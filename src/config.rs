@@ -167,8 +167,9 @@ pub struct Settings {
         default_value_t = 8
     )]
     pub worker_concurrency: usize,
-    /// How long a claimed job is held before another replica may take it over (`5m`, `30s`).
-    #[arg(long, env = "LINKSTATE_JOB_LEASE", value_name = "LINKSTATE_JOB_LEASE", default_value = "5m", value_parser = humantime::parse_duration)]
+    /// How long a replica that stopped renewing its claim (it died) keeps a job from the others
+    /// (`30s`); a live replica renews its claims three times per lease.
+    #[arg(long, env = "LINKSTATE_JOB_LEASE", value_name = "LINKSTATE_JOB_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub job_lease: Duration,
     /// How often each connection is aggregated again in the background (`24h`, `90m`, ...).
     #[arg(long, env = "LINKSTATE_REFRESH_INTERVAL", value_name = "LINKSTATE_REFRESH_INTERVAL", default_value = "24h", value_parser = humantime::parse_duration)]
@@ -192,6 +193,14 @@ pub struct Settings {
         default_value_t = 10_000
     )]
     pub max_streams: usize,
+    /// How often the event hub reads the log when no wake-up came; other replicas' writes
+    /// arrive by LISTEN/NOTIFY, and this poll is the fallback (`200ms`).
+    #[arg(long, env = "LINKSTATE_EVENT_POLL_INTERVAL", value_name = "LINKSTATE_EVENT_POLL_INTERVAL", default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub event_poll_interval: Duration,
+    /// On SIGTERM, how long running jobs may take to finish before they are given back and the
+    /// process exits (`30s`).
+    #[arg(long, env = "LINKSTATE_SHUTDOWN_GRACE", value_name = "LINKSTATE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
     /// The largest provider webhook body accepted, in bytes.
     #[arg(long, env = "LINKSTATE_WEBHOOK_MAX_BYTES", value_name = "LINKSTATE_WEBHOOK_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub webhook_max_bytes: usize,

@@ -29,6 +29,7 @@ struct Inner {
     webhook_max_bytes: usize,
     event_retention: chrono::Duration,
     streams: Arc<Semaphore>,
+    max_streams: usize,
 }
 
 /// The tunable parts of a [`Context`].
@@ -72,6 +73,7 @@ impl Context {
                 webhook_max_bytes: limits.webhook_max_bytes,
                 event_retention: chrono_duration(limits.event_retention),
                 streams: Arc::new(Semaphore::new(limits.max_streams)),
+                max_streams: limits.max_streams,
                 hub,
                 jobs_wake: Notify::new(),
                 refresh_interval: chrono_duration(limits.refresh_interval),
@@ -122,6 +124,11 @@ impl Context {
     /// A place for one more event stream, if the limit allows; held until the stream ends.
     pub fn stream_slot(&self) -> Option<OwnedSemaphorePermit> {
         self.inner.streams.clone().try_acquire_owned().ok()
+    }
+
+    /// Event streams this process is serving now.
+    pub fn open_streams(&self) -> usize {
+        self.inner.max_streams - self.inner.streams.available_permits()
     }
 
     /// The largest webhook body accepted.

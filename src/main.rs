@@ -160,6 +160,8 @@ async fn start(
         webhook_max_bytes: settings.webhook_max_bytes,
         event_retention: settings.event_retention,
         max_streams: settings.max_streams,
+        event_poll_interval: settings.event_poll_interval,
+        shutdown_grace: settings.shutdown_grace,
     })
     .await
 }

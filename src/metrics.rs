@@ -69,8 +69,12 @@ pub async fn render(ctx: &Context) -> String {
         Ok(mut conn) => jobs::live_count(&mut conn).await.ok(),
         Err(_) => None,
     };
-    let gauge = live_jobs.map_or(String::new(), |n| {
+    let jobs_gauge = live_jobs.map_or(String::new(), |n| {
         format!("# HELP linkstate_jobs_live Jobs queued or running.\n# TYPE linkstate_jobs_live gauge\nlinkstate_jobs_live {n}\n")
     });
-    format!("{body}{gauge}# EOF\n")
+    let streams_gauge = format!(
+        "# HELP linkstate_event_streams Event streams this process is serving.\n# TYPE linkstate_event_streams gauge\nlinkstate_event_streams {}\n",
+        ctx.open_streams()
+    );
+    format!("{body}{jobs_gauge}{streams_gauge}# EOF\n")
 }

@@ -227,6 +227,8 @@ impl TestApp {
             webhook_max_bytes: 1024 * 1024,
             event_retention: Duration::from_secs(30 * 24 * 3600),
             max_streams: 100,
+            event_poll_interval: Duration::from_millis(200),
+            shutdown_grace: Duration::from_secs(10),
         };
         adjust(&mut config);
         let app = app::start(config).await.expect("linkstate starts");

@@ -3,14 +3,13 @@
 //! `WebhookService.RecordWebhook` both come through here.
 
 use chrono::Utc;
-use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
 use crate::context::Context;
 use crate::providers::plaid::PlaidWebhook;
 use crate::providers::plaid::verify::{UnverifiedWebhook, VerifyError};
 use crate::store::{self, StoreError, webhooks};
-use crate::worker::{self, Job, webhook::WebhookJob};
+use crate::worker::{Job, webhook::WebhookJob};
 
 /// A recorded delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +67,7 @@ pub async fn record_plaid(
     let webhook: PlaidWebhook =
         serde_json::from_slice(body).map_err(|e| RecordError::Malformed(e.to_string()))?;
     let delivery = webhooks::NewDelivery {
+        id: Uuid::now_v7(),
         service_provider: "PLAID",
         body_sha256: &verified.body_sha256,
         body,
@@ -86,21 +86,15 @@ pub async fn record_plaid(
     Ok(recorded)
 }
 
-/// The delivery and, when it is new, its processing job, in one transaction.
+/// The delivery and, when it is new, its processing job: one statement, so both or neither.
 async fn save(ctx: &Context, delivery: webhooks::NewDelivery<'_>) -> Result<Recorded, StoreError> {
+    let job = Job::Webhook(WebhookJob {
+        delivery_id: delivery.id,
+    });
     let mut conn = store::connect(ctx.pool()).await?;
-    conn.transaction::<_, StoreError, _>(async |conn| {
-        let (webhook_id, new) = webhooks::record(conn, delivery).await?;
-        if new {
-            let job = Job::Webhook(WebhookJob {
-                delivery_id: webhook_id,
-            });
-            worker::enqueue(conn, &job, store::jobs::OnDuplicate::Skip).await?;
-        }
-        Ok(Recorded {
-            webhook_id,
-            duplicate: !new,
-        })
+    let (webhook_id, new) = webhooks::record(&mut conn, delivery, job.to_new_job()).await?;
+    Ok(Recorded {
+        webhook_id,
+        duplicate: !new,
     })
-    .await
 }

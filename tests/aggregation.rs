@@ -737,8 +737,8 @@ async fn one_connection_is_aggregated_by_one_worker_at_a_time() {
     };
     let ctx = &app.app.ctx;
     let (a, b) = tokio::join!(
-        aggregate::run(ctx, "worker-a", &job),
-        aggregate::run(ctx, "worker-b", &job)
+        aggregate::run(ctx, "worker-a", Duration::from_secs(60), &job),
+        aggregate::run(ctx, "worker-b", Duration::from_secs(60), &job)
     );
     let busy = [&a, &b]
         .iter()

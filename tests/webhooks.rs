@@ -220,7 +220,13 @@ async fn the_same_delivery_twice_is_recorded_and_applied_once() {
     // Re-signed later, as a Plaid retry would be: still the same delivery.
     let (_, three) = post(&app, &body, Some(&app.sim.sign_webhook(&body))).await;
     assert_eq!(three["duplicate"], true);
-    wait_processed(&app, 2).await;
+    // Eight copies of another delivery at once: exactly one is new.
+    let body = serde_json::to_vec(&item_webhook(&item.item_id, "PENDING_EXPIRATION")).unwrap();
+    let jwt = app.sim.sign_webhook(&body);
+    let copies = futures::future::join_all((0..8).map(|_| post(&app, &body, Some(&jwt)))).await;
+    let new = copies.iter().filter(|(_, answer)| answer["duplicate"] == false);
+    assert_eq!(new.count(), 1);
+    wait_processed(&app, 3).await;
     let events = events_until(&app, &key, |e| {
         count(e, Type::BankLinkingCustomerActionRequired) == 1
     })
@@ -300,6 +306,18 @@ async fn login_required_then_repaired() {
     assert_eq!(count(&events, Type::BankLinkingCustomerActionRequired), 1);
     let now = connection_status(&app, &key, &connection.id).await;
     assert_eq!(now, proto::connection::Status::Active);
+
+    // The login breaks again: Plaid sends the very same body as the first time. It is not a
+    // retry of that one (the item said LOGIN_REPAIRED since), so it takes effect again.
+    let (_, again) = deliver(&app, &item_error(&item.item_id, "ITEM_LOGIN_REQUIRED")).await;
+    assert_eq!(again["duplicate"], false);
+    let events = events_until(&app, &key, |e| {
+        count(e, Type::BankLinkingCustomerActionRequired) == 2
+    })
+    .await;
+    assert_eq!(count(&events, Type::BankLinkingConnectionStatusChange), 3);
+    let now = connection_status(&app, &key, &connection.id).await;
+    assert_eq!(now, proto::connection::Status::ReconnectRequired);
     app.stop().await;
 }
 

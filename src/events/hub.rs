@@ -3,8 +3,13 @@
 //! Streams do not each poll the database: the hub reads the log once and broadcasts batches, so
 //! database load does not grow with the number of subscribers. The table stays the truth: a
 //! stream that falls behind the broadcast, or starts from an old cursor, reads the table itself.
+//!
+//! Wake-ups: a writer in this process wakes the hub directly; once the hub has read what such a
+//! writer committed it tells the other replicas with one NOTIFY (see [`super::listener`]), and a
+//! poll catches whatever no wake-up announced.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast};
@@ -15,11 +20,27 @@ use crate::domain::event_filter::EventFilter;
 use crate::store::events::{self as event_store, LoggedEvent};
 use crate::store::{self, DbPool};
 
-/// How many batches a slow stream may fall behind before it reads the table instead.
-const BROADCAST_CAPACITY: usize = 256;
+/// How many batches a slow stream may fall behind before it reads the table instead. With
+/// [`TAIL_PAGE`] this bounds what the hub holds for its slowest stream.
+const BROADCAST_CAPACITY: usize = 64;
 
 /// Events read per query while tailing.
-const TAIL_PAGE: i64 = 1000;
+const TAIL_PAGE: i64 = 500;
+
+/// How soon the hub looks again for a write of this process that was not readable yet.
+const NOT_YET_RETRY: Duration = Duration::from_millis(10);
+
+/// How many times it looks that soon before leaving it to the poll.
+const NOT_YET_RETRIES: u32 = 100;
+
+/// What one read of the tail found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Read {
+    /// Everything that was announced, or nothing was.
+    Done,
+    /// This process announced a write that is not readable yet.
+    NotYet,
+}
 
 /// A contiguous stretch of the log: every event after `from` up to `to`, for all tenants.
 #[derive(Debug)]
@@ -40,6 +61,8 @@ pub struct EventHub {
 
 struct Inner {
     wake: Notify,
+    /// A writer of this process committed events that other replicas have not been told about.
+    owe_peers: AtomicBool,
     batches: broadcast::Sender<Arc<Batch>>,
     poll_interval: Duration,
     shutdown: CancellationToken,
@@ -53,6 +76,7 @@ impl EventHub {
         Self {
             inner: Arc::new(Inner {
                 wake: Notify::new(),
+                owe_peers: AtomicBool::new(false),
                 batches,
                 poll_interval,
                 shutdown,
@@ -60,8 +84,15 @@ impl EventHub {
         }
     }
 
-    /// Says that events were committed, so the tail reader looks now rather than at its next poll.
+    /// Says that this process committed events, so the tail reader looks now rather than at
+    /// its next poll, and then tells the other replicas.
     pub fn wake(&self) {
+        self.inner.owe_peers.store(true, Ordering::Release);
+        self.inner.wake.notify_one();
+    }
+
+    /// Says that another replica committed events (or may have, while nobody listened).
+    pub fn wake_for_peer(&self) {
         self.inner.wake.notify_one();
     }
 
@@ -75,19 +106,40 @@ impl EventHub {
         self.inner.shutdown.cancelled().await
     }
 
+    /// Whether the process is shutting down.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
     /// Tails the log until shutdown, broadcasting what it reads.
     pub async fn run(self, pool: DbPool) {
         let shutdown = self.inner.shutdown.clone();
         let mut position = None;
+        let mut unreadable = 0;
         loop {
-            match self.tail_once(&pool, &mut position).await {
-                Ok(()) => {}
-                Err(error) => tracing::warn!(%error, "event hub could not read the log"),
-            }
+            let pending = match self.tail_once(&pool, &mut position).await {
+                Ok(read) => read == Read::NotYet,
+                Err(error) => {
+                    tracing::warn!(%error, "event hub could not read the log");
+                    false
+                }
+            };
+            // A write of ours not readable yet (an older transaction is still open somewhere)
+            // is looked for again soon rather than at the next poll; a while, not forever, for a
+            // wake-up may have come from a transaction that wrote no event.
+            unreadable = if pending { unreadable + 1 } else { 0 };
+            let pause = if !pending {
+                self.inner.poll_interval
+            } else if unreadable < NOT_YET_RETRIES {
+                NOT_YET_RETRY
+            } else {
+                self.inner.owe_peers.store(false, Ordering::Release);
+                self.inner.poll_interval
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.inner.wake.notified() => {}
-                _ = tokio::time::sleep(self.inner.poll_interval) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }
@@ -97,17 +149,21 @@ impl EventHub {
         &self,
         pool: &DbPool,
         position: &mut Option<Cursor>,
-    ) -> Result<(), store::StoreError> {
+    ) -> Result<Read, store::StoreError> {
         let mut conn = store::connect(pool).await?;
         let mut from = match *position {
             Some(cursor) => cursor,
             None => event_store::head(&mut conn).await?,
         };
+        // Taken before reading: a wake that comes during the read is owed at the next one.
+        let owe_peers = self.inner.owe_peers.swap(false, Ordering::AcqRel);
+        let mut read_events = false;
         loop {
             let page =
                 event_store::read_after(&mut conn, None, from, &EventFilter::default(), TAIL_PAGE)
                     .await?;
             let full = page.events.len() as i64 == TAIL_PAGE;
+            read_events |= !page.events.is_empty();
             if page.scanned_to > from {
                 let batch = Batch {
                     from,
@@ -120,8 +176,18 @@ impl EventHub {
             }
             *position = Some(from);
             if !full {
-                return Ok(());
+                break;
             }
         }
+        if owe_peers && !read_events {
+            // What our writer committed is not readable yet: stay in debt until it is.
+            self.inner.owe_peers.store(true, Ordering::Release);
+            return Ok(Read::NotYet);
+        }
+        if owe_peers {
+            // One NOTIFY per batch, not one per writing transaction: NOTIFY serializes commits.
+            event_store::notify_peers(&mut conn).await?;
+        }
+        Ok(Read::Done)
     }
 }

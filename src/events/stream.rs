@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::hub::EventHub;
@@ -39,6 +40,17 @@ pub enum StreamItem {
     Heartbeat(Cursor),
 }
 
+/// Why a stream ended before its client left.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The process is stopping; the client resumes on another replica after its last cursor.
+    #[error("the server is shutting down; reconnect and resume after your last cursor")]
+    ShuttingDown,
+    /// The log could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// What one stream asks for.
 #[derive(Clone, Debug)]
 pub struct StreamRequest {
@@ -52,15 +64,17 @@ pub struct StreamRequest {
     pub heartbeat: Duration,
 }
 
-/// Starts a stream in the place `slot` holds; it ends when the client stops reading or the
-/// database fails.
+/// Starts a stream in the place `slot` holds; it ends when the client stops reading, the
+/// database fails, or the process shuts down (then at once, with [`StreamError::ShuttingDown`],
+/// even if the client has not read what is buffered).
 pub fn open(
     slot: OwnedSemaphorePermit,
     pool: DbPool,
     hub: EventHub,
     request: StreamRequest,
-) -> ReceiverStream<Result<StreamItem, StoreError>> {
+) -> impl Stream<Item = Result<StreamItem, StreamError>> {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let shutdown = hub.clone();
     tokio::spawn(async move {
         // The stream's place under the server's limit, given back when the producer ends.
         let _slot = slot;
@@ -71,20 +85,26 @@ pub fn open(
             tx: tx.clone(),
         };
         if let Err(error) = producer.run().await {
-            let _ = tx.send(Err(error)).await;
+            let _ = tx.send(Err(error.into())).await;
         }
     });
+    let closed = shutdown.clone();
     ReceiverStream::new(rx)
+        .take_until(async move { closed.closed().await })
+        .chain(futures::stream::once(async move { shutdown.is_closed() }).filter_map(
+            |closed| async move { closed.then_some(Err(StreamError::ShuttingDown)) },
+        ))
 }
 
 struct Producer {
     pool: DbPool,
     hub: EventHub,
     request: StreamRequest,
-    tx: mpsc::Sender<Result<StreamItem, StoreError>>,
+    tx: mpsc::Sender<Result<StreamItem, StreamError>>,
 }
 
-/// The client went away: stop quietly.
+/// The client went away, or the process is shutting down (the stream says so itself): stop
+/// quietly.
 struct Gone;
 
 impl Producer {
@@ -102,9 +122,7 @@ impl Producer {
             loop {
                 tokio::select! {
                     _ = self.tx.closed() => return Ok(()),
-                    _ = self.hub.closed() => {
-                        return Err(StoreError::Unavailable("the server is shutting down".into()));
-                    }
+                    _ = self.hub.closed() => return Ok(()),
                     _ = heartbeat.tick() => {
                         if self.send(StreamItem::Heartbeat(position)).await.is_err() {
                             return Ok(());
@@ -128,9 +146,7 @@ impl Producer {
                             position = position.max(batch.to);
                         }
                         Err(RecvError::Lagged(_)) => continue 'catch_up,
-                        Err(RecvError::Closed) => {
-                            return Err(StoreError::Unavailable("shutting down".into()));
-                        }
+                        Err(RecvError::Closed) => return Ok(()),
                     },
                 }
             }
@@ -187,6 +203,9 @@ impl Producer {
     }
 
     async fn send(&self, item: StreamItem) -> Result<(), Gone> {
-        self.tx.send(Ok(item)).await.map_err(|_| Gone)
+        tokio::select! {
+            sent = self.tx.send(Ok(item)) => sent.map_err(|_| Gone),
+            _ = self.hub.closed() => Err(Gone),
+        }
     }
 }

@@ -446,6 +446,36 @@ pub async fn release_lease(
     Ok(())
 }
 
+/// Renews every connection lease `owner` holds, for `lease` from now.
+pub async fn renew_leases_of(
+    conn: &mut AsyncPgConnection,
+    owner: &str,
+    lease: std::time::Duration,
+) -> Result<(), StoreError> {
+    let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+    diesel::update(connections::table.filter(connections::lease_owner.eq(owner)))
+        .set(connections::lease_until.eq(until))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Gives back every connection lease `owner` holds.
+pub async fn release_leases_of(
+    conn: &mut AsyncPgConnection,
+    owner: &str,
+) -> Result<usize, StoreError> {
+    Ok(
+        diesel::update(connections::table.filter(connections::lease_owner.eq(owner)))
+            .set((
+                connections::lease_owner.eq(None::<String>),
+                connections::lease_until.eq(None::<DateTime<Utc>>),
+            ))
+            .execute(conn)
+            .await?,
+    )
+}
+
 /// Where a connection's aggregation stands.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AggregationRow {

@@ -219,6 +219,25 @@ pub async fn get(
     .try_into()
 }
 
+/// The channel on which replicas tell each other that events were committed.
+pub const CHANNEL: &str = "linkstate_events";
+
+/// Tells every replica listening on [`CHANNEL`] to read the log now.
+pub async fn notify_peers(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
+    diesel::sql_query(format!("NOTIFY {CHANNEL}"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Subscribes `conn` to [`CHANNEL`]; its notifications then arrive on its notification stream.
+pub async fn listen(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
+    diesel::sql_query(format!("LISTEN {CHANNEL}"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The position after every settled event: where a live stream starts.
 pub async fn head(conn: &mut AsyncPgConnection) -> Result<Cursor, StoreError> {
     Ok(Cursor::before_transaction(

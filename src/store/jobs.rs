@@ -175,6 +175,41 @@ pub async fn retry_later(
     Ok(())
 }
 
+/// Renews the lease of every job `worker` is running, for `lease` from now.
+pub async fn renew_leases(
+    conn: &mut AsyncPgConnection,
+    worker: &str,
+    lease: Duration,
+) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "UPDATE jobs SET locked_until = now() + $2 \
+         WHERE locked_by = $1 AND locked_until IS NOT NULL AND dead_at IS NULL",
+    )
+    .bind::<Text, _>(worker)
+    .bind::<Interval, _>(pg_interval(lease))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives back every job `worker` holds, to be claimed again at once (by another replica, when
+/// this one is stopping); the interrupted attempt does not count. Answers how many.
+pub async fn release_all(conn: &mut AsyncPgConnection, worker: &str) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        jobs::table
+            .filter(jobs::locked_by.eq(worker))
+            .filter(jobs::dead_at.is_null()),
+    )
+    .set((
+        jobs::locked_by.eq(None::<String>),
+        jobs::locked_until.eq(None::<DateTime<Utc>>),
+        jobs::attempts.eq(jobs::attempts - 1),
+        jobs::run_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?)
+}
+
 /// Gives up on a job: it stays in the table, dead, for an operator to look at.
 pub async fn bury(
     conn: &mut AsyncPgConnection,

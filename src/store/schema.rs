@@ -80,6 +80,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    webhook_sources (service_provider, source) {
+        service_provider -> Text,
+        source -> Text,
+        body_sha256 -> Text,
+        delivery_id -> Uuid,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     financial_accounts (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -174,5 +184,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     jobs,
     transactions,
-    webhook_deliveries
+    webhook_deliveries,
+    webhook_sources,
 );

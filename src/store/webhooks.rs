@@ -2,18 +2,19 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Bytea, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::StoreError;
-use super::schema::webhook_deliveries;
-
-/// How long a provider retries one delivery; the same body later is a new delivery.
-const RETRY_WINDOW: chrono::Duration = chrono::Duration::hours(48);
+use super::jobs::NewJob;
+use super::schema::{webhook_deliveries, webhook_sources};
 
 /// A delivery to record.
 #[derive(Clone, Debug)]
 pub struct NewDelivery<'a> {
+    /// The id it gets if it is new.
+    pub id: Uuid,
     /// PLAID or AKOYA.
     pub service_provider: &'a str,
     /// Hex SHA-256 of the body: the delivery's identity.
@@ -46,56 +47,75 @@ pub struct Delivery {
     pub processed_at: Option<DateTime<Utc>>,
 }
 
-/// Records a delivery; answers its id and whether it is new. The same body within 48 hours is
-/// the provider retrying (Plaid retries for up to 24 hours); after that it is a new delivery
-/// that happens to say the same thing, and is processed again.
+/// Records a delivery and, when it is new, the job that will process it, in one statement;
+/// answers the delivery's id and whether it is new.
+///
+/// A body already recorded is the provider retrying while it is still the latest one heard from
+/// its item (Plaid retries for up to 24 hours; the window is 48). Once the item said something
+/// else, the same body is a new report (the login broke again) and is processed again.
 pub async fn record(
     conn: &mut AsyncPgConnection,
     delivery: NewDelivery<'_>,
+    job: NewJob,
 ) -> Result<(Uuid, bool), StoreError> {
-    use diesel::upsert::excluded;
-    let upsert = diesel::insert_into(webhook_deliveries::table)
-        .values((
-            webhook_deliveries::id.eq(Uuid::now_v7()),
-            webhook_deliveries::service_provider.eq(delivery.service_provider),
-            webhook_deliveries::body_sha256.eq(delivery.body_sha256),
-            webhook_deliveries::body.eq(delivery.body),
-            webhook_deliveries::signed_at.eq(delivery.signed_at),
-            webhook_deliveries::webhook_type.eq(delivery.webhook_type),
-            webhook_deliveries::webhook_code.eq(delivery.webhook_code),
-            webhook_deliveries::provider_connection_id.eq(delivery.provider_connection_id),
-        ))
-        .on_conflict((
-            webhook_deliveries::service_provider,
-            webhook_deliveries::body_sha256,
-        ))
-        .do_update()
-        .set((
-            webhook_deliveries::id.eq(excluded(webhook_deliveries::id)),
-            webhook_deliveries::signed_at.eq(excluded(webhook_deliveries::signed_at)),
-            webhook_deliveries::received_at.eq(diesel::dsl::now),
-            webhook_deliveries::processed_at.eq(None::<DateTime<Utc>>),
-            webhook_deliveries::outcome.eq(None::<String>),
-        ));
-    // The conflict only renews a row recorded before the retry window: inside it, a duplicate.
-    let renewed = diesel::query_dsl::methods::FilterDsl::filter(
-        upsert,
-        webhook_deliveries::received_at.lt(Utc::now() - RETRY_WINDOW),
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    let source = delivery
+        .provider_connection_id
+        .unwrap_or(delivery.body_sha256);
+    // The source row's lock serializes deliveries from one item, so of two copies arriving at
+    // once exactly one is new.
+    let recorded = diesel::sql_query(
+        "WITH latest AS ( \
+             INSERT INTO webhook_sources AS s \
+                 (service_provider, source, body_sha256, delivery_id, received_at) \
+             VALUES ($1, $2, $3, $4, now()) \
+             ON CONFLICT (service_provider, source) DO UPDATE \
+                 SET body_sha256 = excluded.body_sha256, delivery_id = excluded.delivery_id, \
+                     received_at = excluded.received_at \
+                 WHERE s.body_sha256 <> excluded.body_sha256 \
+                    OR s.received_at < now() - interval '48 hours' \
+             RETURNING delivery_id), \
+         delivery AS ( \
+             INSERT INTO webhook_deliveries (id, service_provider, body_sha256, body, signed_at, \
+                 webhook_type, webhook_code, provider_connection_id) \
+             SELECT delivery_id, $1, $3, $5, $6, $7, $8, $9 FROM latest \
+             RETURNING id), \
+         job AS ( \
+             INSERT INTO jobs (id, kind, account_id, connection_id, payload, dedupe_key) \
+             SELECT $10, $11, $12, $13, $14, $15 FROM delivery) \
+         SELECT id FROM delivery",
     )
-    .returning(webhook_deliveries::id)
-    .get_result::<Uuid>(conn)
+    .bind::<Text, _>(delivery.service_provider)
+    .bind::<Text, _>(source)
+    .bind::<Text, _>(delivery.body_sha256)
+    .bind::<SqlUuid, _>(delivery.id)
+    .bind::<Bytea, _>(delivery.body)
+    .bind::<Timestamptz, _>(delivery.signed_at)
+    .bind::<Text, _>(delivery.webhook_type)
+    .bind::<Text, _>(delivery.webhook_code)
+    .bind::<Nullable<Text>, _>(delivery.provider_connection_id)
+    .bind::<SqlUuid, _>(Uuid::now_v7())
+    .bind::<Text, _>(job.kind)
+    .bind::<Nullable<SqlUuid>, _>(job.account_id)
+    .bind::<Nullable<SqlUuid>, _>(job.connection_id)
+    .bind::<Jsonb, _>(job.payload)
+    .bind::<Nullable<Text>, _>(job.dedupe_key)
+    .get_result::<Id>(conn)
     .await
     .optional()?;
-    if let Some(id) = renewed {
-        return Ok((id, true));
+    if let Some(new) = recorded {
+        return Ok((new.id, true));
     }
-    let existing = webhook_deliveries::table
-        .filter(webhook_deliveries::service_provider.eq(delivery.service_provider))
-        .filter(webhook_deliveries::body_sha256.eq(delivery.body_sha256))
-        .select(webhook_deliveries::id)
+    let latest = webhook_sources::table
+        .find((delivery.service_provider, source))
+        .select(webhook_sources::delivery_id)
         .first::<Uuid>(conn)
         .await?;
-    Ok((existing, false))
+    Ok((latest, false))
 }
 
 /// One delivery.

@@ -30,9 +30,6 @@ use crate::store::{
     self, StoreError, connections, events, financial_accounts, transactions as tx_store,
 };
 
-/// How long one aggregation may hold its connection.
-const CONNECTION_LEASE_MINUTES: i64 = 10;
-
 /// Transactions per `/transactions/sync` page (Plaid's maximum).
 const SYNC_PAGE: u32 = 500;
 
@@ -80,9 +77,15 @@ pub struct AggregateJob {
     pub trigger: Trigger,
 }
 
-/// Runs the job under the connection's lease.
-pub async fn run(ctx: &Context, worker_id: &str, job: &AggregateJob) -> Result<(), JobError> {
-    let until = Utc::now() + ChronoDuration::minutes(CONNECTION_LEASE_MINUTES);
+/// Runs the job under the connection's lease, taken for `lease` (and renewed, like the job's,
+/// by the worker's heartbeat while it runs).
+pub async fn run(
+    ctx: &Context,
+    worker_id: &str,
+    lease: Duration,
+    job: &AggregateJob,
+) -> Result<(), JobError> {
+    let until = Utc::now() + ChronoDuration::from_std(lease).unwrap_or(ChronoDuration::MAX);
     {
         let mut conn = store::connect(ctx.pool()).await?;
         if !connections::try_lease(&mut conn, job.connection_id, worker_id, until).await? {

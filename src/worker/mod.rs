@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
+use crate::store::connections;
 use crate::store::jobs::{self, ClaimedJob, NewJob, OnDuplicate};
 use crate::store::{self, StoreError};
 
@@ -88,7 +90,6 @@ impl From<StoreError> for JobError {
     }
 }
 
-/// Runs jobs until `shutdown`, at most `concurrency` at once.
 /// How a worker runs: who it is, how much at once, and how long a claim lasts.
 #[derive(Clone, Debug)]
 pub struct WorkerSettings {
@@ -99,29 +100,32 @@ pub struct WorkerSettings {
     /// How long a claimed job is ours before another worker may take it over (a worker that
     /// died gives its jobs back when their leases run out).
     pub lease: Duration,
+    /// On shutdown, how long running jobs may take to finish before they are stopped and their
+    /// leases given back.
+    pub drain: Duration,
 }
 
-/// Runs jobs until `shutdown`.
+/// Runs jobs until `shutdown`, at most `concurrency` at once; then lets the running ones finish
+/// within the drain time, and gives back the leases of those that did not.
 pub async fn run(ctx: Context, settings: WorkerSettings, shutdown: CancellationToken) {
-    let WorkerSettings {
-        worker_id,
-        concurrency,
-        lease,
-    } = settings;
-    let slots = Arc::new(Semaphore::new(concurrency));
-    loop {
+    let slots = Arc::new(Semaphore::new(settings.concurrency));
+    let mut running = JoinSet::new();
+    let heartbeat = tokio::spawn(keep_leases(ctx.clone(), settings.clone()));
+    while !shutdown.is_cancelled() {
+        // Reap what finished, so the set holds only running jobs.
+        while running.try_join_next().is_some() {}
         let free = slots.available_permits() as i32;
         let claimed = if free > 0 {
-            claim(&ctx, &worker_id, lease, free).await
+            claim(&ctx, &settings.worker_id, settings.lease, free).await
         } else {
             Vec::new()
         };
         let idle = claimed.is_empty();
         for job in claimed {
             let permit = slots.clone().acquire_owned().await.expect("semaphore open");
-            let (ctx, worker_id) = (ctx.clone(), worker_id.clone());
-            tokio::spawn(async move {
-                let finished = run_one(&ctx, &worker_id, job).await;
+            let (ctx, settings) = (ctx.clone(), settings.clone());
+            running.spawn(async move {
+                let finished = run_one(&ctx, &settings, job).await;
                 // Free the slot before waking the loop, or it may wake to find none free and
                 // sleep until its next poll.
                 drop(permit);
@@ -132,13 +136,54 @@ pub async fn run(ctx: Context, settings: WorkerSettings, shutdown: CancellationT
         }
         if idle {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {}
                 _ = ctx.workers_woken() => {}
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
             }
-        } else if shutdown.is_cancelled() {
-            return;
         }
+    }
+    drain(&ctx, &settings, running).await;
+    heartbeat.abort();
+}
+
+/// Renews the leases of the running jobs, and of the connections they work on, three times per
+/// lease: a job runs as long as it needs while this process lives, and is taken over one lease
+/// after it dies.
+async fn keep_leases(ctx: Context, settings: WorkerSettings) {
+    let mut ticks = tokio::time::interval((settings.lease / 3).max(Duration::from_millis(10)));
+    loop {
+        ticks.tick().await;
+        let renewed = async {
+            let mut conn = store::connect(ctx.pool()).await?;
+            jobs::renew_leases(&mut conn, &settings.worker_id, settings.lease).await?;
+            connections::renew_leases_of(&mut conn, &settings.worker_id, settings.lease).await
+        };
+        if let Err(error) = renewed.await {
+            tracing::warn!(%error, "could not renew job leases");
+        }
+    }
+}
+
+/// Waits for running jobs until the drain time is up, then stops the rest and gives their
+/// jobs and connection leases back, so that another replica takes them over at once instead of
+/// when the leases run out.
+async fn drain(ctx: &Context, settings: &WorkerSettings, mut running: JoinSet<()>) {
+    let all_done = async { while running.join_next().await.is_some() {} };
+    if tokio::time::timeout(settings.drain, all_done).await.is_ok() {
+        return;
+    }
+    running.abort_all();
+    while running.join_next().await.is_some() {}
+    let released = async {
+        let mut conn = store::connect(ctx.pool()).await?;
+        let jobs = jobs::release_all(&mut conn, &settings.worker_id).await?;
+        connections::release_leases_of(&mut conn, &settings.worker_id).await?;
+        Ok::<_, StoreError>(jobs)
+    };
+    match released.await {
+        Ok(jobs) => tracing::info!(jobs, "stopped unfinished jobs and gave them back"),
+        // Their leases run out and another replica takes them over then.
+        Err(error) => tracing::warn!(%error, "could not give back unfinished jobs"),
     }
 }
 
@@ -154,9 +199,10 @@ async fn claim(ctx: &Context, worker_id: &str, lease: Duration, limit: i32) -> V
 }
 
 /// Runs one claimed job and records its outcome; true when it finished.
-async fn run_one(ctx: &Context, worker_id: &str, claimed: ClaimedJob) -> bool {
+async fn run_one(ctx: &Context, settings: &WorkerSettings, claimed: ClaimedJob) -> bool {
+    let worker_id = settings.worker_id.as_str();
     let outcome = match serde_json::from_value::<Job>(claimed.payload.clone()) {
-        Ok(Job::Aggregate(job)) => aggregate::run(ctx, worker_id, &job).await,
+        Ok(Job::Aggregate(job)) => aggregate::run(ctx, worker_id, settings.lease, &job).await,
         Ok(Job::Webhook(job)) => webhook::run(ctx, &job).await,
         Err(error) => Err(JobError::Permanent(format!("unreadable job: {error}"))),
     };

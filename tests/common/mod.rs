@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::time::Duration;
 
 use linkstate::proto::{self, import_result};

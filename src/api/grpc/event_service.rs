@@ -13,7 +13,7 @@ use crate::domain::cursor::Cursor;
 use crate::domain::event::EventType;
 use crate::domain::event_filter::EventFilter;
 use crate::domain::ids::EventId;
-use crate::events::stream::{self, StartAt, StreamItem, StreamRequest};
+use crate::events::stream::{self, StartAt, StreamError, StreamItem, StreamRequest};
 use crate::proto;
 use crate::proto::event_service_server::EventService;
 use crate::store::{self, events as event_store};
@@ -143,7 +143,10 @@ impl EventService for Events {
             },
         );
         let messages = items.map(|item| {
-            let message = match item.map_err(status::store)? {
+            let message = match item.map_err(|error| match error {
+                StreamError::ShuttingDown => Status::unavailable(error.to_string()),
+                StreamError::Store(error) => status::store(error),
+            })? {
                 StreamItem::Event(logged) => {
                     proto::stream_events_response::Message::Event(convert::event(&logged))
                 }

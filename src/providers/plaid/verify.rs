@@ -6,10 +6,13 @@
 //! so nothing unverified reaches the code that acts on webhooks by mistake.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Algorithm;
+use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -77,10 +80,10 @@ struct Claims {
     request_body_sha256: String,
 }
 
-/// A key as cached: the decoding key and when it stops being valid.
+/// A key as cached: the public point and when it stops being valid.
 #[derive(Clone)]
 struct CachedKey {
-    key: DecodingKey,
+    key: Arc<UnparsedPublicKey<Vec<u8>>>,
     expired_at: Option<DateTime<Utc>>,
 }
 
@@ -150,8 +153,7 @@ impl Verifier {
             return Err(VerifyError::WrongAlgorithm);
         }
         let key = CachedKey {
-            key: DecodingKey::from_ec_components(&jwk.x, &jwk.y)
-                .map_err(|_| VerifyError::UnknownKey)?,
+            key: Arc::new(public_key(&jwk.x, &jwk.y).ok_or(VerifyError::UnknownKey)?),
             expired_at: jwk
                 .expired_at
                 .and_then(|seconds| DateTime::from_timestamp(seconds, 0)),
@@ -164,15 +166,33 @@ impl Verifier {
     }
 }
 
-/// Checks the signature; the age is checked by the caller against its own clock.
-fn decode(jwt: &str, key: &DecodingKey) -> Result<Claims, VerifyError> {
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.validate_exp = false;
-    validation.required_spec_claims.clear();
-    jsonwebtoken::decode::<Claims>(jwt, key, &validation)
-        .map(|data| data.claims)
-        .map_err(|error| match error.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::BadSignature,
-            _ => VerifyError::Malformed,
-        })
+/// The P-256 public key with coordinates `x` and `y` (base64url, as in a JWK).
+fn public_key(x: &str, y: &str) -> Option<UnparsedPublicKey<Vec<u8>>> {
+    let (x, y) = (URL_SAFE_NO_PAD.decode(x).ok()?, URL_SAFE_NO_PAD.decode(y).ok()?);
+    if x.len() != 32 || y.len() != 32 {
+        return None;
+    }
+    // The uncompressed SEC1 encoding: 0x04, then x, then y.
+    let point = [&[0x04][..], &x, &y].concat();
+    Some(UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point))
+}
+
+/// Checks the signature and reads the claims; the age is checked by the caller against its own
+/// clock. The signature is checked with ring, which verifies about five times faster than the
+/// pure-Rust p256 that jsonwebtoken offers; on the ingest path that was a sixth of the machine.
+fn decode(jwt: &str, key: &UnparsedPublicKey<Vec<u8>>) -> Result<Claims, VerifyError> {
+    let (signing_input, signature) = jwt.rsplit_once('.').ok_or(VerifyError::Malformed)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| VerifyError::Malformed)?;
+    // JWS's ES256 signature is r and s, 32 bytes each: ring's "fixed" encoding.
+    key.verify(signing_input.as_bytes(), &signature)
+        .map_err(|_| VerifyError::BadSignature)?;
+    let (_, payload) = signing_input
+        .split_once('.')
+        .ok_or(VerifyError::Malformed)?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| VerifyError::Malformed)?;
+    serde_json::from_slice(&payload).map_err(|_| VerifyError::Malformed)
 }
