@@ -65,7 +65,11 @@ async fn run() {
     // The latency run starts on a settled database: without the baselines' tables, vacuumed
     // after the ingest's burst, and with the baselines' dirty pages flushed, so that neither
     // autovacuum nor a checkpoint lands in the middle of it.
-    sql(&app, "DROP TABLE bench_inbox, bench_webhook_sources, bench_webhook_deliveries, bench_jobs").await;
+    sql(
+        &app,
+        "DROP TABLE bench_inbox, bench_webhook_sources, bench_webhook_deliveries, bench_jobs",
+    )
+    .await;
     sql(&app, "VACUUM ANALYZE").await;
     sql(&app, "CHECKPOINT").await;
     let to_event = webhook_to_event(&app, &client, &url).await;

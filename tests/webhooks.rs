@@ -224,7 +224,9 @@ async fn the_same_delivery_twice_is_recorded_and_applied_once() {
     let body = serde_json::to_vec(&item_webhook(&item.item_id, "PENDING_EXPIRATION")).unwrap();
     let jwt = app.sim.sign_webhook(&body);
     let copies = futures::future::join_all((0..8).map(|_| post(&app, &body, Some(&jwt)))).await;
-    let new = copies.iter().filter(|(_, answer)| answer["duplicate"] == false);
+    let new = copies
+        .iter()
+        .filter(|(_, answer)| answer["duplicate"] == false);
     assert_eq!(new.count(), 1);
     wait_processed(&app, 3).await;
     let events = events_until(&app, &key, |e| {

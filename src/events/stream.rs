@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
-use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::hub::EventHub;
@@ -91,9 +91,11 @@ pub fn open(
     let closed = shutdown.clone();
     ReceiverStream::new(rx)
         .take_until(async move { closed.closed().await })
-        .chain(futures::stream::once(async move { shutdown.is_closed() }).filter_map(
-            |closed| async move { closed.then_some(Err(StreamError::ShuttingDown)) },
-        ))
+        .chain(
+            futures::stream::once(async move { shutdown.is_closed() }).filter_map(
+                |closed| async move { closed.then_some(Err(StreamError::ShuttingDown)) },
+            ),
+        )
 }
 
 struct Producer {

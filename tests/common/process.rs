@@ -17,6 +17,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Resident memory of process `pid`, in KiB, from /proc (0 once it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// What every replica of one test shares.
 #[derive(Clone, Debug)]
 pub struct Replicas {
@@ -98,14 +111,9 @@ impl Service {
         None
     }
 
-    /// Resident memory, in KiB, from /proc.
+    /// Resident memory, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status")
+        rss_kib(self.pid())
     }
 
     /// Waits until /readyz answers 200 (10 s at most).

@@ -168,7 +168,10 @@ impl Verifier {
 
 /// The P-256 public key with coordinates `x` and `y` (base64url, as in a JWK).
 fn public_key(x: &str, y: &str) -> Option<UnparsedPublicKey<Vec<u8>>> {
-    let (x, y) = (URL_SAFE_NO_PAD.decode(x).ok()?, URL_SAFE_NO_PAD.decode(y).ok()?);
+    let (x, y) = (
+        URL_SAFE_NO_PAD.decode(x).ok()?,
+        URL_SAFE_NO_PAD.decode(y).ok()?,
+    );
     if x.len() != 32 || y.len() != 32 {
         return None;
     }
