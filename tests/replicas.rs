@@ -448,7 +448,9 @@ async fn write_events(pool: &DbPool, account: AccountId, total: usize, per_trans
         })
         .await
         .unwrap();
-        events::notify_peers(&mut conn).await.unwrap();
+        events::notify_peers(&mut conn, "test-writer")
+            .await
+            .unwrap();
     }
 }
 

@@ -60,6 +60,8 @@ pub struct EventHub {
 }
 
 struct Inner {
+    /// Names this process in its notifications, so that it ignores its own.
+    instance: String,
     wake: Notify,
     /// A writer of this process committed events that other replicas have not been told about.
     owe_peers: AtomicBool,
@@ -75,6 +77,7 @@ impl EventHub {
         let (batches, _) = broadcast::channel(BROADCAST_CAPACITY);
         Self {
             inner: Arc::new(Inner {
+                instance: uuid::Uuid::new_v4().simple().to_string(),
                 wake: Notify::new(),
                 owe_peers: AtomicBool::new(false),
                 batches,
@@ -89,6 +92,11 @@ impl EventHub {
     pub fn wake(&self) {
         self.inner.owe_peers.store(true, Ordering::Release);
         self.inner.wake.notify_one();
+    }
+
+    /// The name this process gives in its notifications to the other replicas.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
     }
 
     /// Says that another replica committed events (or may have, while nobody listened).
@@ -186,7 +194,7 @@ impl EventHub {
         }
         if owe_peers {
             // One NOTIFY per batch, not one per writing transaction: NOTIFY serializes commits.
-            event_store::notify_peers(&mut conn).await?;
+            event_store::notify_peers(&mut conn, &self.inner.instance).await?;
         }
         Ok(Read::Done)
     }

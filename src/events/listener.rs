@@ -51,11 +51,15 @@ async fn listen(hub: &EventHub, database_url: &str) -> Result<(), StoreError> {
     hub.wake_for_peer();
     let mut notifications = std::pin::pin!(conn.notifications_stream());
     while let Some(notification) = notifications.next().await {
-        if let Err(error) = notification {
-            tracing::warn!(%error, "event listener lost its connection; opening it again");
-            return Ok(());
+        match notification {
+            // Our own hub sent it, after reading what it announces.
+            Ok(notification) if notification.payload == hub.instance() => {}
+            Ok(_) => hub.wake_for_peer(),
+            Err(error) => {
+                tracing::warn!(%error, "event listener lost its connection; opening it again");
+                return Ok(());
+            }
         }
-        hub.wake_for_peer();
     }
     tracing::warn!("event listener connection closed; opening it again");
     Ok(())

@@ -7,6 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::prepared::prepared;
 use super::schema::events;
 use crate::domain::cursor::Cursor;
 use crate::domain::event::{EVENT_VERSION, Event, EventPayload, EventType, NewEvent};
@@ -122,10 +123,11 @@ async fn settled_below(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> 
         #[diesel(sql_type = BigInt)]
         xmin: i64,
     }
-    let horizon =
-        diesel::sql_query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin")
-            .get_result::<Horizon>(conn)
-            .await?;
+    let horizon = prepared(diesel::sql_query(
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin",
+    ))
+    .get_result::<Horizon>(conn)
+    .await?;
     Ok(horizon.xmin)
 }
 
@@ -182,14 +184,14 @@ pub async fn read_after(
             .sql(format!(" AND connection_id = {}", placeholder()))
             .bind::<diesel::sql_types::Uuid, _>(connection_id.0);
     }
-    let rows = query
+    // One text per combination of filters: few enough to keep each prepared.
+    let query = query
         .sql(format!(
             " ORDER BY transaction_id, sequence LIMIT {}",
             placeholder()
         ))
-        .bind::<BigInt, _>(limit)
-        .load::<EventRow>(conn)
-        .await?;
+        .bind::<BigInt, _>(limit);
+    let rows = prepared(query).load::<EventRow>(conn).await?;
     let full = rows.len() as i64 == limit;
     let events: Vec<LoggedEvent> = rows
         .into_iter()
@@ -222,9 +224,12 @@ pub async fn get(
 /// The channel on which replicas tell each other that events were committed.
 pub const CHANNEL: &str = "linkstate_events";
 
-/// Tells every replica listening on [`CHANNEL`] to read the log now.
-pub async fn notify_peers(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
-    diesel::sql_query(format!("NOTIFY {CHANNEL}"))
+/// Tells every replica listening on [`CHANNEL`] to read the log now; `sender` names the
+/// replica that tells, so that it can ignore its own notification.
+pub async fn notify_peers(conn: &mut AsyncPgConnection, sender: &str) -> Result<(), StoreError> {
+    diesel::sql_query("SELECT pg_notify($1, $2)")
+        .bind::<diesel::sql_types::Text, _>(CHANNEL)
+        .bind::<diesel::sql_types::Text, _>(sender)
         .execute(conn)
         .await?;
     Ok(())

@@ -9,6 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::prepared::prepared;
 use super::schema::jobs;
 
 /// A job to enqueue.
@@ -100,18 +101,20 @@ pub async fn claim(
         #[diesel(sql_type = Integer)]
         attempts: i32,
     }
-    let claimed = diesel::sql_query(
-        "UPDATE jobs SET locked_by = $1, locked_until = now() + $2, attempts = attempts + 1 \
+    let claimed = prepared(
+        diesel::sql_query(
+            "UPDATE jobs SET locked_by = $1, locked_until = now() + $2, attempts = attempts + 1 \
          WHERE id IN ( \
              SELECT id FROM jobs \
              WHERE dead_at IS NULL AND run_at <= now() \
                AND (locked_until IS NULL OR locked_until < now()) \
              ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
          RETURNING id, kind, payload, attempts",
+        )
+        .bind::<Text, _>(worker)
+        .bind::<Interval, _>(pg_interval(lease))
+        .bind::<Integer, _>(limit),
     )
-    .bind::<Text, _>(worker)
-    .bind::<Interval, _>(pg_interval(lease))
-    .bind::<Integer, _>(limit)
     .load::<Claimed>(conn)
     .await?;
     Ok(claimed

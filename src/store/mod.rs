@@ -11,6 +11,7 @@ pub mod events;
 pub mod financial_accounts;
 pub mod jobs;
 pub mod migrations;
+pub mod prepared;
 pub mod schema;
 pub mod transactions;
 pub mod webhooks;

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::jobs::NewJob;
+use super::prepared::prepared;
 use super::schema::{webhook_deliveries, webhook_sources};
 
 /// A delivery to record.
@@ -68,8 +69,9 @@ pub async fn record(
         .unwrap_or(delivery.body_sha256);
     // The source row's lock serializes deliveries from one item, so of two copies arriving at
     // once exactly one is new.
-    let recorded = diesel::sql_query(
-        "WITH latest AS ( \
+    let recorded = prepared(
+        diesel::sql_query(
+            "WITH latest AS ( \
              INSERT INTO webhook_sources AS s \
                  (service_provider, source, body_sha256, delivery_id, received_at) \
              VALUES ($1, $2, $3, $4, now()) \
@@ -88,22 +90,23 @@ pub async fn record(
              INSERT INTO jobs (id, kind, account_id, connection_id, payload, dedupe_key) \
              SELECT $10, $11, $12, $13, $14, $15 FROM delivery) \
          SELECT id FROM delivery",
+        )
+        .bind::<Text, _>(delivery.service_provider)
+        .bind::<Text, _>(source)
+        .bind::<Text, _>(delivery.body_sha256)
+        .bind::<SqlUuid, _>(delivery.id)
+        .bind::<Bytea, _>(delivery.body)
+        .bind::<Timestamptz, _>(delivery.signed_at)
+        .bind::<Text, _>(delivery.webhook_type)
+        .bind::<Text, _>(delivery.webhook_code)
+        .bind::<Nullable<Text>, _>(delivery.provider_connection_id)
+        .bind::<SqlUuid, _>(Uuid::now_v7())
+        .bind::<Text, _>(job.kind)
+        .bind::<Nullable<SqlUuid>, _>(job.account_id)
+        .bind::<Nullable<SqlUuid>, _>(job.connection_id)
+        .bind::<Jsonb, _>(job.payload)
+        .bind::<Nullable<Text>, _>(job.dedupe_key),
     )
-    .bind::<Text, _>(delivery.service_provider)
-    .bind::<Text, _>(source)
-    .bind::<Text, _>(delivery.body_sha256)
-    .bind::<SqlUuid, _>(delivery.id)
-    .bind::<Bytea, _>(delivery.body)
-    .bind::<Timestamptz, _>(delivery.signed_at)
-    .bind::<Text, _>(delivery.webhook_type)
-    .bind::<Text, _>(delivery.webhook_code)
-    .bind::<Nullable<Text>, _>(delivery.provider_connection_id)
-    .bind::<SqlUuid, _>(Uuid::now_v7())
-    .bind::<Text, _>(job.kind)
-    .bind::<Nullable<SqlUuid>, _>(job.account_id)
-    .bind::<Nullable<SqlUuid>, _>(job.connection_id)
-    .bind::<Jsonb, _>(job.payload)
-    .bind::<Nullable<Text>, _>(job.dedupe_key)
     .get_result::<Id>(conn)
     .await
     .optional()?;

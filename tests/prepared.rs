@@ -1,0 +1,44 @@
+//! The statements on hot paths stay prepared on their connection: parsed and planned once, one
+//! round trip per call after that.
+
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+use linkstate::domain::cursor::Cursor;
+use linkstate::domain::event_filter::EventFilter;
+use linkstate::store::{self, events, jobs};
+use linkstate::testing::TestDatabase;
+
+#[derive(QueryableByName)]
+struct Statement {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    statement: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_the_log_and_claiming_jobs_reuse_prepared_statements() {
+    let database = TestDatabase::new().await;
+    let pool = store::pool(&database.url, 1).unwrap();
+    let mut conn = store::connect(&pool).await.unwrap();
+    for _ in 0..3 {
+        let filter = EventFilter::default();
+        events::read_after(&mut conn, None, Cursor::START, &filter, 10)
+            .await
+            .unwrap();
+        jobs::claim(&mut conn, "worker", std::time::Duration::from_secs(30), 4)
+            .await
+            .unwrap();
+    }
+    let prepared: Vec<String> =
+        diesel::sql_query("SELECT statement FROM pg_prepared_statements ORDER BY statement")
+            .load::<Statement>(&mut conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.statement)
+            .collect();
+    let count = |needle: &str| prepared.iter().filter(|s| s.contains(needle)).count();
+    // Three calls each, one prepared statement each.
+    assert_eq!(count("pg_snapshot_xmin"), 1, "{prepared:#?}");
+    assert_eq!(count("FROM events WHERE"), 1, "{prepared:#?}");
+    assert_eq!(count("UPDATE jobs SET locked_by"), 1, "{prepared:#?}");
+}
