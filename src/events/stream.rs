@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -116,6 +117,10 @@ impl Producer {
         let mut position = self.start_position().await?;
         let mut heartbeat = tokio::time::interval(self.request.heartbeat);
         heartbeat.tick().await;
+        // Made once: a stream passes through the loop below for every batch of the hub.
+        let client_gone = self.tx.closed();
+        let shutting_down = self.hub.closed();
+        tokio::pin!(client_gone, shutting_down);
         'catch_up: loop {
             match self.catch_up(&mut position).await? {
                 Ok(()) => {}
@@ -123,8 +128,8 @@ impl Producer {
             }
             loop {
                 tokio::select! {
-                    _ = self.tx.closed() => return Ok(()),
-                    _ = self.hub.closed() => return Ok(()),
+                    _ = &mut client_gone => return Ok(()),
+                    _ = &mut shutting_down => return Ok(()),
                     _ = heartbeat.tick() => {
                         if self.send(StreamItem::Heartbeat(position)).await.is_err() {
                             return Ok(());
@@ -205,8 +210,14 @@ impl Producer {
     }
 
     async fn send(&self, item: StreamItem) -> Result<(), Gone> {
+        // Without waiting while there is room, which is nearly always.
+        let item = match self.tx.try_send(Ok(item)) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err(Gone),
+            Err(TrySendError::Full(item)) => item,
+        };
         tokio::select! {
-            sent = self.tx.send(Ok(item)) => sent.map_err(|_| Gone),
+            sent = self.tx.send(item) => sent.map_err(|_| Gone),
             _ = self.hub.closed() => Err(Gone),
         }
     }
