@@ -181,8 +181,15 @@ async fn next_of(
     }
 }
 
-/// Posts an ITEM ERROR with `error_code` for the connection's item, signed as Plaid signs.
-async fn item_error(setup: &Setup, service: &Service, connection_id: &str, error_code: &str) {
+/// Posts an ITEM webhook with `code` (and, for ERROR, `error_code`) for the connection's item,
+/// signed as Plaid signs.
+async fn item_webhook(
+    setup: &Setup,
+    service: &Service,
+    connection_id: &str,
+    code: &str,
+    error_code: Option<&str>,
+) {
     #[derive(QueryableByName)]
     struct Item {
         #[diesel(sql_type = diesel::sql_types::Text)]
@@ -196,15 +203,17 @@ async fn item_error(setup: &Setup, service: &Service, connection_id: &str, error
     .get_result::<Item>(&mut conn)
     .await
     .unwrap();
-    let body = serde_json::to_vec(&serde_json::json!({
+    let mut body = serde_json::json!({
         "webhook_type": "ITEM",
-        "webhook_code": "ERROR",
+        "webhook_code": code,
         "item_id": item.item_id,
-        "error": {"error_type": "ITEM_ERROR", "error_code": error_code,
-                  "error_message": "simulated", "status": 400},
         "environment": "sandbox",
-    }))
-    .unwrap();
+    });
+    if let Some(error_code) = error_code {
+        body["error"] = serde_json::json!({"error_type": "ITEM_ERROR", "error_code": error_code,
+                                           "error_message": "simulated", "status": 400});
+    }
+    let body = serde_json::to_vec(&body).unwrap();
     let response = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{}/webhooks/plaid", service.http))
         .header("Plaid-Verification", setup.sim.sign_webhook(&body))
@@ -232,6 +241,22 @@ async fn refresh(service: &Service, key: &str, connection_id: &str) -> String {
         .request_id
 }
 
+/// Refreshes only the balances: the call queues the aggregation without calling Plaid.
+async fn balances_refresh(service: &Service, key: &str, connection_id: &str) {
+    let mut client =
+        proto::connection_service_client::ConnectionServiceClient::new(service.channel().await);
+    client
+        .refresh_connection(authed(
+            key,
+            proto::RefreshConnectionRequest {
+                connection_id: connection_id.into(),
+                products: vec![proto::product::Value::Balances as i32],
+            },
+        ))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_events_and_finish_the_work_of_one_that_died() {
     let setup = setup().await;
@@ -252,7 +277,14 @@ async fn replicas_share_events_and_finish_the_work_of_one_that_died() {
     let mut on_b = live_stream(&b, &key).await;
     let sent = Instant::now();
     // (The institution is down: DEGRADED, from which a refresh is still allowed.)
-    item_error(&setup, &a, &connection_id, "INSTITUTION_DOWN").await;
+    item_webhook(
+        &setup,
+        &a,
+        &connection_id,
+        "ERROR",
+        Some("INSTITUTION_DOWN"),
+    )
+    .await;
     let seen_on_b = next_of(
         &mut on_b,
         Type::BankLinkingConnectionStatusChange,
@@ -270,6 +302,33 @@ async fn replicas_share_events_and_finish_the_work_of_one_that_died() {
         sent.elapsed() < Duration::from_secs(5),
         "well before any poll"
     );
+
+    // Every listener loses its connection: each reopens it and reads the log, and the next
+    // change again reaches both streams by notification.
+    let terminated = setup
+        .count(
+            "pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %' \
+             AND pg_terminate_backend(pid)",
+        )
+        .await;
+    assert_eq!(terminated, 2, "one listener per replica");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = Instant::now();
+    item_webhook(&setup, &a, &connection_id, "LOGIN_REPAIRED", None).await;
+    let healed_on_b = next_of(
+        &mut on_b,
+        Type::BankLinkingConnectionStatusChange,
+        Duration::from_secs(5),
+    )
+    .await;
+    let healed_on_a = next_of(
+        &mut on_a,
+        Type::BankLinkingConnectionStatusChange,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(healed_on_a.event_id, healed_on_b.event_id);
+    assert!(sent.elapsed() < Duration::from_secs(5));
 
     // A claims an aggregation (B is frozen meanwhile, so the claim can only be A's), and dies in
     // the middle of its slow provider calls.
@@ -314,9 +373,10 @@ async fn sigterm_ends_streams_with_unavailable_and_gives_unfinished_jobs_back() 
     let connection_id = setup.import(&service, &key).await;
     let mut stream = live_stream(&service, &key).await;
 
-    // An aggregation stuck in a provider call far longer than the grace period.
+    // An aggregation stuck in a provider call far longer than the grace period (balances
+    // only, so that the refresh call itself does not ask Plaid for anything).
     setup.sim.set_latency(Duration::from_secs(60));
-    refresh(&service, &key, &connection_id).await;
+    balances_refresh(&service, &key, &connection_id).await;
     setup
         .wait_count(
             "jobs WHERE kind = 'aggregate' AND locked_until IS NOT NULL",
