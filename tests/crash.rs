@@ -12,10 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
-use linkstate::cipher::Cipher;
 use linkstate::proto;
-use linkstate::sim::{SimConfig, Simulator};
-use linkstate::testing::{SIM_CLIENT_ID, SIM_SECRET, TestDatabase, authed};
+use linkstate::testing::{TestDatabase, authed};
 
 use common::process::{Replicas, free_port};
 
@@ -50,22 +48,9 @@ struct Count {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_webhook_answered_200_takes_effect_exactly_once_across_a_sigkill() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let database = TestDatabase::new().await;
-    let sim = Simulator::new(SimConfig {
-        client_id: SIM_CLIENT_ID.into(),
-        secret: SIM_SECRET.into(),
-    });
-    sim.set_auto_historical(false);
-    let sim_addr = sim
-        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .await;
+    let (sim, replicas) = Replicas::with_simulator(&database.url).await;
     let (grpc, http) = (free_port(), free_port());
-    let replicas = Replicas {
-        database_url: database.url.clone(),
-        sim_url: format!("http://{sim_addr}"),
-        key: Cipher::generate_key(),
-    };
     let mut service = replicas.start(grpc, http, &LEASE);
     service.wait_ready().await;
 

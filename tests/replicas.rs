@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use linkstate::cipher::Cipher;
 use linkstate::domain::event::{EventPayload, EventType, NewEvent};
 use linkstate::domain::ids::{AccountId, ConnectionId, CustomerId};
 use linkstate::proto::{self, event::Type, stream_events_response::Message};
-use linkstate::sim::{SimConfig, Simulator};
+use linkstate::sim::Simulator;
 use linkstate::store::{self, DbPool, StoreError, events};
-use linkstate::testing::{SIM_CLIENT_ID, SIM_SECRET, TestDatabase, authed};
+use linkstate::testing::{TestDatabase, authed};
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 
@@ -30,21 +29,8 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let database = TestDatabase::new().await;
-    let sim = Simulator::new(SimConfig {
-        client_id: SIM_CLIENT_ID.into(),
-        secret: SIM_SECRET.into(),
-    });
-    sim.set_auto_historical(false);
-    let sim_addr = sim
-        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .await;
-    let replicas = Replicas {
-        database_url: database.url.clone(),
-        sim_url: format!("http://{sim_addr}"),
-        key: Cipher::generate_key(),
-    };
+    let (sim, replicas) = Replicas::with_simulator(&database.url).await;
     let pool = store::pool(&database.url, 4).unwrap();
     Setup {
         _database: database,
@@ -224,7 +210,14 @@ async fn item_webhook(
     assert_eq!(response.status(), reqwest::StatusCode::OK);
 }
 
-async fn refresh(service: &Service, key: &str, connection_id: &str) -> String {
+/// Refreshes `products` (all with none given); answers the refresh's request id. A
+/// balances-only refresh queues its aggregation without calling Plaid first.
+async fn refresh(
+    service: &Service,
+    key: &str,
+    connection_id: &str,
+    products: &[proto::product::Value],
+) -> String {
     let mut client =
         proto::connection_service_client::ConnectionServiceClient::new(service.channel().await);
     client
@@ -232,7 +225,7 @@ async fn refresh(service: &Service, key: &str, connection_id: &str) -> String {
             key,
             proto::RefreshConnectionRequest {
                 connection_id: connection_id.into(),
-                products: Vec::new(),
+                products: products.iter().map(|p| *p as i32).collect(),
             },
         ))
         .await
@@ -241,20 +234,17 @@ async fn refresh(service: &Service, key: &str, connection_id: &str) -> String {
         .request_id
 }
 
-/// Refreshes only the balances: the call queues the aggregation without calling Plaid.
-async fn balances_refresh(service: &Service, key: &str, connection_id: &str) {
-    let mut client =
-        proto::connection_service_client::ConnectionServiceClient::new(service.channel().await);
-    client
-        .refresh_connection(authed(
-            key,
-            proto::RefreshConnectionRequest {
-                connection_id: connection_id.into(),
-                products: vec![proto::product::Value::Balances as i32],
-            },
-        ))
-        .await
-        .unwrap();
+/// The same STATUS_CHANGE on both streams, within 5 s of `sent`: well before any poll.
+async fn status_change_on_both(
+    on_a: &mut Streaming<proto::StreamEventsResponse>,
+    on_b: &mut Streaming<proto::StreamEventsResponse>,
+    sent: Instant,
+) {
+    let limit = Duration::from_secs(5);
+    let on_b = next_of(on_b, Type::BankLinkingConnectionStatusChange, limit).await;
+    let on_a = next_of(on_a, Type::BankLinkingConnectionStatusChange, limit).await;
+    assert_eq!(on_a.event_id, on_b.event_id);
+    assert!(sent.elapsed() < limit, "took {:?}", sent.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,23 +275,7 @@ async fn replicas_share_events_and_finish_the_work_of_one_that_died() {
         Some("INSTITUTION_DOWN"),
     )
     .await;
-    let seen_on_b = next_of(
-        &mut on_b,
-        Type::BankLinkingConnectionStatusChange,
-        Duration::from_secs(5),
-    )
-    .await;
-    let seen_on_a = next_of(
-        &mut on_a,
-        Type::BankLinkingConnectionStatusChange,
-        Duration::from_secs(5),
-    )
-    .await;
-    assert_eq!(seen_on_a.event_id, seen_on_b.event_id);
-    assert!(
-        sent.elapsed() < Duration::from_secs(5),
-        "well before any poll"
-    );
+    status_change_on_both(&mut on_a, &mut on_b, sent).await;
 
     // Every listener loses its connection: each reopens it and reads the log, and the next
     // change again reaches both streams by notification.
@@ -315,26 +289,13 @@ async fn replicas_share_events_and_finish_the_work_of_one_that_died() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = Instant::now();
     item_webhook(&setup, &a, &connection_id, "LOGIN_REPAIRED", None).await;
-    let healed_on_b = next_of(
-        &mut on_b,
-        Type::BankLinkingConnectionStatusChange,
-        Duration::from_secs(5),
-    )
-    .await;
-    let healed_on_a = next_of(
-        &mut on_a,
-        Type::BankLinkingConnectionStatusChange,
-        Duration::from_secs(5),
-    )
-    .await;
-    assert_eq!(healed_on_a.event_id, healed_on_b.event_id);
-    assert!(sent.elapsed() < Duration::from_secs(5));
+    status_change_on_both(&mut on_a, &mut on_b, sent).await;
 
     // A claims an aggregation (B is frozen meanwhile, so the claim can only be A's), and dies in
     // the middle of its slow provider calls.
     setup.sim.set_latency(Duration::from_secs(2));
     b.signal("STOP");
-    let request_id = refresh(&a, &key, &connection_id).await;
+    let request_id = refresh(&a, &key, &connection_id, &[]).await;
     setup
         .wait_count(
             "jobs WHERE kind = 'aggregate' AND locked_until IS NOT NULL",
@@ -376,7 +337,13 @@ async fn sigterm_ends_streams_with_unavailable_and_gives_unfinished_jobs_back() 
     // An aggregation stuck in a provider call far longer than the grace period (balances
     // only, so that the refresh call itself does not ask Plaid for anything).
     setup.sim.set_latency(Duration::from_secs(60));
-    balances_refresh(&service, &key, &connection_id).await;
+    refresh(
+        &service,
+        &key,
+        &connection_id,
+        &[proto::product::Value::Balances],
+    )
+    .await;
     setup
         .wait_count(
             "jobs WHERE kind = 'aggregate' AND locked_until IS NOT NULL",
@@ -450,7 +417,7 @@ async fn sigterm_ends_streams_with_unavailable_and_gives_unfinished_jobs_back() 
     let updated_before = setup
         .count("events WHERE event_type = 'BANK_LINKING_ACCOUNTS_UPDATED'")
         .await;
-    let request_id = refresh(&service, &key, &connection_id).await;
+    let request_id = refresh(&service, &key, &connection_id, &[]).await;
     setup
         .wait_count(
             "jobs WHERE kind = 'aggregate' AND locked_until IS NOT NULL",

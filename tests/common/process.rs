@@ -4,6 +4,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use linkstate::cipher::Cipher;
+use linkstate::sim::{SimConfig, Simulator};
 use linkstate::testing::{SIM_CLIENT_ID, SIM_SECRET};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_linkstate");
@@ -51,6 +53,26 @@ pub struct Service {
 }
 
 impl Replicas {
+    /// A simulator on a free port (historical loads completed only when a test says so), and
+    /// the settings of replicas that share `database_url` and a fresh encryption key.
+    pub async fn with_simulator(database_url: &str) -> (Simulator, Replicas) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let sim = Simulator::new(SimConfig {
+            client_id: SIM_CLIENT_ID.into(),
+            secret: SIM_SECRET.into(),
+        });
+        sim.set_auto_historical(false);
+        let sim_addr = sim
+            .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+            .await;
+        let replicas = Replicas {
+            database_url: database_url.to_string(),
+            sim_url: format!("http://{sim_addr}"),
+            key: Cipher::generate_key(),
+        };
+        (sim, replicas)
+    }
+
     /// Starts a replica on these ports with these extra settings.
     pub fn start(&self, grpc: u16, http: u16, env: &[(&str, &str)]) -> Service {
         let mut command = Command::new(BINARY);
