@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use diesel_async::AsyncConnection;
+use linkstate::domain::event::{EventPayload, EventType, NewEvent};
 use linkstate::proto::{self, stream_events_response::Message};
+use linkstate::store::{self, StoreError, events};
 use linkstate::testing::{TestApp, authed};
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -250,5 +253,40 @@ async fn bad_stream_requests_are_invalid_arguments() {
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), message);
     }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_no_wake_up_announced_arrives_by_the_poll() {
+    let app = TestApp::start().await;
+    let (account, key) = app.account("quiet").await;
+    let mut stream = open(
+        &app,
+        &key,
+        proto::StreamEventsRequest {
+            heartbeat_seconds: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    // Open once the first heartbeat came.
+    while !matches!(
+        stream.next().await.unwrap().unwrap().message,
+        Some(Message::Heartbeat(_))
+    ) {}
+    // Written as a replica whose notification got lost would: no wake-up, no NOTIFY.
+    let mut conn = store::connect(&app.pool).await.unwrap();
+    let written = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            let event = NewEvent {
+                event_type: EventType::BankLinkingAccountsUpdated,
+                payload: EventPayload::default(),
+            };
+            events::append(conn, account, &[event]).await
+        })
+        .await
+        .unwrap();
+    let received = next_events(&mut stream, 1).await;
+    assert_eq!(received[0].event_id, written[0].to_string());
     app.stop().await;
 }
