@@ -182,7 +182,8 @@ pub struct Settings {
         default_value_t = 10
     )]
     pub refresh_max_concurrent: i64,
-    /// How long events are kept; older ones are pruned (`30d`).
+    /// How long events, and the processed webhook deliveries behind them, are kept; older ones
+    /// are pruned (`30d`).
     #[arg(long, env = "LINKSTATE_EVENT_RETENTION", value_name = "LINKSTATE_EVENT_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
     pub event_retention: Duration,
     /// Event streams one process serves at once; more answer RESOURCE_EXHAUSTED.

@@ -95,6 +95,55 @@ async fn cursors_older_than_the_retained_log_are_out_of_range() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processed_webhook_deliveries_older_than_the_retention_are_pruned() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let item = app.sim.create_item("ins_109508");
+    import(&app, &key, &item).await;
+    // Plaid acknowledges the webhook URL the import set: one processed delivery.
+    for _ in 0..200 {
+        if app
+            .count("webhook_deliveries WHERE processed_at IS NOT NULL")
+            .await
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut conn = linkstate::store::connect(&app.pool).await.unwrap();
+    // Two more, as old as the processed one will be made: one processed, one not yet.
+    diesel::sql_query(
+        "INSERT INTO webhook_deliveries (id, service_provider, body_sha256, body, signed_at, \
+             received_at, processed_at) VALUES \
+         (gen_random_uuid(), 'PLAID', 'a', '\\x7b7d', now(), now(), now()), \
+         (gen_random_uuid(), 'PLAID', 'b', '\\x7b7d', now(), now(), NULL)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let none = linkstate::worker::schedule::prune_deliveries(&app.app.ctx)
+        .await
+        .unwrap();
+    assert_eq!(none, 0, "recent deliveries stay");
+    diesel::sql_query("UPDATE webhook_deliveries SET received_at = now() - interval '40 days'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let pruned = linkstate::worker::schedule::prune_deliveries(&app.app.ctx)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2, "the two processed ones");
+    assert_eq!(
+        app.count("webhook_deliveries WHERE processed_at IS NULL")
+            .await,
+        1,
+        "an unprocessed delivery stays, however old"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_limit_are_refused_until_one_ends() {
     let app = TestApp::start_with(|config| config.max_streams = 2).await;
     let (_, key) = app.account("acme").await;

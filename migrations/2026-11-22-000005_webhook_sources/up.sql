@@ -17,3 +17,5 @@ SELECT DISTINCT ON (service_provider, coalesce(provider_connection_id, body_sha2
 FROM webhook_deliveries
 ORDER BY service_provider, coalesce(provider_connection_id, body_sha256), received_at DESC;
 ALTER TABLE webhook_deliveries DROP CONSTRAINT webhook_deliveries_service_provider_body_sha256_key;
+-- Processed deliveries are pruned once older than the event retention, oldest first.
+CREATE INDEX webhook_deliveries_processed ON webhook_deliveries (received_at) WHERE processed_at IS NOT NULL;

@@ -130,6 +130,25 @@ pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Delivery, Sto
         .await?)
 }
 
+/// Deletes up to `limit` processed deliveries received before `cutoff`; answers how many.
+/// Unprocessed ones stay, however old: their job has yet to act on them.
+pub async fn prune(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<usize, StoreError> {
+    Ok(diesel::sql_query(
+        "DELETE FROM webhook_deliveries WHERE id IN ( \
+             SELECT id FROM webhook_deliveries \
+             WHERE processed_at IS NOT NULL AND received_at < $1 \
+             ORDER BY received_at LIMIT $2)",
+    )
+    .bind::<Timestamptz, _>(cutoff)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .execute(conn)
+    .await?)
+}
+
 /// Records what processing did.
 pub async fn mark_processed(
     conn: &mut AsyncPgConnection,

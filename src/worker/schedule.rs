@@ -49,6 +49,9 @@ pub async fn run(ctx: Context, max_concurrent: i64, shutdown: CancellationToken)
         if let Err(error) = prune_events(&ctx).await {
             tracing::warn!(%error, "could not prune old events");
         }
+        if let Err(error) = prune_deliveries(&ctx).await {
+            tracing::warn!(%error, "could not prune old webhook deliveries");
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(TICK) => {}
@@ -67,6 +70,21 @@ pub async fn prune_events(ctx: &Context) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {
         let deleted = crate::store::events::prune(&mut conn, cutoff, PRUNE_BATCH).await?;
+        total += deleted;
+        if deleted == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Deletes processed webhook deliveries older than the event retention (the events they caused
+/// go then too), a batch at a time; answers how many went.
+pub async fn prune_deliveries(ctx: &Context) -> Result<usize, StoreError> {
+    let cutoff = Utc::now() - ctx.event_retention();
+    let mut conn = store::connect(ctx.pool()).await?;
+    let mut total = 0;
+    loop {
+        let deleted = crate::store::webhooks::prune(&mut conn, cutoff, PRUNE_BATCH).await?;
         total += deleted;
         if deleted == 0 {
             return Ok(total);
