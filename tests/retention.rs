@@ -101,16 +101,7 @@ async fn processed_webhook_deliveries_older_than_the_retention_are_pruned() {
     let item = app.sim.create_item("ins_109508");
     import(&app, &key, &item).await;
     // Plaid acknowledges the webhook URL the import set: one processed delivery.
-    for _ in 0..200 {
-        if app
-            .count("webhook_deliveries WHERE processed_at IS NOT NULL")
-            .await
-            == 1
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_processed(&app, 1).await;
     let mut conn = linkstate::store::connect(&app.pool).await.unwrap();
     // Two more, as old as the processed one will be made: one processed, one not yet.
     diesel::sql_query(

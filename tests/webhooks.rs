@@ -74,20 +74,6 @@ async fn connected() -> (
     (app, key, item, connection)
 }
 
-async fn wait_processed(app: &TestApp, n: i64) {
-    for _ in 0..200 {
-        if app
-            .count("webhook_deliveries WHERE processed_at IS NOT NULL")
-            .await
-            >= n
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("deliveries not processed in 5 s");
-}
-
 fn payload(event: &proto::Event) -> &proto::EventPayload {
     event.payload.as_ref().unwrap()
 }

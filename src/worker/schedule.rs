@@ -69,10 +69,9 @@ pub async fn prune_events(ctx: &Context) -> Result<usize, StoreError> {
     let mut conn = store::connect(ctx.pool()).await?;
     let mut total = 0;
     loop {
-        let deleted = crate::store::events::prune(&mut conn, cutoff, PRUNE_BATCH).await?;
-        total += deleted;
-        if deleted == 0 {
-            return Ok(total);
+        match crate::store::events::prune(&mut conn, cutoff, PRUNE_BATCH).await? {
+            0 => return Ok(total),
+            deleted => total += deleted,
         }
     }
 }
@@ -84,10 +83,9 @@ pub async fn prune_deliveries(ctx: &Context) -> Result<usize, StoreError> {
     let mut conn = store::connect(ctx.pool()).await?;
     let mut total = 0;
     loop {
-        let deleted = crate::store::webhooks::prune(&mut conn, cutoff, PRUNE_BATCH).await?;
-        total += deleted;
-        if deleted == 0 {
-            return Ok(total);
+        match crate::store::webhooks::prune(&mut conn, cutoff, PRUNE_BATCH).await? {
+            0 => return Ok(total),
+            deleted => total += deleted,
         }
     }
 }

@@ -184,3 +184,18 @@ pub async fn financial_accounts(
         .into_inner()
         .financial_accounts
 }
+
+/// Waits until `n` webhook deliveries are processed (5 s at most).
+pub async fn wait_processed(app: &TestApp, n: i64) {
+    for _ in 0..200 {
+        if app
+            .count("webhook_deliveries WHERE processed_at IS NOT NULL")
+            .await
+            >= n
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("deliveries not processed in 5 s");
+}
