@@ -1,9 +1,10 @@
 //! Importing provider connections: Meld's import guide, steps 1 to 5.
 //!
 //! For each item, concurrently and with a bound: call the provider (outside any transaction) to
-//! check the credentials and learn the item and its accounts; then, in one transaction, write the
-//! customer, the connection, its accounts, ACCOUNTS_UPDATING and the aggregation job that points
-//! the provider's webhooks at us and sends ACCOUNTS_UPDATED. A failed item writes nothing.
+//! check the credentials, learn the item and its accounts, and point the item's webhooks at us
+//! (seed step 3); then, in one transaction, write the customer, the connection, its accounts,
+//! ACCOUNTS_UPDATING and the aggregation job that sends ACCOUNTS_UPDATED. An item is complete
+//! when the answer says so; a failed item writes nothing, whatever happened to the others.
 
 use chrono::Utc;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -20,7 +21,7 @@ use crate::domain::product::Product;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
 use crate::metrics;
-use crate::providers::plaid::{PlaidError, mapping};
+use crate::providers::plaid::{PlaidError, mapping, retrying};
 use crate::store::connections::ImportedConnection;
 use crate::store::jobs::OnDuplicate;
 use crate::store::{self, StoreError, connections, events, financial_accounts};
@@ -57,9 +58,6 @@ pub enum ImportError {
     /// A provider named in the request has no API keys configured.
     #[error("{0} is not configured: set {0}_CLIENT_ID and {0}_SECRET")]
     ProviderNotConfigured(ServiceProvider),
-    /// The database failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// Imports validated items for a tenant.
@@ -75,13 +73,11 @@ pub async fn import(
         return Err(ImportError::ProviderNotConfigured(ServiceProvider::Plaid));
     }
     let request_id = RequestId::generate();
-    let results: Vec<Result<Result<Connection, ItemFailure>, StoreError>> =
-        futures::stream::iter(items)
-            .map(|item| import_one(ctx, account_id, &request_id, item))
-            .buffered(CONCURRENCY)
-            .collect()
-            .await;
-    let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let results: Vec<Result<Connection, ItemFailure>> = futures::stream::iter(items)
+        .map(|item| import_one(ctx, account_id, &request_id, item))
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
     for result in &results {
         let outcome = result
             .as_ref()
@@ -96,40 +92,58 @@ pub async fn import(
     })
 }
 
+/// Imports one item; its result says whether it was committed, so that a batch whose later
+/// item failed never reads as failed as a whole while its earlier items stand.
 async fn import_one(
     ctx: &Context,
     account_id: AccountId,
     request_id: &RequestId,
     item: ImportItem,
-) -> Result<Result<Connection, ItemFailure>, StoreError> {
+) -> Result<Connection, ItemFailure> {
     let access_token = match &item.credentials {
         ProviderCredentials::Plaid { access_token } => access_token,
         ProviderCredentials::Akoya { .. } => {
-            return Ok(Err(ItemFailure {
+            return Err(ItemFailure {
                 code: "UNIMPLEMENTED",
                 message: "importing AKOYA connections is not available yet".into(),
                 provider_details: serde_json::Map::from_iter([(
                     "serviceProvider".to_string(),
                     "AKOYA".into(),
                 )]),
-            }));
+            });
         }
     };
-    let fetched = match fetch_plaid_item(ctx, access_token).await {
-        Ok(fetched) => fetched,
-        Err(error) => return Ok(Err(plaid_failure(&error))),
-    };
-    // Two items of one request may name the same Plaid item: the second write then finds the
-    // first one's row, so one retry settles the race on the unique key.
+    let fetched = fetch_plaid_item(ctx, access_token)
+        .await
+        .map_err(|error| plaid_failure(&error))?;
+    // Seed step 3, before anything is written: an item answered as imported sends its webhooks
+    // to us, and one Plaid would not switch is not imported at all.
+    let ours = ctx.plaid_webhook_url();
+    retrying(|| ctx.plaid().item_webhook_update(access_token, ours))
+        .await
+        .map_err(|error| webhook_failure(&error))?;
+    write_item(ctx, account_id, request_id, &item, &fetched)
+        .await
+        .map_err(store_failure)
+}
+
+/// Writes one item. Two items of one request may name the same Plaid item: the second write
+/// then finds the first one's row, so one retry settles the race on the unique key.
+async fn write_item(
+    ctx: &Context,
+    account_id: AccountId,
+    request_id: &RequestId,
+    item: &ImportItem,
+    fetched: &PlaidItem,
+) -> Result<Connection, StoreError> {
     let mut conn = store::connect(ctx.pool()).await?;
-    match write(&mut conn, ctx, account_id, request_id, &item, &fetched).await {
+    match write(&mut conn, ctx, account_id, request_id, item, fetched).await {
         Err(StoreError::Query(DieselError::DatabaseError(
             DatabaseErrorKind::UniqueViolation,
             _,
-        ))) => write(&mut conn, ctx, account_id, request_id, &item, &fetched).await,
+        ))) => write(&mut conn, ctx, account_id, request_id, item, fetched).await,
         other => other,
     }
-    .map(Ok)
 }
 
 /// What Plaid says about an item.
@@ -210,6 +224,7 @@ async fn write(
                 provider_connection_id: &fetched.item_id,
                 credentials: &item.credentials,
                 products,
+                webhook_url: Some(ctx.plaid_webhook_url()),
             },
         )
         .await?;
@@ -244,6 +259,36 @@ async fn write(
         Ok(connection)
     })
     .await
+}
+
+/// Plaid would not point the item's webhooks at us, even after retries.
+fn webhook_failure(error: &PlaidError) -> ItemFailure {
+    let mut failure = plaid_failure(error);
+    failure.code = "UNAVAILABLE";
+    failure.message = format!(
+        "Plaid could not be told to send this item's webhooks to linkstate, so nothing of it was imported: {error}"
+    );
+    failure
+}
+
+/// A database failure as one item's error: nothing of the item was written. The detail is
+/// for the log only.
+fn store_failure(error: StoreError) -> ItemFailure {
+    let (code, message) = match &error {
+        StoreError::Unavailable(detail) => {
+            tracing::warn!(%detail, "import item not written: database unavailable");
+            ("UNAVAILABLE", "the database is unavailable; retry later")
+        }
+        other => {
+            tracing::error!(error = %other, "import item not written: internal error");
+            ("INTERNAL", "internal error")
+        }
+    };
+    ItemFailure {
+        code,
+        message: format!("{message}; nothing of this item was written"),
+        provider_details: serde_json::Map::new(),
+    }
 }
 
 /// A Plaid failure as one item's error.

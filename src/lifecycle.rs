@@ -16,6 +16,7 @@ use crate::domain::connection::Connection;
 use crate::domain::connection_status::ConnectionStatus;
 use crate::domain::ids::{AccountId, ConnectionId, InstitutionId, RequestId};
 use crate::domain::import::ProviderCredentials;
+use crate::domain::input::excerpt;
 use crate::domain::lifecycle_events;
 use crate::domain::product::Product;
 use crate::domain::secret::Secret;
@@ -37,10 +38,10 @@ pub enum LifecycleError {
     #[error(transparent)]
     Rejected(#[from] FlowRejection),
     /// A UUID institution id that is none of ours.
-    #[error("institutionId {0:?} names no institution")]
+    #[error("institutionId {} names no institution", excerpt(.0))]
     UnknownInstitution(String),
     /// Our institution id, but of another provider.
-    #[error("institutionId {id:?} is an institution of {actual}, not of {wanted}")]
+    #[error("institutionId {} is an institution of {actual}, not of {wanted}", excerpt(.id))]
     InstitutionOfOtherProvider {
         /// The id given.
         id: String,
@@ -65,10 +66,10 @@ pub enum LifecycleError {
     #[error("the connection's connect flow completed during the delete; retry the delete")]
     CompletedMeanwhile,
     /// The access token belongs to another Plaid item than the one named.
-    #[error("serviceProviderConnectionId {0:?} is not the item of this accessToken")]
+    #[error("serviceProviderConnectionId {} is not the item of this accessToken", excerpt(.0))]
     ItemMismatch(String),
     /// Another connection of the tenant already has this provider id.
-    #[error("another connection already has serviceProviderConnectionId {0:?}")]
+    #[error("another connection already has serviceProviderConnectionId {}", excerpt(.0))]
     AlreadyLinked(String),
     /// The provider refused the credentials the request carries.
     #[error("Plaid refused the accessToken: {0}")]
@@ -79,6 +80,10 @@ pub enum LifecycleError {
     /// Linkstate has no API keys for the provider.
     #[error(transparent)]
     ProviderNotConfigured(PlaidError),
+    /// Linkstate cannot aggregate this provider's connections yet, so it does not pretend to
+    /// complete them.
+    #[error("aggregation for {0} is not supported yet")]
+    NotSupported(ServiceProvider),
     /// The provider is down, slow or throttling; retrying later may work.
     #[error("Plaid is unavailable, retry later: {0}")]
     ProviderUnavailable(PlaidError),
@@ -168,6 +173,9 @@ pub async fn complete(
         connections::get(&mut conn, account_id, id).await?
     };
     require_in_progress(connection.status, "completed")?;
+    if !aggregates(connection.service_provider) {
+        return Err(LifecycleError::NotSupported(connection.service_provider));
+    }
     let completion = connect_flow::validate_completion(connection.service_provider, raw)?;
     let item = match &completion.credentials {
         Some(ProviderCredentials::Plaid { access_token }) => {
@@ -207,6 +215,11 @@ pub async fn complete(
     ctx.hub().wake();
     ctx.wake_workers();
     Ok(completed)
+}
+
+/// Whether linkstate can aggregate the provider's connections (Plaid only, so far).
+fn aggregates(provider: ServiceProvider) -> bool {
+    provider == ServiceProvider::Plaid
 }
 
 /// Queues the aggregation that sends ACCOUNTS_UPDATING and the rest under the completion's

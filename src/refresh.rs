@@ -11,6 +11,9 @@ use crate::store::{self, StoreError, connections};
 use crate::worker::aggregate::{AggregateJob, Trigger};
 use crate::worker::{self, Job};
 
+/// How many times a refresh tries to queue its job or find the one that covers it.
+const ENQUEUE_TURNS: usize = 3;
+
 /// Why a refresh was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
@@ -52,10 +55,11 @@ pub async fn refresh(
     if !connection.status.allows_refresh() {
         return Err(RefreshError::NotRefreshable(connection.status));
     }
+    let request_id = RequestId::generate();
     let job = Job::Aggregate(AggregateJob {
         account_id,
         connection_id,
-        request_id: RequestId::generate(),
+        request_id: request_id.clone(),
         announce: true,
         products: products.clone(),
         trigger: Trigger::Refresh,
@@ -77,16 +81,20 @@ pub async fn refresh(
         }
         conn = store::connect(ctx.pool()).await?;
     }
-    if worker::enqueue(&mut conn, &job, OnDuplicate::Skip).await? {
-        ctx.wake_workers();
-        if let Job::Aggregate(job) = job {
-            return Ok(job.request_id);
+    // A live job answers for this request; when it finishes between our look and our insert,
+    // the insert finds the way free on the next turn.
+    for _ in 0..ENQUEUE_TURNS {
+        if worker::enqueue(&mut conn, &job, OnDuplicate::Skip).await? {
+            ctx.wake_workers();
+            return Ok(request_id);
+        }
+        if let Some(running) = live_request_id(&mut conn, &dedupe_key).await? {
+            return Ok(running);
         }
     }
-    // Another request queued one in between: that one's id is the answer.
-    Ok(live_request_id(&mut conn, &dedupe_key)
-        .await?
-        .unwrap_or_else(RequestId::generate))
+    Err(RefreshError::Store(StoreError::Unavailable(
+        "the connection's job queue kept changing; retry".into(),
+    )))
 }
 
 /// Asks Plaid to extract transactions now; only throttling stops the refresh, since the
@@ -112,7 +120,13 @@ async fn live_request_id(
 ) -> Result<Option<RequestId>, StoreError> {
     Ok(jobs::live_payload(conn, dedupe_key)
         .await?
-        .and_then(|payload| serde_json::from_value::<Job>(payload).ok())
+        .and_then(|payload| match serde_json::from_value::<Job>(payload) {
+            Ok(job) => Some(job),
+            Err(error) => {
+                tracing::error!(%error, dedupe_key, "a live job's payload does not parse");
+                None
+            }
+        })
         .and_then(|job| match job {
             Job::Aggregate(job) => Some(job.request_id),
             Job::Webhook(_) => None,

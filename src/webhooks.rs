@@ -6,6 +6,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use crate::context::Context;
+use crate::domain::input;
 use crate::providers::plaid::PlaidWebhook;
 use crate::providers::plaid::verify::{UnverifiedWebhook, VerifyError};
 use crate::store::{self, StoreError, webhooks};
@@ -36,8 +37,13 @@ pub enum RecordError {
     #[error("body is not a Plaid webhook: {0}")]
     Malformed(String),
     /// The database or the provider's key endpoint is unreachable (503): the provider retries.
-    #[error("cannot record the webhook now: {0}")]
+    /// The detail is for the log; the sender is told only to retry.
+    #[error("cannot record the webhook now; retry later")]
     Unavailable(String),
+    /// Anything else went wrong on our side (500): a bug or a broken database, logged with its
+    /// detail; retrying the same delivery will not help.
+    #[error("internal error")]
+    Internal(String),
 }
 
 /// Verifies and records one Plaid delivery.
@@ -64,8 +70,12 @@ pub async fn record_plaid(
             VerifyError::KeyUnavailable(reason) => RecordError::Unavailable(reason),
             other => RecordError::Unverified(other),
         })?;
-    let webhook: PlaidWebhook =
-        serde_json::from_slice(body).map_err(|e| RecordError::Malformed(e.to_string()))?;
+    // serde's message may quote the body: only its start is told back.
+    let webhook: PlaidWebhook = serde_json::from_slice(body)
+        .map_err(|e| RecordError::Malformed(input::clip(&e.to_string())))?;
+    webhook
+        .check()
+        .map_err(|e| RecordError::Malformed(e.to_string()))?;
     let delivery = webhooks::NewDelivery {
         id: Uuid::now_v7(),
         service_provider: "PLAID",
@@ -78,7 +88,7 @@ pub async fn record_plaid(
     };
     let recorded = save(ctx, delivery).await.map_err(|e| match e {
         StoreError::Unavailable(reason) => RecordError::Unavailable(reason),
-        other => RecordError::Unavailable(other.to_string()),
+        other => RecordError::Internal(other.to_string()),
     })?;
     if !recorded.duplicate {
         ctx.wake_workers();

@@ -4,7 +4,10 @@
 use chrono::TimeDelta;
 
 use super::ids::InstitutionId;
-use super::import::{MAX_EXTERNAL_CUSTOMER_ID_LEN, ProviderCredentials};
+use super::import::{
+    MAX_CREDENTIAL_LEN, MAX_EXTERNAL_CUSTOMER_ID_LEN, MAX_PROVIDER_ID_LEN, ProviderCredentials,
+};
+use super::input::{self, InputError};
 use super::secret::Secret;
 use super::service_provider::ServiceProvider;
 
@@ -13,6 +16,9 @@ pub const FLOW_LIFETIME: TimeDelta = TimeDelta::hours(4);
 
 /// Longest institution id accepted.
 pub const MAX_INSTITUTION_ID_LEN: usize = 255;
+
+/// Longest provider connection id (Plaid `item_id`) accepted.
+pub const MAX_PROVIDER_CONNECTION_ID_LEN: usize = 255;
 
 /// Longest failure reason accepted.
 pub const MAX_REASON_LEN: usize = 255;
@@ -90,15 +96,9 @@ pub enum FlowRejection {
     /// No external customer id.
     #[error("externalCustomerId is required")]
     MissingExternalCustomerId,
-    /// The external customer id is too long.
-    #[error("externalCustomerId is longer than {MAX_EXTERNAL_CUSTOMER_ID_LEN} characters")]
-    ExternalCustomerIdTooLong,
     /// No institution.
     #[error("institutionId is required")]
     MissingInstitutionId,
-    /// The institution id is too long.
-    #[error("institutionId is longer than {MAX_INSTITUTION_ID_LEN} characters")]
-    InstitutionIdTooLong,
     /// No provider id for the completed connection.
     #[error("serviceProviderConnectionId is required")]
     MissingProviderConnectionId,
@@ -113,27 +113,27 @@ pub enum FlowRejection {
     /// No failure reason.
     #[error("reason is required")]
     MissingReason,
-    /// The failure reason is too long.
-    #[error("reason is longer than {MAX_REASON_LEN} characters")]
-    ReasonTooLong,
+    /// A field that is too long, too large or holds a NUL byte.
+    #[error(transparent)]
+    Input(#[from] InputError),
 }
 
 /// Validates a CreateConnection request.
 pub fn validate_new(raw: RawNewFlow) -> Result<NewFlow, FlowRejection> {
     let service_provider = raw.service_provider.ok_or(FlowRejection::MissingProvider)?;
     let external_customer_id = raw.external_customer_id.trim();
+    input::text(
+        "externalCustomerId",
+        external_customer_id,
+        MAX_EXTERNAL_CUSTOMER_ID_LEN,
+    )?;
     if external_customer_id.is_empty() {
         return Err(FlowRejection::MissingExternalCustomerId);
     }
-    if external_customer_id.chars().count() > MAX_EXTERNAL_CUSTOMER_ID_LEN {
-        return Err(FlowRejection::ExternalCustomerIdTooLong);
-    }
     let institution_id = raw.institution_id.trim();
+    input::text("institutionId", institution_id, MAX_INSTITUTION_ID_LEN)?;
     if institution_id.is_empty() {
         return Err(FlowRejection::MissingInstitutionId);
-    }
-    if institution_id.chars().count() > MAX_INSTITUTION_ID_LEN {
-        return Err(FlowRejection::InstitutionIdTooLong);
     }
     Ok(NewFlow {
         service_provider,
@@ -150,6 +150,18 @@ pub fn validate_completion(
     raw: RawCompletion,
 ) -> Result<Completion, FlowRejection> {
     let provider_connection_id = raw.provider_connection_id.trim().to_string();
+    input::text(
+        "serviceProviderConnectionId",
+        &provider_connection_id,
+        MAX_PROVIDER_CONNECTION_ID_LEN,
+    )?;
+    input::text("accessToken", raw.access_token.expose(), MAX_CREDENTIAL_LEN)?;
+    input::text(
+        "refreshToken",
+        raw.refresh_token.expose(),
+        MAX_CREDENTIAL_LEN,
+    )?;
+    input::text("providerId", &raw.provider_id, MAX_PROVIDER_ID_LEN)?;
     if provider_connection_id.is_empty() {
         return Err(FlowRejection::MissingProviderConnectionId);
     }
@@ -183,13 +195,19 @@ pub fn validate_completion(
 /// Validates FailConnection's reason (Meld's example: `UNFORESEEN`).
 pub fn validate_reason(reason: &str) -> Result<String, FlowRejection> {
     let reason = reason.trim();
+    input::text("reason", reason, MAX_REASON_LEN)?;
     if reason.is_empty() {
         return Err(FlowRejection::MissingReason);
     }
-    if reason.chars().count() > MAX_REASON_LEN {
-        return Err(FlowRejection::ReasonTooLong);
-    }
     Ok(reason.to_string())
+}
+
+/// Validates FailConnection's free-form `serviceProviderDetails`: it is copied into an event
+/// that every stream may buffer, so its size is bounded.
+pub fn validate_details(
+    details: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), FlowRejection> {
+    Ok(input::details("serviceProviderDetails", details)?)
 }
 
 #[cfg(test)]
@@ -232,8 +250,14 @@ mod tests {
             Err(FlowRejection::MissingInstitutionId)
         );
         assert_eq!(
-            validate_new(new_flow(&"i".repeat(256))),
-            Err(FlowRejection::InstitutionIdTooLong)
+            validate_new(new_flow(&"i".repeat(256)))
+                .unwrap_err()
+                .to_string(),
+            "institutionId is longer than 255 characters"
+        );
+        assert_eq!(
+            validate_new(new_flow("ins\u{0}1")).unwrap_err().to_string(),
+            "institutionId must not contain NUL bytes"
         );
     }
 
@@ -276,8 +300,8 @@ mod tests {
         assert_eq!(validate_reason("UNFORESEEN"), Ok("UNFORESEEN".into()));
         assert_eq!(validate_reason("  "), Err(FlowRejection::MissingReason));
         assert_eq!(
-            validate_reason(&"x".repeat(256)),
-            Err(FlowRejection::ReasonTooLong)
+            validate_reason(&"x".repeat(256)).unwrap_err().to_string(),
+            "reason is longer than 255 characters"
         );
     }
 }

@@ -52,7 +52,8 @@ impl Cursor {
         let bytes: [u8; 16] = bytes.try_into().map_err(|_| MalformedCursor)?;
         let transaction = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
         let sequence = i64::from_be_bytes(bytes[8..].try_into().expect("8 bytes"));
-        if sequence < 0 {
+        // Positions are stored as PostgreSQL bigints: nothing we handed out is beyond them.
+        if sequence < 0 || i64::try_from(transaction).is_err() {
             return Err(MalformedCursor);
         }
         Ok(Cursor {
@@ -79,6 +80,11 @@ mod tests {
     fn rejects_strangers() {
         assert_eq!(Cursor::decode("not a cursor"), Err(MalformedCursor));
         assert_eq!(Cursor::decode(""), Err(MalformedCursor));
+        let beyond = Cursor {
+            transaction: 1 << 63,
+            sequence: 1,
+        };
+        assert_eq!(Cursor::decode(&beyond.encode()), Err(MalformedCursor));
     }
 
     #[test]

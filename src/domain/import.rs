@@ -1,5 +1,6 @@
 //! The rules for an import request: what makes the whole request invalid before anything runs.
 
+use super::input::{self, InputError};
 use super::secret::Secret;
 use super::service_provider::ServiceProvider;
 
@@ -8,6 +9,12 @@ pub const MAX_IMPORT_ITEMS: usize = 100;
 
 /// Longest external customer id accepted.
 pub const MAX_EXTERNAL_CUSTOMER_ID_LEN: usize = 255;
+
+/// Longest provider credential (access or refresh token) accepted.
+pub const MAX_CREDENTIAL_LEN: usize = 4096;
+
+/// Longest provider id (Akoya's institution id) accepted.
+pub const MAX_PROVIDER_ID_LEN: usize = 255;
 
 /// One requested import, as it arrived.
 #[derive(Debug, Default)]
@@ -85,13 +92,13 @@ pub enum ImportRejection {
         /// Which ones.
         what: &'static str,
     },
-    /// The external customer id is too long.
-    #[error(
-        "connections[{index}]: externalCustomerId is longer than {MAX_EXTERNAL_CUSTOMER_ID_LEN} characters"
-    )]
-    ExternalCustomerIdTooLong {
+    /// A field that is too long or holds a NUL byte.
+    #[error("connections[{index}]: {error}")]
+    Input {
         /// Position in the request.
         index: usize,
+        /// What is wrong with the field.
+        error: InputError,
     },
 }
 
@@ -111,6 +118,7 @@ pub fn validate(items: Vec<RawImportItem>) -> Result<Vec<ImportItem>, ImportReje
 }
 
 fn validate_item(index: usize, item: RawImportItem) -> Result<ImportItem, ImportRejection> {
+    check_fields(&item).map_err(|error| ImportRejection::Input { index, error })?;
     let credentials = match item.service_provider {
         Some(ServiceProvider::Plaid) => {
             if item.access_token.expose().trim().is_empty() {
@@ -143,13 +151,30 @@ fn validate_item(index: usize, item: RawImportItem) -> Result<ImportItem, Import
         }
     };
     let external_customer_id = item.external_customer_id.trim().to_string();
-    if external_customer_id.chars().count() > MAX_EXTERNAL_CUSTOMER_ID_LEN {
-        return Err(ImportRejection::ExternalCustomerIdTooLong { index });
-    }
     Ok(ImportItem {
         external_customer_id: (!external_customer_id.is_empty()).then_some(external_customer_id),
         credentials,
     })
+}
+
+/// Every string of an item, checked for NUL bytes and length before anything else reads it.
+fn check_fields(item: &RawImportItem) -> Result<(), InputError> {
+    input::text(
+        "externalCustomerId",
+        item.external_customer_id.trim(),
+        MAX_EXTERNAL_CUSTOMER_ID_LEN,
+    )?;
+    input::text(
+        "accessToken",
+        item.access_token.expose(),
+        MAX_CREDENTIAL_LEN,
+    )?;
+    input::text(
+        "refreshToken",
+        item.refresh_token.expose(),
+        MAX_CREDENTIAL_LEN,
+    )?;
+    input::text("providerId", &item.provider_id, MAX_PROVIDER_ID_LEN)
 }
 
 #[cfg(test)]
@@ -200,6 +225,30 @@ mod tests {
                 .contains("importing only works for PLAID and AKOYA")
         );
         assert!(error.to_string().starts_with("connections[1]"));
+    }
+
+    #[test]
+    fn refuses_nul_bytes_and_long_ids_by_field() {
+        let mut item = plaid("t");
+        item.external_customer_id = "cust\u{0}omer".into();
+        let error = validate(vec![plaid("t"), item]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "connections[1]: externalCustomerId must not contain NUL bytes"
+        );
+        let mut item = plaid("t");
+        item.external_customer_id = "x".repeat(256);
+        let error = validate(vec![item]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "connections[0]: externalCustomerId is longer than 255 characters"
+        );
+        let error = validate(vec![plaid("tok\u{0}en")]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("accessToken must not contain NUL")
+        );
     }
 
     #[test]

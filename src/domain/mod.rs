@@ -12,6 +12,7 @@ pub mod event_filter;
 pub mod financial_account;
 pub mod ids;
 pub mod import;
+pub mod input;
 pub mod lifecycle_events;
 pub mod product;
 pub mod secret;

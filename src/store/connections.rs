@@ -263,6 +263,8 @@ pub struct ImportedConnection<'a> {
     pub credentials: &'a ProviderCredentials,
     /// The products the provider has for it.
     pub products: Vec<String>,
+    /// Where the provider was told to send the connection's webhooks.
+    pub webhook_url: Option<&'a str>,
 }
 
 /// Inserts an imported connection as ACTIVE, or, when the tenant imported the same provider
@@ -288,6 +290,7 @@ pub async fn insert_imported(
         diesel::update(connections::table.find(id.0))
             .set((
                 connections::credentials.eq(sealed),
+                connections::webhook_url.eq(new.webhook_url),
                 connections::updated_at.eq(diesel::dsl::now),
             ))
             .execute(conn)
@@ -305,6 +308,7 @@ pub async fn insert_imported(
             connections::status.eq(ConnectionStatus::Active.as_str()),
             connections::products.eq(new.products),
             connections::credentials.eq(sealed),
+            connections::webhook_url.eq(new.webhook_url),
         ))
         .execute(conn)
         .await?;

@@ -153,6 +153,15 @@ pub async fn complete(
     Ok(())
 }
 
+/// Whether the attempt that just ended counts towards burying the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// It failed: it counts.
+    Counted,
+    /// It could not start (its connection was busy): it is given back.
+    NotCounted,
+}
+
 /// Gives a job back to run again after `delay`, recording why it did not finish.
 pub async fn retry_later(
     conn: &mut AsyncPgConnection,
@@ -160,8 +169,13 @@ pub async fn retry_later(
     worker: &str,
     delay: Duration,
     error: &str,
+    attempt: Attempt,
 ) -> Result<(), StoreError> {
     let run_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    let given_back = match attempt {
+        Attempt::Counted => 0,
+        Attempt::NotCounted => 1,
+    };
     diesel::update(
         jobs::table
             .filter(jobs::id.eq(id))
@@ -172,6 +186,7 @@ pub async fn retry_later(
         jobs::locked_by.eq(None::<String>),
         jobs::locked_until.eq(None::<DateTime<Utc>>),
         jobs::last_error.eq(error),
+        jobs::attempts.eq(jobs::attempts - given_back),
     ))
     .execute(conn)
     .await?;

@@ -49,15 +49,33 @@ pub enum StoreError {
 
 impl From<diesel::result::Error> for StoreError {
     fn from(error: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error};
+        use diesel::result::Error;
         match error {
             Error::NotFound => StoreError::NotFound,
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+            Error::DatabaseError(kind, info) if is_unavailable(kind, info.message()) => {
                 StoreError::Unavailable(info.message().to_string())
             }
             other => StoreError::Query(other),
         }
     }
+}
+
+/// Whether a database error says the server cannot serve now (gone, stopping, starting, a
+/// standby, too slow) rather than that the statement is wrong: only those are worth a retry.
+/// diesel keeps no SQLSTATE for these, so the server's fixed messages tell them apart.
+fn is_unavailable(kind: diesel::result::DatabaseErrorKind, message: &str) -> bool {
+    use diesel::result::DatabaseErrorKind as Kind;
+    const MESSAGES: [&str; 5] = [
+        "terminating connection",
+        "the database system is",
+        "canceling statement due to statement timeout",
+        "no connection to the server",
+        "server closed the connection",
+    ];
+    matches!(
+        kind,
+        Kind::ClosedConnection | Kind::UnableToSendCommand | Kind::ReadOnlyTransaction
+    ) || MESSAGES.iter().any(|m| message.starts_with(m))
 }
 
 impl From<PoolError> for StoreError {

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::{Deserialize, Serialize};
@@ -24,7 +23,7 @@ use crate::domain::import::ProviderCredentials;
 use crate::domain::product::Product;
 use crate::domain::secret::Secret;
 use crate::domain::transactions::{self as tx_rules, NetEffect, SyncChange};
-use crate::providers::plaid::{PlaidError, mapping};
+use crate::providers::plaid::{PlaidError, mapping, retrying};
 use crate::store::transactions::Owner;
 use crate::store::{
     self, StoreError, connections, events, financial_accounts, transactions as tx_store,
@@ -505,24 +504,6 @@ fn optional_product<T>(result: Result<T, PlaidError>) -> Result<Option<T>, Plaid
         Err(error) if mapping::product_unavailable(&error) => Ok(None),
         Err(error) => Err(error),
     }
-}
-
-/// Calls the provider, retrying transient failures (timeouts, 5xx, 429) a few times with
-/// exponential backoff and jitter; what still fails is left to the connection's status.
-async fn retrying<T, F, Fut>(call: F) -> Result<T, PlaidError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, PlaidError>>,
-{
-    call.retry(
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(2))
-            .with_max_times(3)
-            .with_jitter(),
-    )
-    .when(PlaidError::is_retryable)
-    .await
 }
 
 async fn upsert_accounts(

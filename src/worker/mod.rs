@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::store::connections;
-use crate::store::jobs::{self, ClaimedJob, NewJob, OnDuplicate};
+use crate::store::jobs::{self, Attempt, ClaimedJob, NewJob, OnDuplicate};
 use crate::store::{self, StoreError};
 
 /// The longest backoff between attempts of a failing job.
@@ -210,14 +210,31 @@ async fn run_one(ctx: &Context, settings: &WorkerSettings, claimed: ClaimedJob) 
         let mut conn = store::connect(ctx.pool()).await?;
         match &outcome {
             Ok(()) => jobs::complete(&mut conn, claimed.id, worker_id).await,
+            // Waiting for a connection another job holds is nobody's failure: not an attempt.
             Err(JobError::Busy) => {
                 let delay = Duration::from_secs(1);
-                jobs::retry_later(&mut conn, claimed.id, worker_id, delay, "busy").await
+                jobs::retry_later(
+                    &mut conn,
+                    claimed.id,
+                    worker_id,
+                    delay,
+                    "busy",
+                    Attempt::NotCounted,
+                )
+                .await
             }
             Err(JobError::Transient(message)) if claimed.attempts < MAX_ATTEMPTS => {
                 let delay = backoff(claimed.attempts);
                 tracing::warn!(job = %claimed.id, kind = %claimed.kind, %message, ?delay, "job will be retried");
-                jobs::retry_later(&mut conn, claimed.id, worker_id, delay, message).await
+                jobs::retry_later(
+                    &mut conn,
+                    claimed.id,
+                    worker_id,
+                    delay,
+                    message,
+                    Attempt::Counted,
+                )
+                .await
             }
             Err(error) => {
                 tracing::error!(job = %claimed.id, kind = %claimed.kind, %error, "job failed for good");

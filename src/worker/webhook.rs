@@ -15,9 +15,11 @@ use crate::domain::connection::Connection;
 use crate::domain::connection_events;
 use crate::domain::connection_state::{self, Signal};
 use crate::domain::ids::RequestId;
+use crate::domain::input;
 use crate::domain::product::Product;
 use crate::domain::service_provider::ServiceProvider;
 use crate::metrics;
+use crate::providers::plaid::ESSENTIAL_WEBHOOK_FIELDS;
 use crate::providers::plaid::PlaidWebhook;
 use crate::providers::plaid::mapping::{self, WebhookAction};
 use crate::store::jobs::OnDuplicate;
@@ -40,6 +42,7 @@ pub async fn run(ctx: &Context, job: &WebhookJob) -> Result<(), JobError> {
     let webhook: PlaidWebhook = serde_json::from_slice(&delivery.body)
         .map_err(|e| JobError::Permanent(format!("recorded body does not parse: {e}")))?;
     let raw: Map<String, Value> = serde_json::from_slice(&delivery.body).unwrap_or_default();
+    let raw = input::bounded_details(raw, &ESSENTIAL_WEBHOOK_FIELDS);
     let targets = match &delivery.provider_connection_id {
         Some(item_id) => {
             connections::all_by_provider_id(&mut conn, ServiceProvider::Plaid, item_id).await?

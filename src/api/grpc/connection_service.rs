@@ -58,6 +58,11 @@ fn connection_id(raw: &str) -> Result<ConnectionId, Status> {
         .map_err(|_| status::not_found("connection", raw))
 }
 
+/// The time inside a page token, within what the database holds.
+fn token_timestamp(at: DateTime<Utc>) -> Result<DateTime<Utc>, Status> {
+    request::token_date(at.date_naive()).map(|_| at)
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ConnectionPageToken {
     created_at: DateTime<Utc>,
@@ -77,8 +82,7 @@ impl ConnectionService for Connections {
             .into_iter()
             .map(raw_item)
             .collect();
-        let items =
-            import_rules::validate(raw).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let items = import_rules::validate(raw).map_err(request::invalid)?;
         let outcome = import::import(&self.ctx, account_id, items)
             .await
             .map_err(status::import)?;
@@ -158,10 +162,15 @@ impl ConnectionService for Connections {
             .collect::<Result<_, _>>()?;
         let query = connections::ConnectionQuery {
             customer_id: request::optional_id("customerId", &request.customer_id)?,
-            external_customer_id: Some(request.external_customer_id).filter(|s| !s.is_empty()),
+            external_customer_id: request::optional_text(
+                "externalCustomerId",
+                &request.external_customer_id,
+            )?,
             statuses,
             service_providers,
-            after: after.map(|token| (token.created_at, token.id)),
+            after: after
+                .map(|token| Ok::<_, Status>((token_timestamp(token.created_at)?, token.id)))
+                .transpose()?,
         };
         let mut conn = store::connect(self.ctx.pool())
             .await
@@ -285,6 +294,7 @@ impl ConnectionService for Connections {
             .as_ref()
             .map(convert::struct_json)
             .unwrap_or_default();
+        connect_flow::validate_details(&details).map_err(request::invalid)?;
         let failed = lifecycle::fail(&self.ctx, account_id, id, &reason, &details)
             .await
             .map_err(|error| status::lifecycle(error, &request.connection_id))?;

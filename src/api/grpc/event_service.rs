@@ -55,7 +55,7 @@ fn filter(
     Ok(EventFilter {
         event_types,
         customer_id: request::optional_id("customerId", customer_id)?,
-        external_customer_id: Some(external_customer_id.to_string()).filter(|s| !s.is_empty()),
+        external_customer_id: request::optional_text("externalCustomerId", external_customer_id)?,
         connection_id: request::optional_id("connectionId", connection_id)?,
     })
 }

@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 use super::{auth, convert, request, status};
 use crate::context::Context;
 use crate::domain::ids::FinancialAccountId;
+use crate::domain::input::{self, excerpt};
 use crate::proto;
 use crate::proto::financial_data_service_server::FinancialDataService;
 use crate::store::financial_accounts::{self, AccountScope, FinancialAccountRow};
@@ -46,8 +47,9 @@ fn scope(request: &proto::ListFinancialAccountsRequest) -> Result<AccountScope, 
     if let Some(id) = request::optional_id("customerId", &request.customer_id)? {
         return Ok(AccountScope::Customer(id));
     }
+    let external = request::optional_text("externalCustomerId", &request.external_customer_id)?;
     Ok(AccountScope::ExternalCustomer(
-        request.external_customer_id.clone(),
+        external.expect("one of the three is given"),
     ))
 }
 
@@ -105,7 +107,9 @@ impl FinancialDataService for FinancialData {
             start_date: date("startDate", &request.start_date)?,
             end_date: date("endDate", &request.end_date)?,
             status,
-            after: request::decode_token::<(NaiveDate, Uuid)>(&request.page_token)?,
+            after: request::decode_token::<(NaiveDate, Uuid)>(&request.page_token)?
+                .map(|(date, id)| Ok::<_, Status>((request::token_date(date)?, id)))
+                .transpose()?,
         };
         let mut conn = store::connect(self.ctx.pool())
             .await
@@ -183,9 +187,11 @@ fn date(field: &str, value: &str) -> Result<Option<NaiveDate>, Status> {
     if value.is_empty() {
         return Ok(None);
     }
-    NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map(Some)
-        .map_err(|_| {
-            Status::invalid_argument(format!("{field} {value:?} is not a YYYY-MM-DD date"))
-        })
+    let date = NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
+        Status::invalid_argument(format!(
+            "{field} {} is not a YYYY-MM-DD date",
+            excerpt(value)
+        ))
+    })?;
+    input::date(field, date).map(Some).map_err(request::invalid)
 }

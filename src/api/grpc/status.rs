@@ -2,9 +2,11 @@
 
 use tonic::Status;
 
+use crate::domain::input::excerpt;
 use crate::import::ImportError;
 use crate::lifecycle::LifecycleError;
 use crate::store::StoreError;
+use crate::webhooks::RecordError;
 
 /// Turns a storage error into the status a caller sees; internal details go to the log only.
 pub fn store(error: StoreError) -> Status {
@@ -25,13 +27,12 @@ pub fn store(error: StoreError) -> Status {
 pub fn import(error: ImportError) -> Status {
     match error {
         ImportError::ProviderNotConfigured(_) => Status::failed_precondition(error.to_string()),
-        ImportError::Store(error) => store(error),
     }
 }
 
 /// A NOT_FOUND that names what was looked for, and never says whether another tenant has it.
 pub fn not_found(what: &str, id: &str) -> Status {
-    Status::not_found(format!("{what} {id:?} not found"))
+    Status::not_found(format!("{what} {} not found", excerpt(id)))
 }
 
 /// Turns a refused lifecycle request into a status; `connection_id` names the connection.
@@ -49,8 +50,28 @@ pub fn lifecycle(error: LifecycleError, connection_id: &str) -> Status {
         | E::ProviderRefused(_)
         | E::ProviderNotConfigured(_) => Status::failed_precondition(error.to_string()),
         E::AlreadyLinked(_) => Status::already_exists(error.to_string()),
+        E::NotSupported(_) => Status::unimplemented(error.to_string()),
         E::CompletedMeanwhile => Status::aborted(error.to_string()),
         E::ProviderUnavailable(_) => Status::unavailable(error.to_string()),
         E::Store(error) => store(error),
+    }
+}
+
+/// The gRPC status of each HTTP answer the webhook path gives; the detail of an internal or
+/// unavailable failure goes to the log only.
+pub fn webhook(error: RecordError) -> Status {
+    let message = error.to_string();
+    match error {
+        RecordError::TooLarge { .. } => Status::resource_exhausted(message),
+        RecordError::Unverified(_) => Status::unauthenticated(message),
+        RecordError::Malformed(_) => Status::invalid_argument(message),
+        RecordError::Unavailable(detail) => {
+            tracing::warn!(%detail, "webhook not recorded; the sender should retry");
+            Status::unavailable(message)
+        }
+        RecordError::Internal(detail) => {
+            tracing::error!(%detail, "webhook not recorded: internal error");
+            Status::internal(message)
+        }
     }
 }

@@ -2,12 +2,12 @@
 
 use tonic::{Request, Response, Status};
 
-use super::auth;
+use super::{auth, status};
 use crate::context::Context;
 use crate::proto;
 use crate::proto::webhook_service_server::WebhookService;
 use crate::providers::plaid::verify::HEADER;
-use crate::webhooks::{self, RecordError};
+use crate::webhooks;
 
 /// Serves RecordWebhook.
 pub struct Webhooks {
@@ -18,17 +18,6 @@ impl Webhooks {
     /// A service over the shared context.
     pub fn new(ctx: Context) -> Self {
         Self { ctx }
-    }
-}
-
-/// The gRPC status of each HTTP answer the webhook path can give.
-fn status(error: RecordError) -> Status {
-    let message = error.to_string();
-    match error {
-        RecordError::TooLarge { .. } => Status::resource_exhausted(message),
-        RecordError::Unverified(_) => Status::unauthenticated(message),
-        RecordError::Malformed(_) => Status::invalid_argument(message),
-        RecordError::Unavailable(_) => Status::unavailable(message),
     }
 }
 
@@ -58,7 +47,7 @@ impl WebhookService for Webhooks {
             .map(|(_, value)| value.as_str());
         let recorded = webhooks::record_plaid(&self.ctx, verification, &request.body)
             .await
-            .map_err(status)?;
+            .map_err(status::webhook)?;
         Ok(Response::new(proto::RecordWebhookResponse {
             webhook_id: recorded.webhook_id.to_string(),
             duplicate: recorded.duplicate,

@@ -68,9 +68,16 @@ async fn plaid_webhook(State(ctx): State<Context>, headers: HeaderMap, body: Byt
                 RecordError::Unverified(_) => StatusCode::UNAUTHORIZED,
                 RecordError::Malformed(_) => StatusCode::BAD_REQUEST,
                 RecordError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                RecordError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            if code == StatusCode::SERVICE_UNAVAILABLE {
-                tracing::warn!(%error, "webhook not recorded; the provider will retry");
+            match &error {
+                RecordError::Unavailable(detail) => {
+                    tracing::warn!(%detail, "webhook not recorded; the provider will retry");
+                }
+                RecordError::Internal(detail) => {
+                    tracing::error!(%detail, "webhook not recorded: internal error");
+                }
+                _ => {}
             }
             (
                 code,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::PlaidApiError;
 use super::types::nullable_error;
+use crate::domain::input::{self, InputError};
 
 /// A webhook as Plaid posts it (`SyncUpdatesAvailableWebhook`, `ItemErrorWebhook`, ...).
 ///
@@ -51,6 +52,35 @@ pub struct PlaidWebhook {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The fields of a webhook that name an Item, kept whole when a large body is cut down for an
+/// event.
+pub const ESSENTIAL_FIELDS: [&str; 5] = [
+    "webhook_type",
+    "webhook_code",
+    "item_id",
+    "environment",
+    "error",
+];
+
+impl PlaidWebhook {
+    /// Checks what will be stored and looked up: the names bounded, and no NUL byte anywhere
+    /// in the body (PostgreSQL text cannot hold one; Plaid never sends one).
+    pub fn check(&self) -> Result<(), InputError> {
+        input::text("webhook_type", &self.webhook_type, 64)?;
+        input::text("webhook_code", &self.webhook_code, 64)?;
+        if let Some(item_id) = &self.item_id {
+            input::text("item_id", item_id, 255)?;
+        }
+        let whole = serde_json::to_value(self).unwrap_or_default();
+        if input::contains_nul(&whole) {
+            return Err(InputError::NulByte {
+                field: "body".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +120,19 @@ mod tests {
         assert_eq!(error.status, Some(400));
         assert_eq!(error.raw["error_code_reason"], "OAUTH_INVALID_TOKEN");
         assert!(hook.extra.is_empty());
+    }
+
+    #[test]
+    fn nul_bytes_are_refused_anywhere() {
+        let body = r#"{"webhook_type": "ITEM", "webhook_code": "ERROR", "item_id": "a\u0000b"}"#;
+        let hook: PlaidWebhook = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            hook.check().unwrap_err().to_string(),
+            "item_id must not contain NUL bytes"
+        );
+        let body = r#"{"webhook_type": "ITEM", "webhook_code": "ERROR", "x": ["\u0000"]}"#;
+        let hook: PlaidWebhook = serde_json::from_str(body).unwrap();
+        assert!(hook.check().is_err());
     }
 
     #[test]
