@@ -22,7 +22,7 @@ use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
 use crate::metrics;
 use crate::providers::plaid::{PlaidError, mapping, retrying};
-use crate::store::connections::ImportedConnection;
+use crate::store::connections::{ImportedConnection, InstitutionOwner};
 use crate::store::jobs::OnDuplicate;
 use crate::store::{self, StoreError, connections, events, financial_accounts};
 use crate::worker::aggregate::{AggregateJob, Trigger};
@@ -205,6 +205,7 @@ async fn write(
         let institution_id = connections::upsert_institution(
             conn,
             ServiceProvider::Plaid,
+            InstitutionOwner::Shared,
             &fetched.institution_id,
             &fetched.institution_name,
         )

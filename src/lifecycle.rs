@@ -22,7 +22,7 @@ use crate::domain::product::Product;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
 use crate::providers::plaid::{PlaidError, mapping};
-use crate::store::connections::{FlowConnection, ProviderLink};
+use crate::store::connections::{FlowConnection, InstitutionOwner, ProviderLink};
 use crate::store::jobs::OnDuplicate;
 use crate::store::{self, StoreError, connections, events, financial_accounts};
 use crate::worker::aggregate::{AggregateJob, Trigger};
@@ -40,6 +40,14 @@ pub enum LifecycleError {
     /// A UUID institution id that is none of ours.
     #[error("institutionId {} names no institution", excerpt(.0))]
     UnknownInstitution(String),
+    /// A provider's institution id that the provider does not know.
+    #[error("institutionId {} is not an institution {provider} knows", excerpt(.id))]
+    UnknownProviderInstitution {
+        /// The provider asked.
+        provider: ServiceProvider,
+        /// The id given.
+        id: String,
+    },
     /// Our institution id, but of another provider.
     #[error("institutionId {} is an institution of {actual}, not of {wanted}", excerpt(.id))]
     InstitutionOfOtherProvider {
@@ -114,9 +122,18 @@ pub async fn create(
     account_id: AccountId,
     flow: NewFlow,
 ) -> Result<Connection, LifecycleError> {
+    let named = match (&flow.institution, flow.service_provider) {
+        (InstitutionRef::Provider(id), ServiceProvider::Plaid) => {
+            Some(plaid_institution(ctx, id).await?)
+        }
+        _ => None,
+    };
     let mut conn = store::connect(ctx.pool()).await?;
     conn.transaction::<_, LifecycleError, _>(async |conn| {
-        let institution_id = flow_institution(conn, &flow).await?;
+        let institution_id = match named {
+            Some(named) => named.upsert(conn).await?,
+            None => flow_institution(conn, account_id, &flow).await?,
+        };
         let customer_id = connections::find_or_create_customer(
             conn,
             account_id,
@@ -136,26 +153,62 @@ pub async fn create(
     .await
 }
 
-/// The institution a flow names: ours by id (of the flow's provider), or the provider's, made
-/// on first use and named by its id until the provider gives its name.
+/// A Plaid institution as Plaid names it.
+struct PlaidInstitution {
+    id: String,
+    name: String,
+}
+
+impl PlaidInstitution {
+    async fn upsert(&self, conn: &mut AsyncPgConnection) -> Result<InstitutionId, StoreError> {
+        let shared = InstitutionOwner::Shared;
+        connections::upsert_institution(conn, ServiceProvider::Plaid, shared, &self.id, &self.name)
+            .await
+    }
+}
+
+/// The Plaid institution a flow names by Plaid's id: only Plaid's answer makes one, so no
+/// tenant can add institutions that every tenant sees.
+async fn plaid_institution(ctx: &Context, id: &str) -> Result<PlaidInstitution, LifecycleError> {
+    match ctx.plaid().institutions_get_by_id(id).await {
+        Ok(response) => Ok(PlaidInstitution {
+            id: id.to_string(),
+            name: response.institution.name,
+        }),
+        Err(error @ PlaidError::NotConfigured) => Err(LifecycleError::ProviderNotConfigured(error)),
+        Err(error) if error.is_retryable() => Err(LifecycleError::ProviderUnavailable(error)),
+        Err(_) => Err(LifecycleError::UnknownProviderInstitution {
+            provider: ServiceProvider::Plaid,
+            id: id.to_string(),
+        }),
+    }
+}
+
+/// The institution a flow names: ours by id (of the flow's provider, shared or the tenant's
+/// own), or, for a provider linkstate cannot ask, the tenant's own institution by that
+/// provider's id, named by that id.
 async fn flow_institution(
     conn: &mut AsyncPgConnection,
+    account_id: AccountId,
     flow: &NewFlow,
 ) -> Result<InstitutionId, LifecycleError> {
     let wanted = flow.service_provider;
     match &flow.institution {
         InstitutionRef::Provider(id) => {
-            Ok(connections::upsert_institution(conn, wanted, id, id).await?)
+            let own = InstitutionOwner::Tenant(account_id);
+            Ok(connections::upsert_institution(conn, wanted, own, id, id).await?)
         }
-        InstitutionRef::Ours(id) => match connections::institution_provider(conn, *id).await? {
-            Some(actual) if actual == wanted => Ok(*id),
-            Some(actual) => Err(LifecycleError::InstitutionOfOtherProvider {
-                id: id.to_string(),
-                actual,
-                wanted,
-            }),
-            None => Err(LifecycleError::UnknownInstitution(id.to_string())),
-        },
+        InstitutionRef::Ours(id) => {
+            match connections::institution_provider(conn, account_id, *id).await? {
+                Some(actual) if actual == wanted => Ok(*id),
+                Some(actual) => Err(LifecycleError::InstitutionOfOtherProvider {
+                    id: id.to_string(),
+                    actual,
+                    wanted,
+                }),
+                None => Err(LifecycleError::UnknownInstitution(id.to_string())),
+            }
+        }
     }
 }
 
@@ -313,7 +366,10 @@ async fn item_institution(
         return Ok(flow_institution);
     };
     let name = item.institution_name.as_deref().unwrap_or(plaid_id);
-    let id = connections::upsert_institution(conn, ServiceProvider::Plaid, plaid_id, name).await?;
+    let shared = InstitutionOwner::Shared;
+    let id =
+        connections::upsert_institution(conn, ServiceProvider::Plaid, shared, plaid_id, name)
+            .await?;
     connections::name_institution(conn, id, name).await?;
     Ok(id)
 }

@@ -95,7 +95,7 @@ async fn cursors_older_than_the_retained_log_are_out_of_range() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn processed_webhook_deliveries_older_than_the_retention_are_pruned() {
+async fn processed_webhook_deliveries_and_their_sources_older_than_the_retention_are_pruned() {
     let app = TestApp::start().await;
     let (_, key) = app.account("acme").await;
     let item = app.sim.create_item("ins_109508");
@@ -121,6 +121,11 @@ async fn processed_webhook_deliveries_older_than_the_retention_are_pruned() {
         .execute(&mut conn)
         .await
         .unwrap();
+    assert_eq!(app.count("webhook_sources").await, 1, "the item's latest body");
+    diesel::sql_query("UPDATE webhook_sources SET received_at = now() - interval '40 days'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let pruned = linkstate::worker::schedule::prune_deliveries(&app.app.ctx)
         .await
         .unwrap();
@@ -130,6 +135,11 @@ async fn processed_webhook_deliveries_older_than_the_retention_are_pruned() {
             .await,
         1,
         "an unprocessed delivery stays, however old"
+    );
+    assert_eq!(
+        app.count("webhook_sources").await,
+        0,
+        "sources go with the deliveries"
     );
     app.stop().await;
 }

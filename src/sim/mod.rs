@@ -100,6 +100,11 @@ impl Simulator {
             .with_state(self.clone())
     }
 
+    /// How many requests `endpoint` (e.g. `/item/get`) has received so far.
+    pub fn calls(&self, endpoint: &str) -> usize {
+        self.lock().calls.get(endpoint).copied().unwrap_or(0)
+    }
+
     /// Serves the API on `listener` in a background task; answers the address it listens on.
     ///
     /// # Panics

@@ -77,6 +77,7 @@ where
     Resp: Serialize,
 {
     let request_id = ids::request_id();
+    *sim.lock().calls.entry(endpoint.clone()).or_default() += 1;
     tokio::time::sleep(sim.latency()).await;
     let outcome = run(&sim, &endpoint, &body, &request_id, handler);
     sim.deliver_webhooks();

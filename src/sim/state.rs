@@ -34,6 +34,8 @@ pub struct SimState {
     pub outbox: Outbox,
     /// Whether an Item's history completes by itself after its first full sync.
     pub auto_historical: bool,
+    /// Requests received per endpoint (whatever they were answered), for tests to count calls.
+    pub calls: HashMap<String, usize>,
 }
 
 /// One Item: what Plaid knows about a login at an institution.
@@ -73,6 +75,7 @@ impl SimState {
             webhook_key: WebhookKey::generate(),
             outbox: Outbox::default(),
             auto_historical: true,
+            calls: HashMap::new(),
         }
     }
 

@@ -214,11 +214,30 @@ pub async fn find_or_create_customer(
     Ok(CustomerId(id))
 }
 
+/// Who sees an institution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstitutionOwner {
+    /// Every tenant: a provider linkstate can ask named it.
+    Shared,
+    /// Only this tenant, which named it for a provider linkstate cannot ask.
+    Tenant(AccountId),
+}
+
+impl InstitutionOwner {
+    fn account(self) -> Option<Uuid> {
+        match self {
+            Self::Shared => None,
+            Self::Tenant(account) => Some(account.0),
+        }
+    }
+}
+
 /// The institution a provider names `provider_institution_id`, made on first use (without
 /// locking an existing row, for the same reason as customers).
 pub async fn upsert_institution(
     conn: &mut AsyncPgConnection,
     provider: ServiceProvider,
+    owner: InstitutionOwner,
     provider_institution_id: &str,
     name: &str,
 ) -> Result<InstitutionId, StoreError> {
@@ -228,24 +247,37 @@ pub async fn upsert_institution(
             institutions::service_provider.eq(provider.as_str()),
             institutions::provider_institution_id.eq(provider_institution_id),
             institutions::name.eq(name),
+            institutions::owner_account_id.eq(owner.account()),
         ))
         .on_conflict_do_nothing()
         .returning(institutions::id)
         .get_result::<Uuid>(conn)
         .await
         .optional()?;
-    let id = match inserted {
-        Some(id) => id,
-        None => {
-            institutions::table
-                .filter(institutions::service_provider.eq(provider.as_str()))
-                .filter(institutions::provider_institution_id.eq(provider_institution_id))
-                .select(institutions::id)
-                .first::<Uuid>(conn)
-                .await?
-        }
-    };
-    Ok(InstitutionId(id))
+    match inserted {
+        Some(id) => Ok(InstitutionId(id)),
+        None => find_institution(conn, provider, owner, provider_institution_id)
+            .await?
+            .ok_or(StoreError::NotFound),
+    }
+}
+
+/// The institution a provider names `provider_institution_id`, if linkstate has it.
+pub async fn find_institution(
+    conn: &mut AsyncPgConnection,
+    provider: ServiceProvider,
+    owner: InstitutionOwner,
+    provider_institution_id: &str,
+) -> Result<Option<InstitutionId>, StoreError> {
+    Ok(institutions::table
+        .filter(institutions::service_provider.eq(provider.as_str()))
+        .filter(institutions::provider_institution_id.eq(provider_institution_id))
+        .filter(institutions::owner_account_id.is_not_distinct_from(owner.account()))
+        .select(institutions::id)
+        .first::<Uuid>(conn)
+        .await
+        .optional()?
+        .map(InstitutionId))
 }
 
 /// What [`insert_imported`] writes.
@@ -673,13 +705,20 @@ pub async fn due_for_refresh(
         .collect())
 }
 
-/// The provider of our institution `id`, if there is one.
+/// The provider of our institution `id`, if there is one that `account_id` may see (a shared
+/// one, or its own).
 pub async fn institution_provider(
     conn: &mut AsyncPgConnection,
+    account_id: AccountId,
     id: InstitutionId,
 ) -> Result<Option<ServiceProvider>, StoreError> {
     let provider = institutions::table
         .find(id.0)
+        .filter(
+            institutions::owner_account_id
+                .is_null()
+                .or(institutions::owner_account_id.eq(account_id.0)),
+        )
         .select(institutions::service_provider)
         .first::<String>(conn)
         .await

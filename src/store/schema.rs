@@ -33,6 +33,7 @@ diesel::table! {
         provider_institution_id -> Text,
         name -> Text,
         created_at -> Timestamptz,
+        owner_account_id -> Nullable<Uuid>,
     }
 }
 

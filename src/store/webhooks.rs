@@ -149,6 +149,25 @@ pub async fn prune(
     .await?)
 }
 
+/// Deletes up to `limit` sources (the latest body heard from an item) last heard from before
+/// `cutoff`; answers how many. Without them a retry of a body older than the retention would
+/// count as new, which its processing tolerates (a stale status report changes nothing).
+pub async fn prune_sources(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<usize, StoreError> {
+    Ok(diesel::sql_query(
+        "DELETE FROM webhook_sources WHERE (service_provider, source) IN ( \
+             SELECT service_provider, source FROM webhook_sources \
+             WHERE received_at < $1 ORDER BY received_at LIMIT $2)",
+    )
+    .bind::<Timestamptz, _>(cutoff)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .execute(conn)
+    .await?)
+}
+
 /// Records what processing did.
 pub async fn mark_processed(
     conn: &mut AsyncPgConnection,

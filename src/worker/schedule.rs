@@ -77,17 +77,20 @@ pub async fn prune_events(ctx: &Context) -> Result<usize, StoreError> {
 }
 
 /// Deletes processed webhook deliveries older than the event retention (the events they caused
-/// go then too), a batch at a time; answers how many went.
+/// go then too), and the sources last heard from as long ago, a batch at a time; answers how
+/// many deliveries went.
 pub async fn prune_deliveries(ctx: &Context) -> Result<usize, StoreError> {
     let cutoff = Utc::now() - ctx.event_retention();
     let mut conn = store::connect(ctx.pool()).await?;
     let mut total = 0;
     loop {
         match crate::store::webhooks::prune(&mut conn, cutoff, PRUNE_BATCH).await? {
-            0 => return Ok(total),
+            0 => break,
             deleted => total += deleted,
         }
     }
+    while crate::store::webhooks::prune_sources(&mut conn, cutoff, PRUNE_BATCH).await? > 0 {}
+    Ok(total)
 }
 
 /// Queues as many due connections as the limit allows; answers how many.

@@ -42,6 +42,7 @@ pub fn lifecycle(error: LifecycleError, connection_id: &str) -> Status {
         E::NotFound => not_found("connection", connection_id),
         E::Rejected(_)
         | E::UnknownInstitution(_)
+        | E::UnknownProviderInstitution { .. }
         | E::InstitutionOfOtherProvider { .. }
         | E::ItemMismatch(_)
         | E::CredentialsRefused(_) => Status::invalid_argument(error.to_string()),

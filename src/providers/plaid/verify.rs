@@ -6,11 +6,14 @@
 //! so nothing unverified reaches the code that acts on webhooks by mistake.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use jsonwebtoken::Algorithm;
 use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
@@ -87,18 +90,51 @@ struct CachedKey {
     expired_at: Option<DateTime<Utc>>,
 }
 
+/// What linkstate knows of a key id: the key, or, for a while, that asking about it failed.
+#[derive(Clone)]
+enum KeyEntry {
+    Known(CachedKey),
+    /// Plaid does not know it; asked again only after [`UNKNOWN_KEY_TTL`].
+    Unknown(Instant),
+    /// Plaid could not be asked; asked again only after [`FAILED_FETCH_TTL`].
+    Failed(Instant),
+}
+
+/// How long "Plaid does not know this key id" is believed: anyone can send a JWT naming any
+/// key id, and each fetch is a call to Plaid.
+const UNKNOWN_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long a failed fetch answers for its key id before Plaid is asked again.
+const FAILED_FETCH_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Fetches of key ids not seen before, per minute, across all ids: a flood of made-up ids
+/// costs Plaid at most this many calls (Plaid rotates its keys rarely).
+const NEW_KEY_FETCHES_PER_MINUTE: u32 = 30;
+
+/// Key ids remembered at most; past it, forgotten answers other than keys are dropped.
+const MAX_ENTRIES: usize = 10_000;
+
+/// Longest key id looked up; Plaid's are UUIDs.
+const MAX_KID_LEN: usize = 64;
+
 /// Verifies Plaid webhooks, caching keys by id.
 pub struct Verifier {
     plaid: PlaidClient,
-    keys: Mutex<HashMap<String, CachedKey>>,
+    keys: Mutex<HashMap<String, KeyEntry>>,
+    /// One fetch at a time: requests naming the same new key id wait for one answer.
+    fetching: tokio::sync::Mutex<()>,
+    new_key_fetches: DefaultDirectRateLimiter,
 }
 
 impl Verifier {
     /// A verifier that fetches keys through `plaid`.
     pub fn new(plaid: PlaidClient) -> Self {
+        let per_minute = NonZeroU32::new(NEW_KEY_FETCHES_PER_MINUTE).expect("non-zero");
         Self {
             plaid,
             keys: Mutex::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
+            new_key_fetches: RateLimiter::direct(Quota::per_minute(per_minute)),
         }
     }
 
@@ -114,6 +150,9 @@ impl Verifier {
             return Err(VerifyError::WrongAlgorithm);
         }
         let kid = header.kid.ok_or(VerifyError::Malformed)?;
+        if kid.len() > MAX_KID_LEN || kid.contains(|c: char| c.is_control()) {
+            return Err(VerifyError::Malformed);
+        }
         let key = self.key(&kid).await?;
         if key.expired_at.is_some_and(|expired| expired <= now) {
             return Err(VerifyError::ExpiredKey);
@@ -137,11 +176,57 @@ impl Verifier {
         })
     }
 
-    /// The key for `kid`, from the cache or, for an id not seen before, from Plaid.
+    /// The key for `kid`: from the cache, or from Plaid, one fetch at a time (single flight)
+    /// and at most once per key id while its last answer stands.
     async fn key(&self, kid: &str) -> Result<CachedKey, VerifyError> {
-        if let Some(key) = self.keys.lock().expect("key cache").get(kid) {
-            return Ok(key.clone());
+        if let Some(answer) = self.cached(kid) {
+            return answer;
         }
+        let _turn = self.fetching.lock().await;
+        // Whoever held the turn before may have fetched this very key.
+        if let Some(answer) = self.cached(kid) {
+            return answer;
+        }
+        if self.new_key_fetches.check().is_err() {
+            return Err(VerifyError::KeyUnavailable(
+                "too many fetches of unknown key ids".into(),
+            ));
+        }
+        let fetched = self.fetch(kid).await;
+        let entry = match &fetched {
+            Ok(key) => KeyEntry::Known(key.clone()),
+            Err(VerifyError::KeyUnavailable(_)) => KeyEntry::Failed(Instant::now() + FAILED_FETCH_TTL),
+            Err(_) => KeyEntry::Unknown(Instant::now() + UNKNOWN_KEY_TTL),
+        };
+        self.remember(kid, entry);
+        fetched
+    }
+
+    /// The standing answer for `kid`, if there is one.
+    fn cached(&self, kid: &str) -> Option<Result<CachedKey, VerifyError>> {
+        let keys = self.keys.lock().expect("key cache");
+        match keys.get(kid)? {
+            KeyEntry::Known(key) => Some(Ok(key.clone())),
+            KeyEntry::Unknown(until) if Instant::now() < *until => {
+                Some(Err(VerifyError::UnknownKey))
+            }
+            KeyEntry::Failed(until) if Instant::now() < *until => Some(Err(
+                VerifyError::KeyUnavailable("the last fetch of this key failed".into()),
+            )),
+            KeyEntry::Unknown(_) | KeyEntry::Failed(_) => None,
+        }
+    }
+
+    fn remember(&self, kid: &str, entry: KeyEntry) {
+        let mut keys = self.keys.lock().expect("key cache");
+        if keys.len() >= MAX_ENTRIES {
+            keys.retain(|_, entry| matches!(entry, KeyEntry::Known(_)));
+        }
+        keys.insert(kid.to_string(), entry);
+    }
+
+    /// Asks Plaid for the key `kid`.
+    async fn fetch(&self, kid: &str) -> Result<CachedKey, VerifyError> {
         let jwk = match self.plaid.webhook_verification_key_get(kid).await {
             Ok(response) => response.key,
             Err(PlaidError::Api { http_status, .. }) if http_status < 500 => {
@@ -152,17 +237,12 @@ impl Verifier {
         if jwk.alg != "ES256" || jwk.crv != "P-256" {
             return Err(VerifyError::WrongAlgorithm);
         }
-        let key = CachedKey {
+        Ok(CachedKey {
             key: Arc::new(public_key(&jwk.x, &jwk.y).ok_or(VerifyError::UnknownKey)?),
             expired_at: jwk
                 .expired_at
                 .and_then(|seconds| DateTime::from_timestamp(seconds, 0)),
-        };
-        self.keys
-            .lock()
-            .expect("key cache")
-            .insert(kid.to_string(), key.clone());
-        Ok(key)
+        })
     }
 }
 
