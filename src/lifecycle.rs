@@ -367,9 +367,8 @@ async fn item_institution(
     };
     let name = item.institution_name.as_deref().unwrap_or(plaid_id);
     let shared = InstitutionOwner::Shared;
-    let id =
-        connections::upsert_institution(conn, ServiceProvider::Plaid, shared, plaid_id, name)
-            .await?;
+    let id = connections::upsert_institution(conn, ServiceProvider::Plaid, shared, plaid_id, name)
+        .await?;
     connections::name_institution(conn, id, name).await?;
     Ok(id)
 }

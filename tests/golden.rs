@@ -293,3 +293,23 @@ fn connection_deleted_and_accounts_removed_match_the_seeds() {
     let events = lifecycle_events::deletion(&facts(&removed), &accounts);
     assert_same(&render(events[1].clone(), &removed), &removed);
 }
+
+#[test]
+fn new_accounts_available_matches_the_seed() {
+    let seed = seed("BANK_LINKING_NEW_ACCOUNTS_AVAILABLE");
+    let (_, effects) = connection_state::apply(
+        ConnectionState {
+            status: ConnectionStatus::Active,
+            reason: None,
+            consecutive_failures: 0,
+        },
+        Signal::NewAccountsAvailable,
+    );
+    let events =
+        connection_events::transition_events(&facts(&seed), &effects, &details(&seed), &[]);
+    let event = events
+        .into_iter()
+        .find(|e| e.event_type.as_str() == "BANK_LINKING_NEW_ACCOUNTS_AVAILABLE")
+        .expect("the signal sends NEW_ACCOUNTS_AVAILABLE");
+    assert_same(&render(event, &seed), &seed);
+}

@@ -21,9 +21,18 @@ async fn reading_the_log_and_claiming_jobs_reuse_prepared_statements() {
     let mut conn = store::connect(&pool).await.unwrap();
     for _ in 0..3 {
         let filter = EventFilter::default();
-        events::read_after(&mut conn, None, Cursor::START, &filter, 10)
-            .await
-            .unwrap();
+        events::read_after(
+            &mut conn,
+            None,
+            Cursor::START,
+            &filter,
+            events::PageLimit {
+                events: 10,
+                bytes: 1 << 20,
+            },
+        )
+        .await
+        .unwrap();
         jobs::claim(&mut conn, "worker", std::time::Duration::from_secs(30), 4)
             .await
             .unwrap();

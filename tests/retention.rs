@@ -121,7 +121,11 @@ async fn processed_webhook_deliveries_and_their_sources_older_than_the_retention
         .execute(&mut conn)
         .await
         .unwrap();
-    assert_eq!(app.count("webhook_sources").await, 1, "the item's latest body");
+    assert_eq!(
+        app.count("webhook_sources").await,
+        1,
+        "the item's latest body"
+    );
     diesel::sql_query("UPDATE webhook_sources SET received_at = now() - interval '40 days'")
         .execute(&mut conn)
         .await

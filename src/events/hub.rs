@@ -17,15 +17,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::cursor::Cursor;
 use crate::domain::event_filter::EventFilter;
-use crate::store::events::{self as event_store, LoggedEvent};
+use crate::store::events::{self as event_store, LoggedEvent, PageLimit};
 use crate::store::{self, DbPool};
 
 /// How many batches a slow stream may fall behind before it reads the table instead. With
-/// [`TAIL_PAGE`] this bounds what the hub holds for its slowest stream.
-const BROADCAST_CAPACITY: usize = 64;
+/// [`TAIL_PAGE`] this bounds what the hub holds for its slowest stream: 32 batches of at most
+/// 256 KiB of payloads.
+const BROADCAST_CAPACITY: usize = 32;
 
-/// Events read per query while tailing.
-const TAIL_PAGE: i64 = 500;
+/// Events read per query while tailing: at most 500, and no more once their payloads reach
+/// 256 KiB.
+const TAIL_PAGE: PageLimit = PageLimit {
+    events: 500,
+    bytes: 256 * 1024,
+};
 
 /// How soon the hub looks again for a write of this process that was not readable yet.
 const NOT_YET_RETRY: Duration = Duration::from_millis(10);
@@ -170,7 +175,7 @@ impl EventHub {
             let page =
                 event_store::read_after(&mut conn, None, from, &EventFilter::default(), TAIL_PAGE)
                     .await?;
-            let full = page.events.len() as i64 == TAIL_PAGE;
+            let full = page.full;
             read_events |= !page.events.is_empty();
             if page.scanned_to > from {
                 let batch = Batch {

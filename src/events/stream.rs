@@ -3,23 +3,39 @@
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::hub::EventHub;
 use crate::domain::cursor::Cursor;
 use crate::domain::event_filter::EventFilter;
 use crate::domain::ids::AccountId;
-use crate::store::events::{self as event_store, LoggedEvent};
+use crate::store::events::{self as event_store, LoggedEvent, PageLimit};
 use crate::store::{self, DbPool, StoreError};
 
 /// Messages buffered per stream; a slow reader holds back only its own producer.
 const STREAM_BUFFER: usize = 256;
 
-/// Events read per catch-up query.
-const CATCH_UP_PAGE: i64 = 500;
+/// Bytes of events buffered per stream at most, whatever their count: a stalled client of
+/// large events holds this much of the server's memory, not 256 large events.
+const STREAM_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Events read per catch-up query: at most 500, and no more once their payloads reach 1 MiB.
+const CATCH_UP_PAGE: PageLimit = PageLimit {
+    events: 500,
+    bytes: 1024 * 1024,
+};
+
+/// What the channel to the client carries: the item, and its share of the stream's byte
+/// budget, given back when the client takes it.
+type Buffered = (
+    Result<StreamItem, StreamError>,
+    Option<OwnedSemaphorePermit>,
+);
 
 /// Where a stream starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,13 +100,15 @@ pub fn open(
             hub,
             request,
             tx: tx.clone(),
+            bytes: Arc::new(Semaphore::new(STREAM_BUFFER_BYTES)),
         };
         if let Err(error) = producer.run().await {
-            let _ = tx.send(Err(error.into())).await;
+            let _ = tx.send((Err(error.into()), None)).await;
         }
     });
     let closed = shutdown.clone();
     ReceiverStream::new(rx)
+        .map(|(item, _bytes)| item)
         .take_until(async move { closed.closed().await })
         .chain(
             futures::stream::once(async move { shutdown.is_closed() }).filter_map(
@@ -103,7 +121,9 @@ struct Producer {
     pool: DbPool,
     hub: EventHub,
     request: StreamRequest,
-    tx: mpsc::Sender<Result<StreamItem, StreamError>>,
+    tx: mpsc::Sender<Buffered>,
+    /// The stream's byte budget: an event takes its size from it until the client reads it.
+    bytes: Arc<Semaphore>,
 }
 
 /// The client went away, or the process is shutting down (the stream says so itself): stop
@@ -185,7 +205,7 @@ impl Producer {
             )
             .await?;
             drop(conn);
-            let full = page.events.len() as i64 == CATCH_UP_PAGE;
+            let full = page.full;
             for logged in page.events {
                 let cursor = logged.cursor;
                 if self
@@ -210,14 +230,32 @@ impl Producer {
     }
 
     async fn send(&self, item: StreamItem) -> Result<(), Gone> {
+        let permit = self.reserve(&item).await?;
         // Without waiting while there is room, which is nearly always.
-        let item = match self.tx.try_send(Ok(item)) {
+        let buffered = match self.tx.try_send((Ok(item), permit)) {
             Ok(()) => return Ok(()),
             Err(TrySendError::Closed(_)) => return Err(Gone),
-            Err(TrySendError::Full(item)) => item,
+            Err(TrySendError::Full(buffered)) => buffered,
         };
         tokio::select! {
-            sent = self.tx.send(item) => sent.map_err(|_| Gone),
+            sent = self.tx.send(buffered) => sent.map_err(|_| Gone),
+            _ = self.hub.closed() => Err(Gone),
+        }
+    }
+
+    /// The item's share of the byte budget, waited for while the client has not read enough
+    /// of what is buffered; heartbeats take none.
+    async fn reserve(&self, item: &StreamItem) -> Result<Option<OwnedSemaphorePermit>, Gone> {
+        let StreamItem::Event(logged) = item else {
+            return Ok(None);
+        };
+        let share = logged.size.min(STREAM_BUFFER_BYTES) as u32;
+        if let Ok(permit) = self.bytes.clone().try_acquire_many_owned(share) {
+            return Ok(Some(permit));
+        }
+        tokio::select! {
+            permit = self.bytes.clone().acquire_many_owned(share) => permit.map(Some).map_err(|_| Gone),
+            _ = self.tx.closed() => Err(Gone),
             _ = self.hub.closed() => Err(Gone),
         }
     }

@@ -21,6 +21,22 @@ pub struct LoggedEvent {
     pub cursor: Cursor,
     /// The event.
     pub event: Event,
+    /// About how many bytes it takes (its payload's JSON and the envelope): what buffers of
+    /// events count to stay bounded in bytes.
+    pub size: usize,
+}
+
+/// What the envelope of an event adds to its payload's size, roughly.
+const ENVELOPE_BYTES: usize = 256;
+
+/// How much one read of the log may return: at most `events`, and no more events once their
+/// payloads reach `bytes` (one event is always returned, however large).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageLimit {
+    /// Events at most.
+    pub events: i64,
+    /// Payload bytes at most.
+    pub bytes: usize,
 }
 
 /// One read of the log.
@@ -30,6 +46,8 @@ pub struct EventPage {
     pub events: Vec<LoggedEvent>,
     /// Everything up to here was scanned (matching or not): resuming after it skips nothing.
     pub scanned_to: Cursor,
+    /// Whether the page stopped at its limit, so more may follow at once.
+    pub full: bool,
 }
 
 /// Appends events; call inside the transaction that makes the change they describe.
@@ -86,6 +104,11 @@ struct EventRow {
     /// catching up over a long log spent a good part of its time allocating.
     #[diesel(sql_type = Text)]
     payload: String,
+    /// The payload bytes of this row and every row before it in the page: the page stops at
+    /// its byte budget in the database, so a large event is never read into memory by the
+    /// hundred.
+    #[diesel(sql_type = BigInt)]
+    running_bytes: i64,
 }
 
 impl TryFrom<EventRow> for LoggedEvent {
@@ -98,7 +121,9 @@ impl TryFrom<EventRow> for LoggedEvent {
             .map_err(|_| StoreError::Corrupt(format!("event type {:?}", row.event_type)))?;
         let payload: EventPayload = serde_json::from_str(&row.payload)
             .map_err(|e| StoreError::Corrupt(format!("event {} payload: {e}", row.event_id)))?;
+        let size = row.payload.len() + ENVELOPE_BYTES;
         Ok(LoggedEvent {
+            size,
             cursor: Cursor {
                 transaction: row.transaction_id as u64,
                 sequence: row.sequence,
@@ -116,7 +141,13 @@ impl TryFrom<EventRow> for LoggedEvent {
 }
 
 const EVENT_SELECT: &str = "SELECT transaction_id, sequence, event_id, account_id, event_type, \
-     created_at, version, payload::text AS payload FROM events";
+     created_at, version, payload::text AS payload, 0::bigint AS running_bytes FROM events";
+
+/// The columns of a page read, with the running size of its payloads.
+const PAGE_SELECT: &str = "SELECT transaction_id, sequence, event_id, account_id, event_type, \
+     created_at, version, payload::text AS payload, \
+     sum(octet_length(payload::text)) OVER (ORDER BY transaction_id, sequence)::bigint \
+         AS running_bytes FROM events";
 
 /// The oldest transaction still running: every event of an older transaction is settled.
 async fn settled_below(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
@@ -133,20 +164,21 @@ async fn settled_below(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> 
     Ok(horizon.xmin)
 }
 
-/// Reads up to `limit` events after `after` that match `filter`, for one tenant or (with
-/// `None`) for all. Only settled events are returned, so no later commit can land before them.
+/// Reads events after `after` that match `filter`, for one tenant or (with `None`) for all,
+/// within `limit`. Only settled events are returned, so no later commit can land before them.
 pub async fn read_after(
     conn: &mut AsyncPgConnection,
     account_id: Option<AccountId>,
     after: Cursor,
     filter: &EventFilter,
-    limit: i64,
+    limit: PageLimit,
 ) -> Result<EventPage, StoreError> {
     // Taken before the read: every transaction below it had finished, so the read sees all of
     // their events.
     let horizon = settled_below(conn).await?;
-    let mut query = diesel::sql_query(EVENT_SELECT)
+    let mut query = diesel::sql_query("SELECT * FROM (")
         .into_boxed()
+        .sql(PAGE_SELECT)
         .sql(" WHERE (transaction_id, sequence) > ($1, $2) AND transaction_id < $3")
         .bind::<BigInt, _>(after.transaction as i64)
         .bind::<BigInt, _>(after.sequence)
@@ -186,15 +218,22 @@ pub async fn read_after(
             .sql(format!(" AND connection_id = {}", placeholder()))
             .bind::<diesel::sql_types::Uuid, _>(connection_id.0);
     }
-    // One text per combination of filters: few enough to keep each prepared.
+    // A row is in the page when the payloads before it are within the budget: the first row
+    // always is. One text per combination of filters: few enough to keep each prepared.
     let query = query
         .sql(format!(
-            " ORDER BY transaction_id, sequence LIMIT {}",
+            " ORDER BY transaction_id, sequence LIMIT {}) page \
+             WHERE running_bytes - octet_length(payload) < {}",
+            placeholder(),
             placeholder()
         ))
-        .bind::<BigInt, _>(limit);
+        .bind::<BigInt, _>(limit.events)
+        .bind::<BigInt, _>(limit.bytes as i64);
     let rows = prepared(query).load::<EventRow>(conn).await?;
-    let full = rows.len() as i64 == limit;
+    let full = rows.len() as i64 == limit.events
+        || rows
+            .last()
+            .is_some_and(|row| row.running_bytes >= limit.bytes as i64);
     let events: Vec<LoggedEvent> = rows
         .into_iter()
         .map(LoggedEvent::try_from)
@@ -204,7 +243,11 @@ pub async fn read_after(
         Some(last) if full => last.cursor,
         _ => Cursor::before_transaction(horizon as u64).max(after),
     };
-    Ok(EventPage { events, scanned_to })
+    Ok(EventPage {
+        events,
+        scanned_to,
+        full,
+    })
 }
 
 /// One event of the tenant by id.

@@ -16,13 +16,18 @@ use crate::domain::ids::EventId;
 use crate::events::stream::{self, StartAt, StreamError, StreamItem, StreamRequest};
 use crate::proto;
 use crate::proto::event_service_server::EventService;
-use crate::store::{self, events as event_store};
+use crate::store;
+use crate::store::events::{self as event_store, PageLimit};
 
 /// Heartbeat interval when the request does not say.
 const DEFAULT_HEARTBEAT_SECONDS: i32 = 15;
 
 /// Most events one ListEvents page may hold.
 const MAX_EVENTS_PAGE: i32 = 1000;
+
+/// Payload bytes one ListEvents page holds at most: fewer events when they are large, so that
+/// a page stays well under a client's default 4 MiB message limit.
+const LIST_PAGE_BYTES: usize = 1024 * 1024;
 
 /// Serves the event log.
 pub struct Events {
@@ -190,10 +195,13 @@ impl EventService for Events {
         let mut conn = store::connect(self.ctx.pool())
             .await
             .map_err(status::store)?;
-        let page =
-            event_store::read_after(&mut conn, Some(account_id), after, &filter, limit as i64)
-                .await
-                .map_err(status::store)?;
+        let limit = PageLimit {
+            events: limit as i64,
+            bytes: LIST_PAGE_BYTES,
+        };
+        let page = event_store::read_after(&mut conn, Some(account_id), after, &filter, limit)
+            .await
+            .map_err(status::store)?;
         Ok(Response::new(proto::ListEventsResponse {
             events: page.events.iter().map(convert::event).collect(),
             next_cursor: page.scanned_to.encode(),

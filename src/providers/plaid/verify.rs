@@ -195,7 +195,9 @@ impl Verifier {
         let fetched = self.fetch(kid).await;
         let entry = match &fetched {
             Ok(key) => KeyEntry::Known(key.clone()),
-            Err(VerifyError::KeyUnavailable(_)) => KeyEntry::Failed(Instant::now() + FAILED_FETCH_TTL),
+            Err(VerifyError::KeyUnavailable(_)) => {
+                KeyEntry::Failed(Instant::now() + FAILED_FETCH_TTL)
+            }
             Err(_) => KeyEntry::Unknown(Instant::now() + UNKNOWN_KEY_TTL),
         };
         self.remember(kid, entry);
