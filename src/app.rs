@@ -7,6 +7,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::grpc::GrpcLimits;
+use crate::api::http::HttpLimits;
 use crate::cipher::Cipher;
 use crate::context::{Context, Limits};
 use crate::events::hub::EventHub;
@@ -49,6 +51,10 @@ pub struct AppConfig {
     pub event_poll_interval: Duration,
     /// How long a stopping process may take: running jobs finish or are given back within it.
     pub shutdown_grace: Duration,
+    /// Timeouts and the connection cap of the HTTP listener.
+    pub http_limits: HttpLimits,
+    /// Keep-alive and stream limits of the gRPC listener.
+    pub grpc_limits: GrpcLimits,
 }
 
 /// A running process; dropping it does not stop it, [`RunningApp::stop`] does.
@@ -95,6 +101,10 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
         drain: config.shutdown_grace.saturating_sub(RELEASE_MARGIN),
     };
     tasks.spawn(worker::run(ctx.clone(), settings, shutdown.clone()));
+    tasks.spawn(crate::metrics::refresh_gauges(
+        ctx.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(worker::schedule::run(
         ctx.clone(),
         config.refresh_max_concurrent,
@@ -103,14 +113,16 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
     let (grpc_ctx, grpc_shutdown) = (ctx.clone(), shutdown.clone());
     tasks.spawn(async move {
         let stop = async move { grpc_shutdown.cancelled().await };
-        if let Err(error) = api::grpc::serve(grpc_ctx, config.grpc_listener, stop).await {
+        let limits = config.grpc_limits;
+        if let Err(error) = api::grpc::serve(grpc_ctx, config.grpc_listener, limits, stop).await {
             tracing::error!(%error, "gRPC server stopped");
         }
     });
     let (http_ctx, http_shutdown) = (ctx.clone(), shutdown.clone());
     tasks.spawn(async move {
         let stop = async move { http_shutdown.cancelled().await };
-        if let Err(error) = api::http::serve(http_ctx, config.http_listener, stop).await {
+        let limits = config.http_limits;
+        if let Err(error) = api::http::serve(http_ctx, config.http_listener, limits, stop).await {
             tracing::error!(%error, "HTTP server stopped");
         }
     });

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::api::grpc::GrpcLimits;
+use crate::api::http::HttpLimits;
 use crate::cipher::Cipher;
 use crate::domain::secret::Secret;
 use crate::providers::plaid::PlaidConfig;
@@ -20,6 +22,15 @@ pub const SIM_SECRET: &str = "linkstate-sim-secret";
 #[derive(Debug, Parser)]
 #[command(name = "linkstate", version, about)]
 pub struct Cli {
+    /// Log format on standard error: `text` or `json`.
+    #[arg(
+        long,
+        global = true,
+        env = "LINKSTATE_LOG_FORMAT",
+        value_name = "LINKSTATE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
@@ -205,6 +216,73 @@ pub struct Settings {
     /// The largest provider webhook body accepted, in bytes.
     #[arg(long, env = "LINKSTATE_WEBHOOK_MAX_BYTES", value_name = "LINKSTATE_WEBHOOK_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub webhook_max_bytes: usize,
+    /// Timeouts and caps of the two listeners.
+    #[command(flatten)]
+    pub listen: ListenLimits,
+}
+
+/// How long clients may take and how many may connect: no client holds a connection forever.
+#[derive(Debug, Clone, Args)]
+pub struct ListenLimits {
+    /// Time an HTTP client has to send a request's headers; also how long a kept-alive HTTP
+    /// connection waits for its next request (`10s`).
+    #[arg(long, env = "LINKSTATE_HTTP_HEADER_TIMEOUT", value_name = "LINKSTATE_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub http_header_timeout: Duration,
+    /// Time an HTTP client has to send a request's body (`30s`).
+    #[arg(long, env = "LINKSTATE_HTTP_BODY_TIMEOUT", value_name = "LINKSTATE_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    pub http_body_timeout: Duration,
+    /// An HTTP connection on which no byte moves either way for this long is closed (`60s`).
+    #[arg(long, env = "LINKSTATE_HTTP_IDLE_TIMEOUT", value_name = "LINKSTATE_HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
+    pub http_idle_timeout: Duration,
+    /// HTTP connections served at once; more wait until one closes.
+    #[arg(long, env = "LINKSTATE_HTTP_MAX_CONNECTIONS", value_name = "LINKSTATE_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
+    /// How often an idle gRPC connection is pinged (HTTP/2 keep-alive); one that does not
+    /// answer within 10 s is closed (`30s`).
+    #[arg(long, env = "LINKSTATE_GRPC_KEEPALIVE", value_name = "LINKSTATE_GRPC_KEEPALIVE", default_value = "30s", value_parser = positive_duration)]
+    pub grpc_keepalive: Duration,
+    /// Calls one gRPC connection may have open at once (HTTP/2 concurrent streams).
+    #[arg(long, env = "LINKSTATE_GRPC_MAX_CONCURRENT_STREAMS", value_name = "LINKSTATE_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub grpc_max_concurrent_streams: u32,
+}
+
+impl ListenLimits {
+    /// The HTTP listener's limits.
+    pub fn http(&self) -> HttpLimits {
+        HttpLimits {
+            header_timeout: self.http_header_timeout,
+            body_timeout: self.http_body_timeout,
+            idle_timeout: self.http_idle_timeout,
+            max_connections: self.http_max_connections as usize,
+        }
+    }
+
+    /// The gRPC listener's limits.
+    pub fn grpc(&self) -> GrpcLimits {
+        GrpcLimits {
+            keepalive_interval: self.grpc_keepalive,
+            max_concurrent_streams: self.grpc_max_concurrent_streams,
+            ..GrpcLimits::default()
+        }
+    }
+}
+
+/// A duration setting that must be more than zero (`10s`, `500ms`).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be more than zero".into()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// How log lines are written on standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people: ANSI colours only when standard error is a terminal.
+    Text,
+    /// For machines: one JSON object per line, with the span fields.
+    Json,
 }
 
 /// Settings of `dev`: the service's, plus where the simulator listens.

@@ -10,8 +10,8 @@ use tracing_subscriber::EnvFilter;
 use linkstate::app::{self, AppConfig};
 use linkstate::cipher::Cipher;
 use linkstate::config::{
-    AccountsCommand, Cli, Command, DatabaseSettings, DevSettings, SIM_CLIENT_ID, SIM_SECRET,
-    Settings, SimulatorSettings,
+    AccountsCommand, Cli, Command, DatabaseSettings, DevSettings, LogFormat, SIM_CLIENT_ID,
+    SIM_SECRET, Settings, SimulatorSettings,
 };
 use linkstate::sim::{SimConfig, Simulator};
 use linkstate::store::embedded::EmbeddedCluster;
@@ -19,10 +19,6 @@ use linkstate::store::{self, accounts};
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) if !error.use_stderr() => error.exit(),
@@ -34,6 +30,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    init_logs(cli.log_format);
     let result = match cli.command {
         Command::Serve(settings) => serve(settings).await,
         Command::Dev(settings) => dev(settings).await,
@@ -47,6 +44,24 @@ async fn main() {
         // One line that names what is wrong.
         eprintln!("linkstate: {error:#}");
         std::process::exit(1);
+    }
+}
+
+/// Logs on standard error: for people (colours only on a terminal, so log files stay plain
+/// text) or one JSON object per line, with the fields of the spans around each line.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 
@@ -162,6 +177,8 @@ async fn start(
         max_streams: settings.max_streams,
         event_poll_interval: settings.event_poll_interval,
         shutdown_grace: settings.shutdown_grace,
+        http_limits: settings.listen.http(),
+        grpc_limits: settings.listen.grpc(),
     })
     .await
 }

@@ -1,21 +1,51 @@
 //! Prometheus metrics, served on `/metrics`.
+//!
+//! A scrape reads only memory: the queue depth is counted by a background task every few
+//! seconds, so scraping the provider-facing listener never costs a database query.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::store::{self, jobs};
+
+/// How often the queue depth gauge is counted again.
+const GAUGE_REFRESH: Duration = Duration::from_secs(5);
 
 /// Labels of an outcome counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Outcome {
     /// `ok` or a failure code.
     pub outcome: String,
+}
+
+/// Labels of a finished gRPC call, as the usual gRPC server metrics name them.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcCall {
+    /// `linkstate.v1.ConnectionService`.
+    pub grpc_service: String,
+    /// `ImportConnections`.
+    pub grpc_method: String,
+    /// `OK`, `NOT_FOUND`, ...
+    pub grpc_code: String,
+}
+
+/// Labels of a gRPC method.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcMethod {
+    /// `linkstate.v1.ConnectionService`.
+    pub grpc_service: String,
+    /// `ImportConnections`.
+    pub grpc_method: String,
 }
 
 /// The process's metrics.
@@ -27,26 +57,59 @@ pub struct Metrics {
     pub jobs: Family<Outcome, Counter>,
     /// Webhooks for connections linkstate does not know, by provider.
     pub unknown_webhooks: Family<Outcome, Counter>,
+    /// Finished gRPC calls.
+    grpc_handled: Family<GrpcCall, Counter>,
+    /// How long gRPC calls took, in seconds.
+    grpc_handling: Family<GrpcMethod, Histogram>,
+    /// Jobs queued or running, as last counted.
+    live_jobs: Gauge,
 }
 
 /// The one set of metrics of this process.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let mut registry = Registry::with_prefix("linkstate");
+    let mut registry = Registry::default();
     let imports = Family::<Outcome, Counter>::default();
     let jobs = Family::<Outcome, Counter>::default();
-    registry.register("import_items", "Imported items by outcome", imports.clone());
-    registry.register("jobs", "Finished jobs by outcome", jobs.clone());
+    registry.register(
+        "linkstate_import_items",
+        "Imported items by outcome",
+        imports.clone(),
+    );
+    registry.register("linkstate_jobs", "Finished jobs by outcome", jobs.clone());
     let unknown_webhooks = Family::<Outcome, Counter>::default();
     registry.register(
-        "unknown_webhooks",
+        "linkstate_unknown_webhooks",
         "Webhooks about connections linkstate does not know",
         unknown_webhooks.clone(),
+    );
+    let grpc_handled = Family::<GrpcCall, Counter>::default();
+    registry.register(
+        "grpc_server_handled",
+        "gRPC calls finished on the server, by method and code",
+        grpc_handled.clone(),
+    );
+    let grpc_handling = Family::<GrpcMethod, Histogram>::new_with_constructor(|| {
+        Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+    });
+    registry.register(
+        "grpc_server_handling_seconds",
+        "How long gRPC calls took on the server, until their last message",
+        grpc_handling.clone(),
+    );
+    let live_jobs = Gauge::default();
+    registry.register(
+        "linkstate_jobs_live",
+        "Jobs queued or running (counted every few seconds)",
+        live_jobs.clone(),
     );
     Metrics {
         registry,
         imports,
         jobs,
         unknown_webhooks,
+        grpc_handled,
+        grpc_handling,
+        live_jobs,
     }
 });
 
@@ -59,22 +122,58 @@ pub fn count(family: &Family<Outcome, Counter>, outcome: &str) {
         .inc();
 }
 
-/// The text exposition, with the queue depth read fresh from the database.
-pub async fn render(ctx: &Context) -> String {
+/// Records a finished gRPC call of `path` (`/linkstate.v1.ConnectionService/ImportConnections`).
+pub fn grpc_handled(path: &str, code: &str, elapsed: Duration) {
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or(("unknown", path));
+    METRICS
+        .grpc_handled
+        .get_or_create(&GrpcCall {
+            grpc_service: service.to_string(),
+            grpc_method: method.to_string(),
+            grpc_code: code.to_string(),
+        })
+        .inc();
+    METRICS
+        .grpc_handling
+        .get_or_create(&GrpcMethod {
+            grpc_service: service.to_string(),
+            grpc_method: method.to_string(),
+        })
+        .observe(elapsed.as_secs_f64());
+}
+
+/// Counts the queue depth every few seconds until `shutdown`.
+pub async fn refresh_gauges(ctx: Context, shutdown: CancellationToken) {
+    loop {
+        let counted = async {
+            let mut conn = store::connect(ctx.pool()).await?;
+            jobs::live_count(&mut conn).await
+        };
+        match counted.await {
+            Ok(n) => {
+                METRICS.live_jobs.set(n);
+            }
+            Err(error) => tracing::debug!(%error, "could not count live jobs"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(GAUGE_REFRESH) => {}
+        }
+    }
+}
+
+/// The text exposition, from memory only.
+pub fn render(ctx: &Context) -> String {
     let mut text = String::new();
     encode(&mut text, &METRICS.registry).expect("writing to a String cannot fail");
-    // `encode` ends with `# EOF`; the gauge below goes before it.
+    // `encode` ends with `# EOF`; the per-process gauge below goes before it.
     let body = text.trim_end().trim_end_matches("# EOF").to_string();
-    let live_jobs = match store::connect(ctx.pool()).await {
-        Ok(mut conn) => jobs::live_count(&mut conn).await.ok(),
-        Err(_) => None,
-    };
-    let jobs_gauge = live_jobs.map_or(String::new(), |n| {
-        format!("# HELP linkstate_jobs_live Jobs queued or running.\n# TYPE linkstate_jobs_live gauge\nlinkstate_jobs_live {n}\n")
-    });
     let streams_gauge = format!(
         "# HELP linkstate_event_streams Event streams this process is serving.\n# TYPE linkstate_event_streams gauge\nlinkstate_event_streams {}\n",
         ctx.open_streams()
     );
-    format!("{body}{jobs_gauge}{streams_gauge}# EOF\n")
+    format!("{body}{streams_gauge}# EOF\n")
 }

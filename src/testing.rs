@@ -229,6 +229,8 @@ impl TestApp {
             max_streams: 100,
             event_poll_interval: Duration::from_millis(200),
             shutdown_grace: Duration::from_secs(10),
+            http_limits: Default::default(),
+            grpc_limits: Default::default(),
         };
         adjust(&mut config);
         let app = app::start(config).await.expect("linkstate starts");

@@ -23,10 +23,13 @@ pub async fn account(ctx: &Context, metadata: &MetadataMap) -> Result<AccountId,
         .filter(|key| !key.is_empty())
         .ok_or_else(unauthenticated)?;
     let mut conn = store::connect(ctx.pool()).await.map_err(status::store)?;
-    accounts::authenticate(&mut conn, key)
+    let account = accounts::authenticate(&mut conn, key)
         .await
         .map_err(status::store)?
-        .ok_or_else(unauthenticated)
+        .ok_or_else(unauthenticated)?;
+    // The call's span names the tenant, never the key.
+    tracing::Span::current().record("account_id", tracing::field::display(account));
+    Ok(account)
 }
 
 fn unauthenticated() -> Status {

@@ -1,19 +1,22 @@
 //! The HTTP listener: provider webhooks, health, readiness and metrics.
 
+pub mod listener;
+
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::context::Context;
 use crate::metrics;
 use crate::providers::plaid::verify::HEADER;
 use crate::store;
 use crate::webhooks::{self, RecordError};
+pub use listener::HttpLimits;
 
 /// The router of the HTTP listener.
 pub fn router(ctx: Context) -> Router {
@@ -21,27 +24,45 @@ pub fn router(ctx: Context) -> Router {
     let limit = DefaultBodyLimit::max(ctx.webhook_max_bytes());
     Router::new()
         .route("/webhooks/plaid", post(plaid_webhook).layer(limit))
+        .layer(axum::middleware::from_fn(observe))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(ctx)
 }
 
-/// Serves HTTP on `listener` until `shutdown` resolves.
+/// Every webhook request in a span with its method, path, status and duration; failures are
+/// logged, accepted deliveries only at debug level (they come by the thousand).
+async fn observe(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let span = tracing::info_span!(
+        "http",
+        method = %request.method(),
+        path = %request.uri().path(),
+        status = tracing::field::Empty,
+        duration_ms = tracing::field::Empty
+    );
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    span.record("status", status.as_u16());
+    span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
+    let _entered = span.enter();
+    if status.is_success() {
+        tracing::debug!("webhook request answered");
+    } else {
+        tracing::info!("webhook request refused");
+    }
+    response
+}
+
+/// Serves HTTP on `listener` within `limits` until `shutdown` resolves.
 pub async fn serve(
     ctx: Context,
     listener: TcpListener,
+    limits: HttpLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Answers go out at once rather than waiting on Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(ctx))
-        .with_graceful_shutdown(shutdown)
-        .await
+    listener::serve(listener, router(ctx), limits, shutdown).await
 }
 
 /// 200 only while the database answers, so a load balancer sends traffic elsewhere meanwhile.
@@ -89,7 +110,7 @@ async fn plaid_webhook(State(ctx): State<Context>, headers: HeaderMap, body: Byt
 }
 
 async fn metrics_text(State(ctx): State<Context>) -> impl IntoResponse {
-    let body = metrics::render(&ctx).await;
+    let body = metrics::render(&ctx);
     (
         [(
             axum::http::header::CONTENT_TYPE,
