@@ -280,8 +280,8 @@ async fn create_connection_starts_an_in_progress_flow_without_events() {
     assert_eq!(flow.account_id, account_id.to_string());
     assert_eq!(flow.external_customer_id, "customer-1");
     assert_eq!(
-        flow.institution_name, "ins_109508",
-        "named by its id until known"
+        flow.institution_name, "First Platypus Bank",
+        "named as Plaid names it: only Plaid's answer makes a Plaid institution"
     );
     assert_eq!(
         flow.service_provider,
@@ -465,7 +465,7 @@ async fn complete_plaid_flow_sends_completed_then_status_change_then_aggregates(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn complete_akoya_and_finicity_flows_store_credentials_without_aggregating() {
+async fn completing_a_flow_of_a_provider_linkstate_cannot_aggregate_is_unimplemented() {
     let app = TestApp::start().await;
     let (_, key) = app.account("acme").await;
     use proto::service_provider::Value as P;
@@ -480,58 +480,38 @@ async fn complete_akoya_and_finicity_flows_store_credentials_without_aggregating
         service_provider_connection_id: "consent-1".into(),
         ..Default::default()
     };
-    let akoya = complete(&app, &key, request).await.unwrap();
-    assert_eq!(status_of(&akoya), ConnStatus::Active);
-    match credentials(&app, &akoya.id).await.unwrap() {
-        ProviderCredentials::Akoya {
-            refresh_token,
-            provider_id,
-        } => assert_eq!(
-            (refresh_token.expose(), provider_id.as_str()),
-            ("refresh-1", "mikomo")
-        ),
-        other => panic!("{other:?}"),
-    }
-
-    let finicity = create(&app, &key, P::Finicity, "customer-1", "101732")
-        .await
-        .unwrap();
-    let request = proto::CompleteConnectionRequest {
-        connection_id: finicity.id.clone(),
-        service_provider_connection_id: "60238343243".into(),
-        ..Default::default()
-    };
-    let finicity = complete(&app, &key, request).await.unwrap();
-    assert_eq!(status_of(&finicity), ConnStatus::Active);
-    assert!(matches!(
-        credentials(&app, &finicity.id).await,
-        Err(StoreError::NotFound)
-    ));
-
-    let events = events_until(&app, &key, |e| e.len() == 4).await;
-    for id in [&akoya.id, &finicity.id] {
-        assert_eq!(
-            types(
-                &of_connection(&events, id)
-                    .into_iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-            ),
-            [
-                Type::BankLinkingConnectionCompleted,
-                Type::BankLinkingConnectionStatusChange
-            ]
-        );
-    }
-    assert_eq!(
-        provider_details(&events[2]),
-        serde_json::json!({"serviceProvider": "FINICITY", "serviceProviderConnectionId": "60238343243"})
+    assert_refused(
+        complete(&app, &key, request).await,
+        Code::Unimplemented,
+        "aggregation for AKOYA is not supported yet",
     );
-    // linkstate cannot call these providers yet: nothing is queued or scheduled.
+    for (provider, name) in [(P::Finicity, "FINICITY"), (P::Mx, "MX")] {
+        let flow = create(&app, &key, provider, "customer-1", "101732")
+            .await
+            .unwrap();
+        let request = proto::CompleteConnectionRequest {
+            connection_id: flow.id.clone(),
+            service_provider_connection_id: "60238343243".into(),
+            ..Default::default()
+        };
+        assert_refused(
+            complete(&app, &key, request).await,
+            Code::Unimplemented,
+            &format!("aggregation for {name} is not supported yet"),
+        );
+        // Nothing pretends: the flow is still running, with nothing stored or sent.
+        assert_eq!(connection(&app, &key, &flow.id).await, flow);
+        assert!(matches!(
+            credentials(&app, &flow.id).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+    assert_eq!(connection(&app, &key, &akoya.id).await, akoya);
+    assert_eq!(app.count("events").await, 0);
     assert_eq!(app.count("jobs").await, 0);
     assert_eq!(
-        connections_where(&app, "next_refresh_at IS NOT NULL").await,
-        0
+        connections_where(&app, "status = 'IN_PROGRESS' AND credentials IS NULL").await,
+        3
     );
     app.stop().await;
 }

@@ -44,6 +44,8 @@ pub struct Delivery {
     pub signed_at: DateTime<Utc>,
     /// The provider's id of the connection it is about.
     pub provider_connection_id: Option<String>,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
     /// When it was processed, if it was.
     pub processed_at: Option<DateTime<Utc>>,
 }

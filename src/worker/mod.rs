@@ -73,6 +73,10 @@ pub enum JobError {
     /// Another worker holds the connection; try again shortly, it is nobody's fault.
     #[error("connection busy")]
     Busy,
+    /// What the job needs is not there yet (a webhook about an item whose import has not
+    /// committed); try again shortly, it is nobody's fault either.
+    #[error("not yet")]
+    NotYet,
     /// A failure that may pass (provider down, database gone).
     #[error("{0}")]
     Transient(String),
@@ -210,15 +214,20 @@ async fn run_one(ctx: &Context, settings: &WorkerSettings, claimed: ClaimedJob) 
         let mut conn = store::connect(ctx.pool()).await?;
         match &outcome {
             Ok(()) => jobs::complete(&mut conn, claimed.id, worker_id).await,
-            // Waiting for a connection another job holds is nobody's failure: not an attempt.
-            Err(JobError::Busy) => {
+            // Waiting for a connection another job holds, or for an import to commit, is
+            // nobody's failure: not an attempt.
+            Err(error @ (JobError::Busy | JobError::NotYet)) => {
                 let delay = Duration::from_secs(1);
+                let reason = match error {
+                    JobError::Busy => "busy",
+                    _ => "not yet",
+                };
                 jobs::retry_later(
                     &mut conn,
                     claimed.id,
                     worker_id,
                     delay,
-                    "busy",
+                    reason,
                     Attempt::NotCounted,
                 )
                 .await
@@ -249,6 +258,7 @@ async fn run_one(ctx: &Context, settings: &WorkerSettings, claimed: ClaimedJob) 
     let label = match &outcome {
         Ok(()) => "ok",
         Err(JobError::Busy) => "busy",
+        Err(JobError::NotYet) => "not_yet",
         Err(JobError::Transient(_)) => "transient",
         Err(JobError::Permanent(_)) => "permanent",
     };

@@ -25,6 +25,11 @@ use crate::providers::plaid::mapping::{self, WebhookAction};
 use crate::store::jobs::OnDuplicate;
 use crate::store::{self, StoreError, connections, events, financial_accounts, webhooks};
 
+/// How long a webhook about an item linkstate does not know is looked at again before it
+/// counts as about an unknown item: an import points the item's webhooks here before it
+/// commits the connection, so the item's first webhooks can come first.
+const IMPORT_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
 /// Process one recorded delivery.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WebhookJob {
@@ -50,6 +55,10 @@ pub async fn run(ctx: &Context, job: &WebhookJob) -> Result<(), JobError> {
         None => Vec::new(),
     };
     drop(conn);
+    // An item Plaid was just told to send here may speak before its import has committed.
+    if targets.is_empty() && Utc::now() - delivery.received_at < IMPORT_GRACE {
+        return Err(JobError::NotYet);
+    }
     let outcome = if targets.is_empty() {
         metrics::count(&metrics::METRICS.unknown_webhooks, "PLAID");
         "unknown_connection"

@@ -8,6 +8,8 @@ use std::time::Duration;
 use linkstate::proto::{self, import_result};
 use linkstate::sim::SandboxItem;
 use linkstate::testing::{TestApp, authed};
+use reqwest::StatusCode;
+use serde_json::Value;
 
 /// One Plaid item to import.
 pub fn plaid_item(external_customer_id: &str, access_token: &str) -> proto::ImportConnection {
@@ -198,4 +200,36 @@ pub async fn wait_processed(app: &TestApp, n: i64) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("deliveries not processed in 5 s");
+}
+
+/// Posts a delivery to /webhooks/plaid; answers the status and the JSON body.
+pub async fn post(app: &TestApp, body: &[u8], jwt: Option<&str>) -> (StatusCode, Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}/webhooks/plaid", app.app.http_addr))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(jwt) = jwt {
+        request = request.header("Plaid-Verification", jwt);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Posts a body signed by the simulator, as Plaid would.
+pub async fn deliver(app: &TestApp, body: &Value) -> (StatusCode, Value) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let jwt = app.sim.sign_webhook(&bytes);
+    post(app, &bytes, Some(&jwt)).await
+}
+
+/// Runs `statement` on the test database.
+pub async fn sql(app: &TestApp, statement: &str) {
+    use diesel_async::RunQueryDsl;
+    let mut conn = linkstate::store::connect(&app.pool).await.unwrap();
+    diesel::sql_query(statement)
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }
