@@ -315,3 +315,517 @@ async fn an_unknown_key_id_is_fetched_once_and_a_failed_fetch_is_cached() {
     assert_eq!(app.count("webhook_deliveries").await, 0);
     app.stop().await;
 }
+
+// 7 (the input half). Free-form details are bounded.
+
+/// A connect flow of a provider linkstate cannot call, so no provider call is needed.
+async fn finicity_flow(app: &TestApp, key: &str, customer: &str) -> proto::Connection {
+    app.connections()
+        .await
+        .create_connection(authed(
+            key,
+            proto::CreateConnectionRequest {
+                service_provider: proto::service_provider::Value::Finicity as i32,
+                external_customer_id: customer.into(),
+                institution_id: "101732".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A `google.protobuf.Struct` of one string field of `bytes` bytes.
+fn details_of(bytes: usize) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: [(
+            "payload".to_string(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue("x".repeat(bytes))),
+            },
+        )]
+        .into(),
+    }
+}
+
+async fn fail_flow(
+    app: &TestApp,
+    key: &str,
+    id: &str,
+    reason: &str,
+    details: prost_types::Struct,
+) -> Result<proto::Connection, tonic::Status> {
+    app.connections()
+        .await
+        .fail_connection(authed(
+            key,
+            proto::FailConnectionRequest {
+                connection_id: id.into(),
+                reason: reason.into(),
+                service_provider_details: Some(details),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_provider_details_over_64_kib_are_refused_and_nothing_is_sent() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let flow = finicity_flow(&app, &key, "customer-1").await;
+    let error = fail_flow(&app, &key, &flow.id, "UNFORESEEN", details_of(70_000))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.code(), error.message()),
+        (
+            Code::InvalidArgument,
+            "serviceProviderDetails is larger than 65536 bytes"
+        )
+    );
+    assert_eq!(connection(&app, &key, &flow.id).await, flow);
+    assert_eq!(app.count("events").await, 0);
+    // Within the bound, it is passed on whole.
+    fail_flow(&app, &key, &flow.id, "UNFORESEEN", details_of(60_000))
+        .await
+        .unwrap();
+    // CONNECTION_FAILED and its STATUS_CHANGE.
+    assert_eq!(app.count("events").await, 2);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_events_page_of_large_events_stays_under_the_default_message_limit() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    for i in 0..80 {
+        let flow = finicity_flow(&app, &key, &format!("customer-{i}")).await;
+        fail_flow(&app, &key, &flow.id, "UNFORESEEN", details_of(60_000))
+            .await
+            .unwrap();
+    }
+    // 80 CONNECTION_FAILED of 60 KB (and their STATUS_CHANGE): a whole default page of 100
+    // would be 4.8 MB, over the 4 MiB that clients accept by default (tonic's here).
+    let mut client = app.events().await;
+    let first = client
+        .list_events(authed(&key, proto::ListEventsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        (10..100).contains(&first.events.len()),
+        "{} events",
+        first.events.len()
+    );
+    let all = all_events(&app, &key).await;
+    assert_eq!(
+        all.len(),
+        160,
+        "the next cursor continues where the page stopped"
+    );
+    app.stop().await;
+}
+
+// 8. NUL bytes, dates and cursors are checked at the edge.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_bytes_in_any_string_are_invalid_arguments_naming_the_field() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let item = app.sim.create_item("ins_109508");
+    let mut connections = app.connections().await;
+    let refused = connections
+        .import_connections(authed(
+            &key,
+            import_request(vec![
+                plaid_item("customer-1", item.access_token.expose()),
+                plaid_item("cust\0omer", item.access_token.expose()),
+            ]),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (
+            Code::InvalidArgument,
+            "connections[1]: externalCustomerId must not contain NUL bytes"
+        )
+    );
+    assert_nothing_written(&app).await;
+
+    let refused = connections
+        .create_connection(authed(
+            &key,
+            proto::CreateConnectionRequest {
+                service_provider: proto::service_provider::Value::Plaid as i32,
+                external_customer_id: "customer-1".into(),
+                institution_id: "ins_\0109508".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.message(),
+        "institutionId must not contain NUL bytes"
+    );
+    let refused = connections
+        .list_connections(authed(
+            &key,
+            proto::ListConnectionsRequest {
+                external_customer_id: "a\0".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (
+            Code::InvalidArgument,
+            "externalCustomerId must not contain NUL bytes"
+        )
+    );
+    let refused = app
+        .financial_data()
+        .await
+        .list_financial_accounts(authed(
+            &key,
+            proto::ListFinancialAccountsRequest {
+                external_customer_id: "a\0".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let refused = app
+        .events()
+        .await
+        .list_events(authed(
+            &key,
+            proto::ListEventsRequest {
+                external_customer_id: "a\0".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.message(),
+        "externalCustomerId must not contain NUL bytes"
+    );
+
+    let flow = finicity_flow(&app, &key, "customer-1").await;
+    let refused = fail_flow(&app, &key, &flow.id, "UNFORE\0SEEN", details_of(1))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.message(), "reason must not contain NUL bytes");
+    let nul_details = prost_types::Struct {
+        fields: [(
+            "k".to_string(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue("a\0b".into())),
+            },
+        )]
+        .into(),
+    };
+    let refused = fail_flow(&app, &key, &flow.id, "UNFORESEEN", nul_details)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.message(),
+        "serviceProviderDetails must not contain NUL bytes"
+    );
+    assert_eq!(app.count("events").await, 0);
+    assert_eq!(connection(&app, &key, &flow.id).await, flow);
+    app.stop().await;
+}
+
+fn token(value: serde_json::Value) -> String {
+    URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dates_tokens_and_cursors_beyond_what_the_database_holds_are_invalid_arguments() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let item = app.sim.create_item("ins_109508");
+    let connection = import(&app, &key, &item).await;
+    let mut data = app.financial_data().await;
+    let list = |start_date: &str, page_token: String| proto::ListTransactionsRequest {
+        connection_id: connection.id.clone(),
+        start_date: start_date.into(),
+        page_token,
+        ..Default::default()
+    };
+    let refused = data
+        .list_transactions(authed(&key, list("-4714-01-01", String::new())))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (
+            Code::InvalidArgument,
+            "startDate must be between year 1 and year 9999"
+        )
+    );
+    let ancient = token(json!(["-4714-01-01", uuid::Uuid::nil()]));
+    let refused = data
+        .list_transactions(authed(&key, list("", ancient)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (
+            Code::InvalidArgument,
+            "pageToken is not one this service handed out"
+        )
+    );
+    let ancient = token(json!({"created_at": "-4000-01-01T00:00:00Z", "id": uuid::Uuid::nil()}));
+    let refused = app
+        .connections()
+        .await
+        .list_connections(authed(
+            &key,
+            proto::ListConnectionsRequest {
+                page_token: ancient,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.message(),
+        "pageToken is not one this service handed out"
+    );
+
+    // A cursor whose transaction id is beyond a bigint.
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&(1u64 << 63).to_be_bytes());
+    bytes[15] = 1;
+    let beyond = URL_SAFE_NO_PAD.encode(bytes);
+    let mut events = app.events().await;
+    let refused = events
+        .list_events(authed(
+            &key,
+            proto::ListEventsRequest {
+                after_cursor: beyond.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (
+            Code::InvalidArgument,
+            "afterCursor: cursor is not one linkstate handed out"
+        )
+    );
+    let refused = events
+        .stream_events(authed(
+            &key,
+            proto::StreamEventsRequest {
+                after_cursor: beyond,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_reports_each_item_as_committed_or_not_when_the_database_refuses_one() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let fine = app.sim.create_item("ins_109508");
+    let refused = app.sim.create_item("ins_109508");
+    sql(
+        &app,
+        &format!(
+            "ALTER TABLE connections ADD CONSTRAINT refuse_one \
+             CHECK (provider_connection_id <> '{}')",
+            refused.item_id
+        ),
+    )
+    .await;
+    let response = app
+        .connections()
+        .await
+        .import_connections(authed(
+            &key,
+            import_request(vec![
+                plaid_item("customer-1", fine.access_token.expose()),
+                plaid_item("customer-2", refused.access_token.expose()),
+            ]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(import_result::Result::Connection(connection)) = &response.results[0].result else {
+        panic!("the first item failed: {:?}", response.results[0]);
+    };
+    let Some(import_result::Result::Error(error)) = &response.results[1].result else {
+        panic!("the second item was imported: {:?}", response.results[1]);
+    };
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        (
+            "INTERNAL",
+            "internal error; nothing of this item was written"
+        )
+    );
+    assert_eq!(app.count("connections").await, 1);
+    assert_eq!(
+        app.count("customers WHERE external_customer_id = 'customer-2'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count(&format!("connections WHERE id = '{}'", connection.id))
+            .await,
+        1
+    );
+    app.stop().await;
+}
+
+// 10. Error messages quote at most an excerpt of the input.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_quote_only_an_excerpt_of_a_huge_input() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let huge = "x".repeat(3_000_000);
+    let refused = app
+        .connections()
+        .await
+        .get_connection(authed(
+            &key,
+            proto::GetConnectionRequest {
+                connection_id: huge.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound);
+    assert!(
+        refused.message().len() < 200,
+        "{} bytes",
+        refused.message().len()
+    );
+    assert!(refused.message().starts_with("connection \"xxxx"));
+    let refused = app
+        .financial_data()
+        .await
+        .list_transactions(authed(
+            &key,
+            proto::ListTransactionsRequest {
+                customer_id: huge.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().len() < 200);
+    let refused = app
+        .financial_data()
+        .await
+        .list_transactions(authed(
+            &key,
+            proto::ListTransactionsRequest {
+                customer_id: uuid::Uuid::nil().to_string(),
+                start_date: huge,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert!(refused.message().len() < 200);
+    app.stop().await;
+}
+
+// 11. Institutions: shared only from a provider's answer, otherwise the tenant's own.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_tenant_can_add_an_institution_that_others_see() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let (_, other) = app.account("globex").await;
+    let create = |key: String, provider: proto::service_provider::Value, institution: String| {
+        let app = &app;
+        async move {
+            app.connections()
+                .await
+                .create_connection(authed(
+                    &key,
+                    proto::CreateConnectionRequest {
+                        service_provider: provider as i32,
+                        external_customer_id: "customer-1".into(),
+                        institution_id: institution,
+                    },
+                ))
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    use proto::service_provider::Value as P;
+    let refused = create(key.clone(), P::Plaid, "ins_made_up".into())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (
+            Code::InvalidArgument,
+            "institutionId \"ins_made_up\" is not an institution PLAID knows"
+        )
+    );
+    assert_eq!(app.count("institutions").await, 0);
+    assert_eq!(app.count("customers").await, 0);
+
+    let plaid = create(key.clone(), P::Plaid, "ins_109508".into())
+        .await
+        .unwrap();
+    assert_eq!(plaid.institution_name, "First Platypus Bank");
+    let shared = create(other.clone(), P::Plaid, plaid.institution_id.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        shared.institution_id, plaid.institution_id,
+        "Plaid's are shared"
+    );
+
+    let own = create(key.clone(), P::Finicity, "bank-x".into())
+        .await
+        .unwrap();
+    let refused = create(other.clone(), P::Finicity, own.institution_id.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.message(),
+        format!(
+            "institutionId {:?} names no institution",
+            own.institution_id
+        )
+    );
+    let theirs = create(other.clone(), P::Finicity, "bank-x".into())
+        .await
+        .unwrap();
+    assert_ne!(theirs.institution_id, own.institution_id);
+    assert_eq!(
+        app.count("institutions WHERE owner_account_id IS NOT NULL")
+            .await,
+        2
+    );
+    let refused = create(key.clone(), P::Mx, "m".repeat(256))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.message(),
+        "institutionId is longer than 255 characters"
+    );
+    app.stop().await;
+}
