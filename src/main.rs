@@ -17,6 +17,17 @@ use linkstate::sim::{SimConfig, Simulator};
 use linkstate::store::embedded::EmbeddedCluster;
 use linkstate::store::{self, accounts};
 
+/// jemalloc gives freed memory back to the system within a second or so (its background thread
+/// purges dirty pages on a decay); glibc's allocator kept what a burst of large events had
+/// taken (60 MB of it, for good, in `tests/limits.rs`), and so, mostly, did mimalloc.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings: purge freed pages by a background thread, after about a second.
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 #[tokio::main]
 async fn main() {
     let cli = match Cli::try_parse() {

@@ -24,10 +24,11 @@ const STREAM_BUFFER: usize = 256;
 /// large events holds this much of the server's memory, not 256 large events.
 const STREAM_BUFFER_BYTES: usize = 1024 * 1024;
 
-/// Events read per catch-up query: at most 500, and no more once their payloads reach 1 MiB.
+/// Events read per catch-up query: at most 500, and no more once their payloads reach 256 KiB
+/// (a page of ordinary events is well under it).
 const CATCH_UP_PAGE: PageLimit = PageLimit {
     events: 500,
-    bytes: 1024 * 1024,
+    bytes: 256 * 1024,
 };
 
 /// What the channel to the client carries: the item, and its share of the stream's byte

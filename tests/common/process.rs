@@ -75,6 +75,17 @@ impl Replicas {
 
     /// Starts a replica on these ports with these extra settings.
     pub fn start(&self, grpc: u16, http: u16, env: &[(&str, &str)]) -> Service {
+        self.start_logging(grpc, http, env, Stdio::null())
+    }
+
+    /// Starts a replica whose standard error goes to `stderr`.
+    pub fn start_logging(
+        &self,
+        grpc: u16,
+        http: u16,
+        env: &[(&str, &str)],
+        stderr: impl Into<Stdio>,
+    ) -> Service {
         let mut command = Command::new(BINARY);
         command
             .arg("serve")
@@ -87,7 +98,7 @@ impl Replicas {
             .env("PLAID_SECRET", SIM_SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         for (name, value) in env {
             command.env(name, value);
         }

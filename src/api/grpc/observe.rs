@@ -11,8 +11,8 @@ use std::time::Instant;
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
-use tracing::Span;
 use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use crate::metrics;
 
@@ -65,7 +65,8 @@ where
         let future = {
             let _entered = span.enter();
             self.inner.call(request)
-        };
+        }
+        .instrument(span);
         Box::pin(async move {
             let response = future.await?;
             let code = code_of(response.headers());
