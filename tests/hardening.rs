@@ -460,7 +460,7 @@ async fn nul_bytes_in_any_string_are_invalid_arguments_naming_the_field() {
             proto::CreateConnectionRequest {
                 service_provider: proto::service_provider::Value::Plaid as i32,
                 external_customer_id: "customer-1".into(),
-                institution_id: "ins_\0109508".into(),
+                institution_id: "ins_\u{0}109508".into(),
             },
         ))
         .await
