@@ -423,3 +423,61 @@ async fn text_logs_written_to_a_file_carry_no_colour_escapes() {
         "ANSI escapes in a log file: {text:?}"
     );
 }
+
+/// Forwards one TCP connection to `port`; counts the bytes the server sends back.
+async fn counting_proxy(port: u16) -> (u16, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    let from_server = Arc::new(AtomicU64::new(0));
+    let counted = from_server.clone();
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (mut client_read, mut client_write) = client.into_split();
+        let (mut server_read, mut server_write) = server.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+        });
+        let mut buffer = [0u8; 4096];
+        loop {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let n = match server_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            counted.fetch_add(n as u64, Ordering::Relaxed);
+            if client_write.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    (proxy_port, from_server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_grpc_connections_are_pinged() {
+    let setup = setup().await;
+    let service = setup.start(&[("LINKSTATE_GRPC_KEEPALIVE", "1s")]).await;
+    let (_, key) = setup.api_key().await;
+    let (port, from_server) = counting_proxy(service.grpc).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = proto::connection_service_client::ConnectionServiceClient::new(channel);
+    let _ = client
+        .list_connections(authed(&key, proto::ListConnectionsRequest::default()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_call = AtomicU64::load(&from_server, Ordering::Relaxed);
+    // Idle: the only frames the server may send are its keep-alive PINGs (17 bytes each).
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let pinged = AtomicU64::load(&from_server, Ordering::Relaxed) - after_call;
+    println!("the server sent {pinged} bytes to an idle connection in 3.5 s");
+    assert!(pinged >= 2 * 17, "{pinged} bytes: no keep-alive pings");
+    drop(client);
+}
