@@ -7,7 +7,6 @@
 //! when the answer says so; a failed item writes nothing, whatever happened to the others.
 
 use chrono::Utc;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::StreamExt;
 
@@ -21,7 +20,7 @@ use crate::domain::product::Product;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
 use crate::metrics;
-use crate::providers::plaid::{PlaidError, mapping, retrying};
+use crate::providers::plaid::{PlaidError, PlaidErrorKind, mapping, retrying};
 use crate::store::connections::{ImportedConnection, InstitutionOwner};
 use crate::store::jobs::OnDuplicate;
 use crate::store::{self, StoreError, connections, events, financial_accounts};
@@ -138,10 +137,9 @@ async fn write_item(
 ) -> Result<Connection, StoreError> {
     let mut conn = store::connect(ctx.pool()).await?;
     match write(&mut conn, ctx, account_id, request_id, item, fetched).await {
-        Err(StoreError::Query(DieselError::DatabaseError(
-            DatabaseErrorKind::UniqueViolation,
-            _,
-        ))) => write(&mut conn, ctx, account_id, request_id, item, fetched).await,
+        Err(StoreError::Conflict(_)) => {
+            write(&mut conn, ctx, account_id, request_id, item, fetched).await
+        }
         other => other,
     }
 }
@@ -294,15 +292,16 @@ fn store_failure(error: StoreError) -> ItemFailure {
 
 /// A Plaid failure as one item's error.
 fn plaid_failure(error: &PlaidError) -> ItemFailure {
-    let code = match error.http_status() {
-        _ if matches!(error, PlaidError::NotConfigured) => "FAILED_PRECONDITION",
-        Some(401) => "UNAUTHENTICATED",
-        Some(403) => "PERMISSION_DENIED",
-        Some(429) => "RESOURCE_EXHAUSTED",
-        _ if error.is_credentials_error() => "UNAUTHENTICATED",
-        Some(status) if (400..500).contains(&status) => "INVALID_ARGUMENT",
-        _ if error.is_retryable() => "UNAVAILABLE",
-        _ => "INTERNAL",
+    let code = match error.kind() {
+        PlaidErrorKind::NotConfigured => "FAILED_PRECONDITION",
+        PlaidErrorKind::CredentialsRefused if error.http_status() == Some(403) => {
+            "PERMISSION_DENIED"
+        }
+        PlaidErrorKind::CredentialsRefused => "UNAUTHENTICATED",
+        PlaidErrorKind::RateLimited => "RESOURCE_EXHAUSTED",
+        PlaidErrorKind::Refused => "INVALID_ARGUMENT",
+        PlaidErrorKind::Unavailable => "UNAVAILABLE",
+        PlaidErrorKind::Unexpected => "INTERNAL",
     };
     ItemFailure {
         code,

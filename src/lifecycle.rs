@@ -6,7 +6,7 @@
 //! two requests racing on one connection cannot both act.
 
 use chrono::Utc;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::{Map, Value};
 
@@ -21,7 +21,7 @@ use crate::domain::lifecycle_events;
 use crate::domain::product::Product;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
-use crate::providers::plaid::{PlaidError, mapping};
+use crate::providers::plaid::{PlaidError, PlaidErrorKind, mapping};
 use crate::store::connections::{FlowConnection, InstitutionOwner, ProviderLink};
 use crate::store::jobs::OnDuplicate;
 use crate::store::{self, StoreError, connections, events, financial_accounts};
@@ -32,8 +32,8 @@ use crate::worker::{self, Job, schedule};
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
     /// No such connection for this tenant.
-    #[error("connection not found")]
-    NotFound,
+    #[error("connection {} not found", excerpt(&.0.to_string()))]
+    NotFound(ConnectionId),
     /// The request lacks something it must carry.
     #[error(transparent)]
     Rejected(#[from] FlowRejection),
@@ -102,11 +102,22 @@ pub enum LifecycleError {
 
 impl From<StoreError> for LifecycleError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::NotFound => LifecycleError::NotFound,
-            other => LifecycleError::Store(other),
-        }
+        LifecycleError::Store(error)
     }
+}
+
+/// The tenant's connection `id`, or NOT_FOUND naming it (also when another tenant has it).
+async fn tenant_connection(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    id: ConnectionId,
+) -> Result<Connection, LifecycleError> {
+    connections::get(conn, account_id, id)
+        .await
+        .map_err(|error| match error {
+            StoreError::NotFound => LifecycleError::NotFound(id),
+            other => LifecycleError::Store(other),
+        })
 }
 
 impl From<DieselError> for LifecycleError {
@@ -175,12 +186,12 @@ async fn plaid_institution(ctx: &Context, id: &str) -> Result<PlaidInstitution, 
             id: id.to_string(),
             name: response.institution.name,
         }),
-        Err(error @ PlaidError::NotConfigured) => Err(LifecycleError::ProviderNotConfigured(error)),
-        Err(error) if error.is_retryable() => Err(LifecycleError::ProviderUnavailable(error)),
-        Err(_) => Err(LifecycleError::UnknownProviderInstitution {
-            provider: ServiceProvider::Plaid,
-            id: id.to_string(),
-        }),
+        Err(error) => Err(plaid_failure(error, |_| {
+            LifecycleError::UnknownProviderInstitution {
+                provider: ServiceProvider::Plaid,
+                id: id.to_string(),
+            }
+        })),
     }
 }
 
@@ -223,7 +234,7 @@ pub async fn complete(
 ) -> Result<Connection, LifecycleError> {
     let connection = {
         let mut conn = store::connect(ctx.pool()).await?;
-        connections::get(&mut conn, account_id, id).await?
+        tenant_connection(&mut conn, account_id, id).await?
     };
     require_in_progress(connection.status, "completed")?;
     if !aggregates(connection.service_provider) {
@@ -345,13 +356,21 @@ async fn institution_name(ctx: &Context, institution_id: &str) -> Option<String>
 
 /// A failed `/item/get` of CompleteConnection: the access token is the caller's argument.
 fn completion_failure(error: PlaidError) -> LifecycleError {
-    match error {
-        PlaidError::NotConfigured => LifecycleError::ProviderNotConfigured(error),
-        error if error.is_retryable() => LifecycleError::ProviderUnavailable(error),
-        error if error.http_status().is_some_and(|s| (400..500).contains(&s)) => {
-            LifecycleError::CredentialsRefused(error)
+    plaid_failure(error, LifecycleError::CredentialsRefused)
+}
+
+/// A failed Plaid call as the lifecycle error it is; `refused` says what Plaid refusing the
+/// request itself means to the caller.
+fn plaid_failure(
+    error: PlaidError,
+    refused: impl FnOnce(PlaidError) -> LifecycleError,
+) -> LifecycleError {
+    match error.kind() {
+        PlaidErrorKind::NotConfigured => LifecycleError::ProviderNotConfigured(error),
+        PlaidErrorKind::CredentialsRefused | PlaidErrorKind::Refused => refused(error),
+        PlaidErrorKind::RateLimited | PlaidErrorKind::Unavailable | PlaidErrorKind::Unexpected => {
+            LifecycleError::ProviderUnavailable(error)
         }
-        error => LifecycleError::ProviderUnavailable(error),
     }
 }
 
@@ -376,10 +395,9 @@ async fn item_institution(
 /// A unique violation on completion means the tenant has the provider's connection already.
 fn already_linked(error: LifecycleError, provider_connection_id: &str) -> LifecycleError {
     match error {
-        LifecycleError::Store(StoreError::Query(DieselError::DatabaseError(
-            DatabaseErrorKind::UniqueViolation,
-            _,
-        ))) => LifecycleError::AlreadyLinked(provider_connection_id.to_string()),
+        LifecycleError::Store(StoreError::Conflict(_)) => {
+            LifecycleError::AlreadyLinked(provider_connection_id.to_string())
+        }
         other => other,
     }
 }
@@ -400,7 +418,7 @@ pub async fn fail(
     let failed = conn
         .transaction::<_, LifecycleError, _>(async |conn| {
             // Another tenant's connection is NOT_FOUND before anything is locked.
-            connections::get(conn, account_id, id).await?;
+            tenant_connection(conn, account_id, id).await?;
             let row = connections::lock_aggregation(conn, id).await?;
             require_in_progress(row.state.status, "failed")?;
             connections::end_flow(conn, id, ConnectionStatus::Expired).await?;
@@ -436,7 +454,7 @@ pub async fn delete(
 ) -> Result<Connection, LifecycleError> {
     let (connection, credentials) = {
         let mut conn = store::connect(ctx.pool()).await?;
-        let connection = connections::get(&mut conn, account_id, id).await?;
+        let connection = tenant_connection(&mut conn, account_id, id).await?;
         if connection.status == ConnectionStatus::Deleted {
             return Err(LifecycleError::AlreadyDeleted);
         }
@@ -492,10 +510,6 @@ async fn remove_plaid_item(ctx: &Context, access_token: &Secret) -> Result<(), L
     };
     match error.error_code() {
         Some("ITEM_NOT_FOUND" | "INVALID_ACCESS_TOKEN") => Ok(()),
-        _ if matches!(error, PlaidError::NotConfigured) => {
-            Err(LifecycleError::ProviderNotConfigured(error))
-        }
-        _ if error.is_retryable() => Err(LifecycleError::ProviderUnavailable(error)),
-        _ => Err(LifecycleError::ProviderRefused(error)),
+        _ => Err(plaid_failure(error, LifecycleError::ProviderRefused)),
     }
 }

@@ -4,8 +4,9 @@ use crate::context::Context;
 use crate::domain::connection_status::ConnectionStatus;
 use crate::domain::ids::{AccountId, ConnectionId, RequestId};
 use crate::domain::import::ProviderCredentials;
+use crate::domain::input::excerpt;
 use crate::domain::product::Product;
-use crate::providers::plaid::PlaidError;
+use crate::providers::plaid::PlaidErrorKind;
 use crate::store::jobs::{self, OnDuplicate};
 use crate::store::{self, StoreError, connections};
 use crate::worker::aggregate::{AggregateJob, Trigger};
@@ -18,8 +19,8 @@ const ENQUEUE_TURNS: usize = 3;
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
     /// No such connection for this tenant.
-    #[error("connection not found")]
-    NotFound,
+    #[error("connection {} not found", excerpt(&.0.to_string()))]
+    NotFound(ConnectionId),
     /// The status does not allow a refresh (Meld answers 409).
     #[error(
         "connection is {0}: a refresh is allowed only from ACTIVE, PARTIALLY_ACTIVE, DEGRADED or UNDETERMINED"
@@ -35,10 +36,7 @@ pub enum RefreshError {
 
 impl From<StoreError> for RefreshError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::NotFound => RefreshError::NotFound,
-            other => RefreshError::Store(other),
-        }
+        RefreshError::Store(error)
     }
 }
 
@@ -51,7 +49,12 @@ pub async fn refresh(
     products: Vec<Product>,
 ) -> Result<RequestId, RefreshError> {
     let mut conn = store::connect(ctx.pool()).await?;
-    let connection = connections::get(&mut conn, account_id, connection_id).await?;
+    let connection = connections::get(&mut conn, account_id, connection_id)
+        .await
+        .map_err(|error| match error {
+            StoreError::NotFound => RefreshError::NotFound(connection_id),
+            other => RefreshError::Store(other),
+        })?;
     if !connection.status.allows_refresh() {
         return Err(RefreshError::NotRefreshable(connection.status));
     }
@@ -105,8 +108,8 @@ async fn extract_now(
 ) -> Result<(), RefreshError> {
     match ctx.plaid().transactions_refresh(access_token).await {
         Ok(_) => Ok(()),
-        Err(error) if error.http_status() == Some(429) => Err(RefreshError::RateLimited),
-        Err(PlaidError::NotConfigured) => Ok(()),
+        Err(error) if error.kind() == PlaidErrorKind::RateLimited => Err(RefreshError::RateLimited),
+        Err(error) if error.kind() == PlaidErrorKind::NotConfigured => Ok(()),
         Err(error) => {
             tracing::warn!(%error, "transactions/refresh failed; aggregating anyway");
             Ok(())

@@ -1,8 +1,9 @@
 //! Storage: the Postgres pool, the migrations, and one module of queries per table family.
 //!
-//! Error policy: queries return [`StoreError`]. Callers branch on `NotFound` and `Unavailable`
-//! (the API turns them into NOT_FOUND and UNAVAILABLE); everything else is a bug or a broken
-//! database and surfaces as INTERNAL with the detail in the log, not in the response.
+//! Error policy: queries return [`StoreError`]. Callers branch on `NotFound`, `Conflict` (a
+//! unique key taken by a concurrent writer) and `Unavailable` (the API turns them into
+//! NOT_FOUND and UNAVAILABLE); everything else is a bug or a broken database and surfaces as
+//! INTERNAL with the detail in the log, not in the response.
 
 pub mod accounts;
 pub mod connections;
@@ -39,6 +40,9 @@ pub enum StoreError {
     /// The database cannot be reached or gave no connection in time.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A unique key is taken: another request wrote the same thing first.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A stored value that does not parse: the database holds something the code never writes.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -49,9 +53,12 @@ pub enum StoreError {
 
 impl From<diesel::result::Error> for StoreError {
     fn from(error: diesel::result::Error) -> Self {
-        use diesel::result::Error;
+        use diesel::result::{DatabaseErrorKind, Error};
         match error {
             Error::NotFound => StoreError::NotFound,
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                StoreError::Conflict(info.constraint_name().unwrap_or("unique key").to_string())
+            }
             Error::DatabaseError(kind, info) if is_unavailable(kind, info.message()) => {
                 StoreError::Unavailable(info.message().to_string())
             }

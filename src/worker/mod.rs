@@ -89,6 +89,8 @@ impl From<StoreError> for JobError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(message) => JobError::Transient(message),
+            // A concurrent writer took the key first: the next attempt sees its row.
+            StoreError::Conflict(key) => JobError::Transient(format!("conflict on {key}")),
             other => JobError::Permanent(other.to_string()),
         }
     }

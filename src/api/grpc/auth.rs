@@ -3,7 +3,6 @@
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
-use super::status;
 use crate::context::Context;
 use crate::domain::ids::AccountId;
 use crate::store::{self, accounts};
@@ -22,10 +21,10 @@ pub async fn account(ctx: &Context, metadata: &MetadataMap) -> Result<AccountId,
         .map(str::trim)
         .filter(|key| !key.is_empty())
         .ok_or_else(unauthenticated)?;
-    let mut conn = store::connect(ctx.pool()).await.map_err(status::store)?;
+    let mut conn = store::connect(ctx.pool()).await.map_err(Status::from)?;
     let account = accounts::authenticate(&mut conn, key)
         .await
-        .map_err(status::store)?
+        .map_err(Status::from)?
         .ok_or_else(unauthenticated)?;
     // The call's span names the tenant, never the key.
     tracing::Span::current().record("account_id", tracing::field::display(account));

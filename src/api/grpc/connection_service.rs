@@ -16,7 +16,7 @@ use crate::import;
 use crate::lifecycle;
 use crate::proto;
 use crate::proto::connection_service_server::ConnectionService;
-use crate::refresh::{self, RefreshError};
+use crate::refresh;
 use crate::store::{self, connections};
 
 /// Serves connection imports, reads, connect flows and deletes.
@@ -83,9 +83,7 @@ impl ConnectionService for Connections {
             .map(raw_item)
             .collect();
         let items = import_rules::validate(raw).map_err(request::invalid)?;
-        let outcome = import::import(&self.ctx, account_id, items)
-            .await
-            .map_err(status::import)?;
+        let outcome = import::import(&self.ctx, account_id, items).await?;
         let results = outcome
             .results
             .iter()
@@ -124,11 +122,11 @@ impl ConnectionService for Connections {
         let id: ConnectionId = raw_id.parse().map_err(|_| not_found())?;
         let mut conn = store::connect(self.ctx.pool())
             .await
-            .map_err(status::store)?;
+            .map_err(Status::from)?;
         match connections::get(&mut conn, account_id, id).await {
             Ok(connection) => Ok(Response::new(convert::connection(&connection))),
             Err(store::StoreError::NotFound) => Err(not_found()),
-            Err(error) => Err(status::store(error)),
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -174,10 +172,10 @@ impl ConnectionService for Connections {
         };
         let mut conn = store::connect(self.ctx.pool())
             .await
-            .map_err(status::store)?;
+            .map_err(Status::from)?;
         let page = connections::list(&mut conn, account_id, &query, limit + 1)
             .await
-            .map_err(status::store)?;
+            .map_err(Status::from)?;
         let has_more = page.len() as i64 > limit;
         let page = &page[..page.len().min(limit as usize)];
         let next_page_token = match page.last() {
@@ -215,19 +213,10 @@ impl ConnectionService for Connections {
                 request::known_enum::<Product>("products", name)
             })
             .collect::<Result<_, _>>()?;
-        match refresh::refresh(&self.ctx, account_id, id, products).await {
-            Ok(request_id) => Ok(Response::new(proto::RefreshConnectionResponse {
-                request_id: request_id.to_string(),
-            })),
-            Err(RefreshError::NotFound) => Err(not_found()),
-            Err(error @ RefreshError::NotRefreshable(_)) => {
-                Err(Status::failed_precondition(error.to_string()))
-            }
-            Err(error @ RefreshError::RateLimited) => {
-                Err(Status::resource_exhausted(error.to_string()))
-            }
-            Err(RefreshError::Store(error)) => Err(status::store(error)),
-        }
+        let request_id = refresh::refresh(&self.ctx, account_id, id, products).await?;
+        Ok(Response::new(proto::RefreshConnectionResponse {
+            request_id: request_id.to_string(),
+        }))
     }
 
     async fn delete_connection(
@@ -237,9 +226,7 @@ impl ConnectionService for Connections {
         let account_id = auth::account(&self.ctx, request.metadata()).await?;
         let raw_id = request.into_inner().connection_id;
         let id = connection_id(&raw_id)?;
-        let deleted = lifecycle::delete(&self.ctx, account_id, id)
-            .await
-            .map_err(|error| status::lifecycle(error, &raw_id))?;
+        let deleted = lifecycle::delete(&self.ctx, account_id, id).await?;
         Ok(Response::new(convert::connection(&deleted)))
     }
 
@@ -255,9 +242,7 @@ impl ConnectionService for Connections {
             institution_id: request.institution_id,
         })
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let created = lifecycle::create(&self.ctx, account_id, flow)
-            .await
-            .map_err(|error| status::lifecycle(error, ""))?;
+        let created = lifecycle::create(&self.ctx, account_id, flow).await?;
         Ok(Response::new(convert::connection(&created)))
     }
 
@@ -274,9 +259,7 @@ impl ConnectionService for Connections {
             provider_id: request.provider_id,
             provider_connection_id: request.service_provider_connection_id,
         };
-        let completed = lifecycle::complete(&self.ctx, account_id, id, raw)
-            .await
-            .map_err(|error| status::lifecycle(error, &request.connection_id))?;
+        let completed = lifecycle::complete(&self.ctx, account_id, id, raw).await?;
         Ok(Response::new(convert::connection(&completed)))
     }
 
@@ -295,9 +278,7 @@ impl ConnectionService for Connections {
             .map(convert::struct_json)
             .unwrap_or_default();
         connect_flow::validate_details(&details).map_err(request::invalid)?;
-        let failed = lifecycle::fail(&self.ctx, account_id, id, &reason, &details)
-            .await
-            .map_err(|error| status::lifecycle(error, &request.connection_id))?;
+        let failed = lifecycle::fail(&self.ctx, account_id, id, &reason, &details).await?;
         Ok(Response::new(convert::connection(&failed)))
     }
 }

@@ -72,10 +72,10 @@ fn cursor(text: &str) -> Result<Cursor, Status> {
 /// OUT_OF_RANGE when events after `after` were already pruned: resuming there would skip them.
 /// The error's details name the oldest cursor a client can resume after, once it re-lists.
 async fn still_retained(ctx: &Context, after: Cursor) -> Result<(), Status> {
-    let mut conn = store::connect(ctx.pool()).await.map_err(status::store)?;
+    let mut conn = store::connect(ctx.pool()).await.map_err(Status::from)?;
     let pruned = event_store::pruned_through(&mut conn)
         .await
-        .map_err(status::store)?;
+        .map_err(Status::from)?;
     if after >= pruned {
         return Ok(());
     }
@@ -150,7 +150,7 @@ impl EventService for Events {
         let messages = items.map(|item| {
             let message = match item.map_err(|error| match error {
                 StreamError::ShuttingDown => Status::unavailable(error.to_string()),
-                StreamError::Store(error) => status::store(error),
+                StreamError::Store(error) => error.into(),
             })? {
                 StreamItem::Event(logged) => {
                     proto::stream_events_response::Message::Event(convert::event(&logged))
@@ -194,14 +194,14 @@ impl EventService for Events {
         )?;
         let mut conn = store::connect(self.ctx.pool())
             .await
-            .map_err(status::store)?;
+            .map_err(Status::from)?;
         let limit = PageLimit {
             events: limit as i64,
             bytes: LIST_PAGE_BYTES,
         };
         let page = event_store::read_after(&mut conn, Some(account_id), after, &filter, limit)
             .await
-            .map_err(status::store)?;
+            .map_err(Status::from)?;
         Ok(Response::new(proto::ListEventsResponse {
             events: page.events.iter().map(convert::event).collect(),
             next_cursor: page.scanned_to.encode(),
@@ -221,11 +221,11 @@ impl EventService for Events {
         let id: EventId = raw_id.parse().map_err(|_| not_found())?;
         let mut conn = store::connect(self.ctx.pool())
             .await
-            .map_err(status::store)?;
+            .map_err(Status::from)?;
         match event_store::get(&mut conn, account_id, id).await {
             Ok(logged) => Ok(Response::new(convert::event(&logged))),
             Err(store::StoreError::NotFound) => Err(not_found()),
-            Err(error) => Err(status::store(error)),
+            Err(error) => Err(error.into()),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{auth, convert, request, status};
+use super::{auth, convert, request};
 use crate::context::Context;
 use crate::domain::ids::FinancialAccountId;
 use crate::domain::input::{self, excerpt};
@@ -66,10 +66,10 @@ impl FinancialDataService for FinancialData {
         let after = request::decode_token::<FinancialAccountId>(&request.page_token)?;
         let mut conn = store::connect(self.ctx.pool())
             .await
-            .map_err(status::store)?;
+            .map_err(Status::from)?;
         let page = financial_accounts::list(&mut conn, account_id, &scope, after, limit + 1)
             .await
-            .map_err(status::store)?;
+            .map_err(Status::from)?;
         let has_more = page.len() as i64 > limit;
         let page = &page[..page.len().min(limit as usize)];
         let next_page_token = match page.last() {
@@ -113,10 +113,10 @@ impl FinancialDataService for FinancialData {
         };
         let mut conn = store::connect(self.ctx.pool())
             .await
-            .map_err(status::store)?;
+            .map_err(Status::from)?;
         let page = transactions::list(&mut conn, account_id, scope, &query, limit + 1)
             .await
-            .map_err(status::store)?;
+            .map_err(Status::from)?;
         let has_more = page.len() as i64 > limit;
         let page = &page[..page.len().min(limit as usize)];
         let next_page_token = match page.last() {
@@ -141,7 +141,7 @@ impl FinancialData {
             FinancialAccountId(row.id),
             sealed,
         )
-        .map_err(status::store)?;
+        .map_err(Status::from)?;
         Ok(Some(proto::Identifiers {
             account_number: account.expose().to_string(),
             routing_number: routing,

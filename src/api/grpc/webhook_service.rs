@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{auth, status};
+use super::auth;
 use crate::context::Context;
 use crate::proto;
 use crate::proto::webhook_service_server::WebhookService;
@@ -45,9 +45,7 @@ impl WebhookService for Webhooks {
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(HEADER))
             .map(|(_, value)| value.as_str());
-        let recorded = webhooks::record_plaid(&self.ctx, verification, &request.body)
-            .await
-            .map_err(status::webhook)?;
+        let recorded = webhooks::record_plaid(&self.ctx, verification, &request.body).await?;
         Ok(Response::new(proto::RecordWebhookResponse {
             webhook_id: recorded.webhook_id.to_string(),
             duplicate: recorded.duplicate,

@@ -83,29 +83,29 @@ async fn plaid_webhook(State(ctx): State<Context>, headers: HeaderMap, body: Byt
             "duplicate": recorded.duplicate,
         }))
         .into_response(),
-        Err(error) => {
-            let code = match &error {
-                RecordError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                RecordError::Unverified(_) => StatusCode::UNAUTHORIZED,
-                RecordError::Malformed(_) => StatusCode::BAD_REQUEST,
-                RecordError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                RecordError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            match &error {
-                RecordError::Unavailable(detail) => {
-                    tracing::warn!(%detail, "webhook not recorded; the provider will retry");
-                }
-                RecordError::Internal(detail) => {
-                    tracing::error!(%detail, "webhook not recorded: internal error");
-                }
-                _ => {}
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The webhook path's errors as HTTP answers, in one place: 503 only while the database (or
+/// Plaid's key endpoint) is unreachable, so that the provider retries; the detail of a 500 or a
+/// 503 goes to the log, never into the answer.
+impl IntoResponse for RecordError {
+    fn into_response(self) -> Response {
+        let code = match &self {
+            RecordError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RecordError::Unverified(_) => StatusCode::UNAUTHORIZED,
+            RecordError::Malformed(_) => StatusCode::BAD_REQUEST,
+            RecordError::Unavailable(detail) => {
+                tracing::warn!(%detail, "webhook not recorded; the provider will retry");
+                StatusCode::SERVICE_UNAVAILABLE
             }
-            (
-                code,
-                Json(serde_json::json!({ "error": error.to_string() })),
-            )
-                .into_response()
-        }
+            RecordError::Internal(detail) => {
+                tracing::error!(%detail, "webhook not recorded: internal error");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (code, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
     }
 }
 

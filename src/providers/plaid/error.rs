@@ -99,7 +99,39 @@ impl PlaidApiError {
     }
 }
 
+/// What a failed Plaid call means for the caller: the one classification every use case
+/// branches on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaidErrorKind {
+    /// linkstate has no API keys for Plaid: nothing was asked.
+    NotConfigured,
+    /// Plaid refused our keys or the Item's access token (401, 403 or a credentials code).
+    CredentialsRefused,
+    /// Plaid is throttling (429).
+    RateLimited,
+    /// Plaid or the institution is down, slow or unreachable: the same call may work later.
+    Unavailable,
+    /// Plaid refused the request itself (another 4xx): retrying it will not help.
+    Refused,
+    /// Plaid answered something we cannot read.
+    Unexpected,
+}
+
 impl PlaidError {
+    /// What this failure means for the caller.
+    pub fn kind(&self) -> PlaidErrorKind {
+        match self {
+            Self::NotConfigured => PlaidErrorKind::NotConfigured,
+            _ if self.http_status() == Some(429) => PlaidErrorKind::RateLimited,
+            _ if self.is_credentials_error() => PlaidErrorKind::CredentialsRefused,
+            _ if self.is_retryable() => PlaidErrorKind::Unavailable,
+            _ if self.http_status().is_some_and(|s| (400..500).contains(&s)) => {
+                PlaidErrorKind::Refused
+            }
+            _ => PlaidErrorKind::Unexpected,
+        }
+    }
+
     /// Whether our keys or the Item's access token were refused (codes as above, or HTTP 401/403).
     /// `NotConfigured` is not one: no request was made.
     pub fn is_credentials_error(&self) -> bool {

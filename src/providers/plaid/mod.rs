@@ -16,7 +16,7 @@ mod tests;
 
 pub use auth::*;
 pub use client::{PlaidClient, PlaidConfig};
-pub use error::{PlaidApiError, PlaidError};
+pub use error::{PlaidApiError, PlaidError, PlaidErrorKind};
 pub use identity::*;
 pub use retry::retrying;
 pub use transactions::*;

@@ -19,7 +19,7 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{PlaidClient, PlaidError};
+use super::{PlaidClient, PlaidErrorKind};
 
 /// How old a signature may be.
 const MAX_AGE: Duration = Duration::minutes(5);
@@ -231,10 +231,14 @@ impl Verifier {
     async fn fetch(&self, kid: &str) -> Result<CachedKey, VerifyError> {
         let jwk = match self.plaid.webhook_verification_key_get(kid).await {
             Ok(response) => response.key,
-            Err(PlaidError::Api { http_status, .. }) if http_status < 500 => {
-                return Err(VerifyError::UnknownKey);
+            Err(error) => {
+                return Err(match error.kind() {
+                    PlaidErrorKind::Refused | PlaidErrorKind::CredentialsRefused => {
+                        VerifyError::UnknownKey
+                    }
+                    _ => VerifyError::KeyUnavailable(error.to_string()),
+                });
             }
-            Err(error) => return Err(VerifyError::KeyUnavailable(error.to_string())),
         };
         if jwk.alg != "ES256" || jwk.crv != "P-256" {
             return Err(VerifyError::WrongAlgorithm);
