@@ -21,9 +21,12 @@ use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
 use crate::metrics;
 use crate::providers::plaid::{PlaidError, PlaidErrorKind, mapping, retrying};
-use crate::store::connections::{ImportedConnection, InstitutionOwner};
+use crate::store::connections::ImportedConnection;
+use crate::store::institutions::{self, InstitutionOwner};
 use crate::store::jobs::OnDuplicate;
-use crate::store::{self, StoreError, connections, events, financial_accounts};
+use crate::store::{
+    self, StoreError, connections, customers, events, financial_accounts, refresh_schedule,
+};
 use crate::worker::aggregate::{AggregateJob, Trigger};
 use crate::worker::{self, Job, schedule};
 
@@ -194,13 +197,13 @@ async fn write(
     fetched: &PlaidItem,
 ) -> Result<Connection, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
-        let customer_id = connections::find_or_create_customer(
+        let customer_id = customers::find_or_create_customer(
             conn,
             account_id,
             item.external_customer_id.as_deref(),
         )
         .await?;
-        let institution_id = connections::upsert_institution(
+        let institution_id = institutions::upsert_institution(
             conn,
             ServiceProvider::Plaid,
             InstitutionOwner::Shared,
@@ -243,7 +246,7 @@ async fn write(
                 connection_events::accounts_updating(&connection.facts(), request_id, &summaries);
             events::append(conn, account_id, &[updating]).await?;
             let first = schedule::first_refresh(ctx.refresh_interval());
-            connections::set_next_refresh(conn, connection_id, first).await?;
+            refresh_schedule::set_next_refresh(conn, connection_id, first).await?;
         }
         // A known connection imported again is refreshed, and that run announces itself.
         let job = Job::Aggregate(AggregateJob {

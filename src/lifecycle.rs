@@ -22,9 +22,13 @@ use crate::domain::product::Product;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
 use crate::providers::plaid::{PlaidError, PlaidErrorKind, mapping};
-use crate::store::connections::{FlowConnection, InstitutionOwner, ProviderLink};
+use crate::store::flows::{self, FlowConnection, ProviderLink};
+use crate::store::institutions::{self, InstitutionOwner};
 use crate::store::jobs::OnDuplicate;
-use crate::store::{self, StoreError, connections, events, financial_accounts};
+use crate::store::{
+    self, StoreError, connections, credentials, customers, events, financial_accounts,
+    refresh_schedule,
+};
 use crate::worker::aggregate::{AggregateJob, Trigger};
 use crate::worker::{self, Job, schedule};
 
@@ -145,12 +149,9 @@ pub async fn create(
             Some(named) => named.upsert(conn).await?,
             None => flow_institution(conn, account_id, &flow).await?,
         };
-        let customer_id = connections::find_or_create_customer(
-            conn,
-            account_id,
-            Some(&flow.external_customer_id),
-        )
-        .await?;
+        let customer_id =
+            customers::find_or_create_customer(conn, account_id, Some(&flow.external_customer_id))
+                .await?;
         let new = FlowConnection {
             account_id,
             customer_id,
@@ -158,7 +159,7 @@ pub async fn create(
             service_provider: flow.service_provider,
             expires_at: Utc::now() + FLOW_LIFETIME,
         };
-        let id = connections::insert_flow(conn, &new).await?;
+        let id = flows::insert_flow(conn, &new).await?;
         Ok(connections::get(conn, account_id, id).await?)
     })
     .await
@@ -173,7 +174,7 @@ struct PlaidInstitution {
 impl PlaidInstitution {
     async fn upsert(&self, conn: &mut AsyncPgConnection) -> Result<InstitutionId, StoreError> {
         let shared = InstitutionOwner::Shared;
-        connections::upsert_institution(conn, ServiceProvider::Plaid, shared, &self.id, &self.name)
+        institutions::upsert_institution(conn, ServiceProvider::Plaid, shared, &self.id, &self.name)
             .await
     }
 }
@@ -207,10 +208,10 @@ async fn flow_institution(
     match &flow.institution {
         InstitutionRef::Provider(id) => {
             let own = InstitutionOwner::Tenant(account_id);
-            Ok(connections::upsert_institution(conn, wanted, own, id, id).await?)
+            Ok(institutions::upsert_institution(conn, wanted, own, id, id).await?)
         }
         InstitutionRef::Ours(id) => {
-            match connections::institution_provider(conn, account_id, *id).await? {
+            match institutions::institution_provider(conn, account_id, *id).await? {
                 Some(actual) if actual == wanted => Ok(*id),
                 Some(actual) => Err(LifecycleError::InstitutionOfOtherProvider {
                     id: id.to_string(),
@@ -264,8 +265,8 @@ pub async fn complete(
                 products: products.map(|p| p.as_str().to_string()).collect(),
                 institution_id,
             };
-            connections::link_provider(conn, ctx.cipher(), id, link).await?;
-            connections::end_flow(conn, id, ConnectionStatus::Active).await?;
+            flows::link_provider(conn, ctx.cipher(), id, link).await?;
+            flows::end_flow(conn, id, ConnectionStatus::Active).await?;
             let completed = connections::get(conn, account_id, id).await?;
             let new_events = lifecycle_events::flow_completed(&completed.facts(), &request_id);
             events::append(conn, account_id, &new_events).await?;
@@ -304,7 +305,7 @@ async fn queue_first_aggregation(
     });
     worker::enqueue(conn, &job, OnDuplicate::Skip).await?;
     let first = schedule::first_refresh(ctx.refresh_interval());
-    connections::set_next_refresh(conn, connection.id, first).await
+    refresh_schedule::set_next_refresh(conn, connection.id, first).await
 }
 
 /// What Plaid says about the item a completed flow made.
@@ -386,9 +387,9 @@ async fn item_institution(
     };
     let name = item.institution_name.as_deref().unwrap_or(plaid_id);
     let shared = InstitutionOwner::Shared;
-    let id = connections::upsert_institution(conn, ServiceProvider::Plaid, shared, plaid_id, name)
+    let id = institutions::upsert_institution(conn, ServiceProvider::Plaid, shared, plaid_id, name)
         .await?;
-    connections::name_institution(conn, id, name).await?;
+    institutions::name_institution(conn, id, name).await?;
     Ok(id)
 }
 
@@ -421,7 +422,7 @@ pub async fn fail(
             tenant_connection(conn, account_id, id).await?;
             let row = connections::lock_aggregation(conn, id).await?;
             require_in_progress(row.state.status, "failed")?;
-            connections::end_flow(conn, id, ConnectionStatus::Expired).await?;
+            flows::end_flow(conn, id, ConnectionStatus::Expired).await?;
             let failed = connections::get(conn, account_id, id).await?;
             let new_events =
                 lifecycle_events::flow_failed(&failed.facts(), &request_id, reason, details);
@@ -495,7 +496,7 @@ async fn stored_credentials(
     ctx: &Context,
     id: ConnectionId,
 ) -> Result<Option<ProviderCredentials>, StoreError> {
-    match connections::credentials(conn, ctx.cipher(), id).await {
+    match credentials::get(conn, ctx.cipher(), id).await {
         Ok(credentials) => Ok(Some(credentials)),
         Err(StoreError::NotFound) => Ok(None),
         Err(error) => Err(error),

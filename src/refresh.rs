@@ -8,7 +8,7 @@ use crate::domain::input::excerpt;
 use crate::domain::product::Product;
 use crate::providers::plaid::PlaidErrorKind;
 use crate::store::jobs::{self, OnDuplicate};
-use crate::store::{self, StoreError, connections};
+use crate::store::{self, StoreError, connections, credentials};
 use crate::worker::aggregate::{AggregateJob, Trigger};
 use crate::worker::{self, Job};
 
@@ -77,7 +77,7 @@ pub async fn refresh(
     let wants_transactions = connection.products.contains(&Product::Transactions)
         && (products.is_empty() || products.contains(&Product::Transactions));
     if wants_transactions {
-        let credentials = connections::credentials(&mut conn, ctx.cipher(), connection_id).await?;
+        let credentials = credentials::get(&mut conn, ctx.cipher(), connection_id).await?;
         drop(conn);
         if let ProviderCredentials::Plaid { access_token } = credentials {
             extract_now(ctx, &access_token).await?;

@@ -11,7 +11,7 @@ use linkstate::domain::ids::ConnectionId;
 use linkstate::domain::import::ProviderCredentials;
 use linkstate::proto::{self, connection::Status as ConnStatus, event::Type};
 use linkstate::sim::{ErrorRule, SandboxItem};
-use linkstate::store::{self, StoreError, connections};
+use linkstate::store::{self, StoreError, credentials};
 use linkstate::testing::{TestApp, authed};
 use linkstate::worker::schedule;
 use tonic::Code;
@@ -216,7 +216,7 @@ async fn execute(app: &TestApp, sql: &str) {
 async fn credentials(app: &TestApp, id: &str) -> Result<ProviderCredentials, StoreError> {
     let mut conn = store::connect(&app.pool).await.unwrap();
     let id: ConnectionId = id.parse().unwrap();
-    connections::credentials(&mut conn, app.app.ctx.cipher(), id).await
+    credentials::get(&mut conn, app.app.ctx.cipher(), id).await
 }
 
 async fn accounts(app: &TestApp, key: &str, connection_id: &str) -> Vec<proto::FinancialAccount> {

@@ -7,12 +7,18 @@
 
 pub mod accounts;
 pub mod connections;
+pub mod credentials;
+pub mod customers;
 pub mod embedded;
 pub mod events;
 pub mod financial_accounts;
+pub mod flows;
+pub mod institutions;
 pub mod jobs;
+pub mod leases;
 pub mod migrations;
 pub mod prepared;
+pub mod refresh_schedule;
 pub mod schema;
 pub mod transactions;
 pub mod webhooks;

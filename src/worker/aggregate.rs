@@ -26,7 +26,8 @@ use crate::domain::transactions::{self as tx_rules, NetEffect, SyncChange};
 use crate::providers::plaid::{PlaidError, mapping, retrying};
 use crate::store::transactions::Owner;
 use crate::store::{
-    self, StoreError, connections, events, financial_accounts, transactions as tx_store,
+    self, StoreError, connections, credentials, events, financial_accounts, leases,
+    refresh_schedule, transactions as tx_store,
 };
 
 /// Transactions per `/transactions/sync` page (Plaid's maximum).
@@ -87,13 +88,13 @@ pub async fn run(
     let until = Utc::now() + ChronoDuration::from_std(lease).unwrap_or(ChronoDuration::MAX);
     {
         let mut conn = store::connect(ctx.pool()).await?;
-        if !connections::try_lease(&mut conn, job.connection_id, worker_id, until).await? {
+        if !leases::try_lease(&mut conn, job.connection_id, worker_id, until).await? {
             return Err(JobError::Busy);
         }
     }
     let outcome = aggregate(ctx, job).await;
     let mut conn = store::connect(ctx.pool()).await?;
-    connections::release_lease(&mut conn, job.connection_id, worker_id).await?;
+    leases::release_lease(&mut conn, job.connection_id, worker_id).await?;
     outcome
 }
 
@@ -101,8 +102,7 @@ async fn aggregate(ctx: &Context, job: &AggregateJob) -> Result<(), JobError> {
     let (connection, credentials, webhook_url) = {
         let mut conn = store::connect(ctx.pool()).await?;
         let connection = connections::get(&mut conn, job.account_id, job.connection_id).await?;
-        let credentials =
-            connections::credentials(&mut conn, ctx.cipher(), job.connection_id).await?;
+        let credentials = credentials::get(&mut conn, ctx.cipher(), job.connection_id).await?;
         let webhook_url = connections::webhook_url(&mut conn, job.connection_id).await?;
         (connection, credentials, webhook_url)
     };
@@ -384,7 +384,8 @@ impl PlaidAggregation<'_> {
             events::append(conn, connection.account_id, &new_events).await?;
             connections::mark_aggregated(conn, connection.id, at).await?;
             if historical_pending {
-                connections::pull_next_refresh(conn, connection.id, at + HISTORICAL_POLL).await?;
+                refresh_schedule::pull_next_refresh(conn, connection.id, at + HISTORICAL_POLL)
+                    .await?;
             }
             Ok(())
         })

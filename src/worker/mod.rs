@@ -13,8 +13,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
-use crate::store::connections;
 use crate::store::jobs::{self, Attempt, ClaimedJob, NewJob, OnDuplicate};
+use crate::store::leases;
 use crate::store::{self, StoreError};
 
 /// The longest backoff between attempts of a failing job.
@@ -162,7 +162,7 @@ async fn keep_leases(ctx: Context, settings: WorkerSettings) {
         let renewed = async {
             let mut conn = store::connect(ctx.pool()).await?;
             jobs::renew_leases(&mut conn, &settings.worker_id, settings.lease).await?;
-            connections::renew_leases_of(&mut conn, &settings.worker_id, settings.lease).await
+            leases::renew_leases_of(&mut conn, &settings.worker_id, settings.lease).await
         };
         if let Err(error) = renewed.await {
             tracing::warn!(%error, "could not renew job leases");
@@ -183,7 +183,7 @@ async fn drain(ctx: &Context, settings: &WorkerSettings, mut running: JoinSet<()
     let released = async {
         let mut conn = store::connect(ctx.pool()).await?;
         let jobs = jobs::release_all(&mut conn, &settings.worker_id).await?;
-        connections::release_leases_of(&mut conn, &settings.worker_id).await?;
+        leases::release_leases_of(&mut conn, &settings.worker_id).await?;
         Ok::<_, StoreError>(jobs)
     };
     match released.await {

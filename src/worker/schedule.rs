@@ -21,7 +21,7 @@ use crate::domain::connection_status::ConnectionStatus;
 use crate::domain::ids::RequestId;
 use crate::domain::lifecycle_events;
 use crate::store::jobs::OnDuplicate;
-use crate::store::{self, StoreError, connections, events, jobs};
+use crate::store::{self, StoreError, connections, events, flows, jobs, refresh_schedule};
 
 /// How often the scheduler looks for due connections.
 const TICK: Duration = Duration::from_secs(5);
@@ -105,7 +105,7 @@ pub async fn tick(ctx: &Context, max_concurrent: i64) -> Result<usize, StoreErro
                 return Ok(0);
             }
             // Locked with SKIP LOCKED: replicas ticking together take different connections.
-            let due = connections::due_for_refresh(conn, free).await?;
+            let due = refresh_schedule::due_for_refresh(conn, free).await?;
             for (connection_id, account_id) in &due {
                 let job = Job::Aggregate(AggregateJob {
                     account_id: *account_id,
@@ -116,7 +116,8 @@ pub async fn tick(ctx: &Context, max_concurrent: i64) -> Result<usize, StoreErro
                     trigger: Trigger::Schedule,
                 });
                 enqueue(conn, &job, OnDuplicate::Skip).await?;
-                connections::set_next_refresh(conn, *connection_id, Utc::now() + interval).await?;
+                refresh_schedule::set_next_refresh(conn, *connection_id, Utc::now() + interval)
+                    .await?;
             }
             Ok(due.len())
         })
@@ -135,9 +136,9 @@ pub async fn expire_flows(ctx: &Context) -> Result<usize, StoreError> {
         .transaction::<_, StoreError, _>(async |conn| {
             // Locked with SKIP LOCKED: replicas ticking together take different connections,
             // and a flow being completed right now is left to its completion.
-            let due = connections::due_to_expire(conn, EXPIRE_BATCH).await?;
+            let due = refresh_schedule::due_to_expire(conn, EXPIRE_BATCH).await?;
             for (connection_id, account_id) in &due {
-                connections::end_flow(conn, *connection_id, ConnectionStatus::Expired).await?;
+                flows::end_flow(conn, *connection_id, ConnectionStatus::Expired).await?;
                 let connection = connections::get(conn, *account_id, *connection_id).await?;
                 let new_events = lifecycle_events::flow_expired(&connection.facts());
                 events::append(conn, *account_id, &new_events).await?;
