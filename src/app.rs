@@ -10,18 +10,18 @@ use tokio_util::sync::CancellationToken;
 use crate::api::grpc::GrpcLimits;
 use crate::api::http::HttpLimits;
 use crate::cipher::Cipher;
+use crate::config::{EventSettings, WorkerSettings};
 use crate::context::{Context, Limits};
 use crate::events::hub::EventHub;
 use crate::providers::plaid::{PlaidClient, PlaidConfig};
 use crate::{api, events, store, worker};
 
-/// Of the shutdown grace period, what is kept for giving back the leases of unfinished jobs.
-const RELEASE_MARGIN: Duration = Duration::from_secs(2);
-
-/// What one process needs to run.
+/// What one process needs to run: its database, bound listeners, keys and settings groups.
 pub struct AppConfig {
     /// The database.
     pub database_url: String,
+    /// Database connections kept at most.
+    pub pool_size: usize,
     /// The bound gRPC listener.
     pub grpc_listener: TcpListener,
     /// The bound HTTP listener.
@@ -32,26 +32,11 @@ pub struct AppConfig {
     pub cipher: Cipher,
     /// The Plaid client's configuration.
     pub plaid: PlaidConfig,
-    /// Jobs run at once.
-    pub worker_concurrency: usize,
-    /// How long a claimed job is held before another replica may take it over.
-    pub job_lease: Duration,
-    /// How often each connection is aggregated again in the background.
-    pub refresh_interval: Duration,
-    /// Background refreshes queued or running at once, across all replicas.
-    pub refresh_max_concurrent: i64,
-    /// The largest provider webhook body accepted.
-    pub webhook_max_bytes: usize,
-    /// How long events are kept.
-    pub event_retention: Duration,
-    /// Event streams served at once.
-    pub max_streams: usize,
-    /// How often the event hub reads the log when no wake-up came (the fallback for lost
-    /// notifications from other replicas).
-    pub event_poll_interval: Duration,
-    /// How long a stopping process may take: running jobs finish or are given back within it.
-    pub shutdown_grace: Duration,
-    /// Timeouts and the connection cap of the HTTP listener.
+    /// The job workers and background refresh.
+    pub worker: WorkerSettings,
+    /// The event log and its streams.
+    pub events: EventSettings,
+    /// Timeouts, caps and the body limit of the HTTP listener.
     pub http_limits: HttpLimits,
     /// Keep-alive and stream limits of the gRPC listener.
     pub grpc_limits: GrpcLimits,
@@ -72,20 +57,19 @@ pub struct RunningApp {
 
 /// Starts the listeners, the event hub and the workers.
 pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
-    let pool = store::pool(&config.database_url, 32)?;
+    let pool = store::pool(&config.database_url, config.pool_size)?;
     let shutdown = CancellationToken::new();
-    let hub = EventHub::new(config.event_poll_interval, shutdown.clone());
+    let hub = EventHub::new(config.events.poll_interval, shutdown.clone());
     let ctx = Context::new(
         pool.clone(),
         config.cipher,
         PlaidClient::new(config.plaid),
         hub.clone(),
         Limits {
-            public_url: config.public_url,
-            refresh_interval: config.refresh_interval,
-            webhook_max_bytes: config.webhook_max_bytes,
-            event_retention: config.event_retention,
-            max_streams: config.max_streams,
+            public_url: &config.public_url,
+            worker: &config.worker,
+            events: &config.events,
+            http: &config.http_limits,
         },
     );
     let grpc_addr = config.grpc_listener.local_addr()?;
@@ -93,21 +77,18 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
     let mut tasks = JoinSet::new();
     tasks.spawn(hub.clone().run(pool));
     tasks.spawn(events::listener::run(hub, config.database_url));
-    let worker_id = format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple());
-    let settings = worker::WorkerSettings {
-        worker_id,
-        concurrency: config.worker_concurrency,
-        lease: config.job_lease,
-        drain: config.shutdown_grace.saturating_sub(RELEASE_MARGIN),
+    let runner = worker::Runner {
+        id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
+        settings: config.worker.clone(),
     };
-    tasks.spawn(worker::run(ctx.clone(), settings, shutdown.clone()));
+    tasks.spawn(worker::run(ctx.clone(), runner, shutdown.clone()));
     tasks.spawn(crate::metrics::refresh_gauges(
         ctx.clone(),
         shutdown.clone(),
     ));
     tasks.spawn(worker::schedule::run(
         ctx.clone(),
-        config.refresh_max_concurrent,
+        config.worker.refresh_max_concurrent,
         shutdown.clone(),
     ));
     let (grpc_ctx, grpc_shutdown) = (ctx.clone(), shutdown.clone());
@@ -132,7 +113,7 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
         http_addr,
         ctx,
         shutdown,
-        shutdown_grace: config.shutdown_grace,
+        shutdown_grace: config.worker.shutdown_grace,
         tasks,
     })
 }

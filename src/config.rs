@@ -87,12 +87,120 @@ pub struct DatabaseSettings {
     pub data_dir: PathBuf,
 }
 
-/// Settings of `serve` (and, with defaults filled in, of `dev`).
+/// Settings of `serve` (and, with defaults filled in, of `dev`), in groups that are passed
+/// down as they are.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Where the database is.
     #[command(flatten)]
     pub database: DatabaseSettings,
+    /// Database connections one process keeps at most.
+    #[arg(long, env = "LINKSTATE_DATABASE_POOL_SIZE", value_name = "LINKSTATE_DATABASE_POOL_SIZE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pool_size: u32,
+    /// 32-byte key, base64, sealing provider credentials at rest.
+    #[arg(
+        long,
+        env = "LINKSTATE_ENCRYPTION_KEY",
+        value_name = "LINKSTATE_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
+    pub encryption_key: Option<String>,
+    /// Where the listeners are, and their limits.
+    #[command(flatten)]
+    pub listen: ListenSettings,
+    /// The Plaid API.
+    #[command(flatten)]
+    pub plaid: PlaidSettings,
+    /// The job workers and background refresh.
+    #[command(flatten)]
+    pub worker: WorkerSettings,
+    /// The event log and its streams.
+    #[command(flatten)]
+    pub events: EventSettings,
+}
+
+/// The Plaid API and its keys.
+#[derive(Debug, Clone, Args)]
+pub struct PlaidSettings {
+    /// Plaid API base.
+    #[arg(
+        long,
+        env = "PLAID_BASE_URL",
+        value_name = "PLAID_BASE_URL",
+        default_value = "https://sandbox.plaid.com"
+    )]
+    pub plaid_base_url: String,
+    /// Plaid client id.
+    #[arg(long, env = "PLAID_CLIENT_ID", value_name = "PLAID_CLIENT_ID")]
+    pub plaid_client_id: Option<String>,
+    /// Plaid secret.
+    #[arg(
+        long,
+        env = "PLAID_SECRET",
+        value_name = "PLAID_SECRET",
+        hide_env_values = true
+    )]
+    pub plaid_secret: Option<String>,
+}
+
+impl PlaidSettings {
+    /// The Plaid client's configuration.
+    pub fn client(&self) -> PlaidConfig {
+        PlaidConfig {
+            base_url: self.plaid_base_url.trim_end_matches('/').to_string(),
+            client_id: self.plaid_client_id.clone().filter(|s| !s.is_empty()),
+            secret: self
+                .plaid_secret
+                .clone()
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How jobs run, and how often connections are refreshed in the background.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerSettings {
+    /// Jobs one process runs at once.
+    #[arg(long = "worker-concurrency", env = "LINKSTATE_WORKER_CONCURRENCY", value_name = "LINKSTATE_WORKER_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+    /// How long a replica that stopped renewing its claim (it died) keeps a job from the others
+    /// (`30s`); a live replica renews its claims three times per lease.
+    #[arg(long = "job-lease", env = "LINKSTATE_JOB_LEASE", value_name = "LINKSTATE_JOB_LEASE", default_value = "30s", value_parser = positive_duration)]
+    pub job_lease: Duration,
+    /// How often each connection is aggregated again in the background (`24h`, `90m`, ...).
+    #[arg(long = "refresh-interval", env = "LINKSTATE_REFRESH_INTERVAL", value_name = "LINKSTATE_REFRESH_INTERVAL", default_value = "24h", value_parser = positive_duration)]
+    pub refresh_interval: Duration,
+    /// Background refreshes queued or running at once, across all replicas.
+    #[arg(long = "refresh-max-concurrent", env = "LINKSTATE_REFRESH_MAX_CONCURRENT", value_name = "LINKSTATE_REFRESH_MAX_CONCURRENT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub refresh_max_concurrent: u32,
+    /// On SIGTERM, how long running jobs may take to finish before they are given back and the
+    /// process exits (`30s`).
+    #[arg(long = "shutdown-grace", env = "LINKSTATE_SHUTDOWN_GRACE", value_name = "LINKSTATE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// The event log: how long it is kept, and its streams.
+#[derive(Debug, Clone, Args)]
+pub struct EventSettings {
+    /// How long events, and the processed webhook deliveries behind them, are kept; older ones
+    /// are pruned (`30d`).
+    #[arg(long = "event-retention", env = "LINKSTATE_EVENT_RETENTION", value_name = "LINKSTATE_EVENT_RETENTION", default_value = "30d", value_parser = positive_duration)]
+    pub retention: Duration,
+    /// Event streams one process serves at once; more answer RESOURCE_EXHAUSTED.
+    #[arg(long = "max-streams", env = "LINKSTATE_MAX_STREAMS", value_name = "LINKSTATE_MAX_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
+    /// How often the event hub reads the log when no wake-up came; other replicas' writes
+    /// arrive by LISTEN/NOTIFY, and this poll is the fallback (`200ms`).
+    #[arg(long = "event-poll-interval", env = "LINKSTATE_EVENT_POLL_INTERVAL", value_name = "LINKSTATE_EVENT_POLL_INTERVAL", default_value = "200ms", value_parser = positive_duration)]
+    pub poll_interval: Duration,
+}
+
+/// Where the listeners are, and how long clients may take and how many may connect: no client
+/// holds a connection forever.
+#[derive(Debug, Clone, Args)]
+pub struct ListenSettings {
     /// gRPC listen address.
     #[arg(
         long,
@@ -116,114 +224,9 @@ pub struct Settings {
         value_name = "LINKSTATE_PUBLIC_URL"
     )]
     pub public_url: Option<String>,
-    /// 32-byte key, base64, sealing provider credentials at rest.
-    #[arg(
-        long,
-        env = "LINKSTATE_ENCRYPTION_KEY",
-        value_name = "LINKSTATE_ENCRYPTION_KEY",
-        hide_env_values = true
-    )]
-    pub encryption_key: Option<String>,
-    /// Plaid API base.
-    #[arg(
-        long,
-        env = "PLAID_BASE_URL",
-        value_name = "PLAID_BASE_URL",
-        default_value = "https://sandbox.plaid.com"
-    )]
-    pub plaid_base_url: String,
-    /// Plaid client id.
-    #[arg(long, env = "PLAID_CLIENT_ID", value_name = "PLAID_CLIENT_ID")]
-    pub plaid_client_id: Option<String>,
-    /// Plaid secret.
-    #[arg(
-        long,
-        env = "PLAID_SECRET",
-        value_name = "PLAID_SECRET",
-        hide_env_values = true
-    )]
-    pub plaid_secret: Option<String>,
-    /// Akoya data API base.
-    #[arg(
-        long,
-        env = "AKOYA_PRODUCTS_URL",
-        value_name = "AKOYA_PRODUCTS_URL",
-        default_value = "https://sandbox-products.ddp.akoya.com"
-    )]
-    pub akoya_products_url: String,
-    /// Akoya token endpoint base.
-    #[arg(
-        long,
-        env = "AKOYA_IDP_URL",
-        value_name = "AKOYA_IDP_URL",
-        default_value = "https://sandbox-idp.ddp.akoya.com"
-    )]
-    pub akoya_idp_url: String,
-    /// Akoya app client id.
-    #[arg(long, env = "AKOYA_CLIENT_ID", value_name = "AKOYA_CLIENT_ID")]
-    pub akoya_client_id: Option<String>,
-    /// Akoya app client secret.
-    #[arg(
-        long,
-        env = "AKOYA_CLIENT_SECRET",
-        value_name = "AKOYA_CLIENT_SECRET",
-        hide_env_values = true
-    )]
-    pub akoya_client_secret: Option<String>,
-    /// Jobs one process runs at once.
-    #[arg(
-        long,
-        env = "LINKSTATE_WORKER_CONCURRENCY",
-        value_name = "LINKSTATE_WORKER_CONCURRENCY",
-        default_value_t = 8
-    )]
-    pub worker_concurrency: usize,
-    /// How long a replica that stopped renewing its claim (it died) keeps a job from the others
-    /// (`30s`); a live replica renews its claims three times per lease.
-    #[arg(long, env = "LINKSTATE_JOB_LEASE", value_name = "LINKSTATE_JOB_LEASE", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub job_lease: Duration,
-    /// How often each connection is aggregated again in the background (`24h`, `90m`, ...).
-    #[arg(long, env = "LINKSTATE_REFRESH_INTERVAL", value_name = "LINKSTATE_REFRESH_INTERVAL", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub refresh_interval: Duration,
-    /// Background refreshes queued or running at once, across all replicas.
-    #[arg(
-        long,
-        env = "LINKSTATE_REFRESH_MAX_CONCURRENT",
-        value_name = "LINKSTATE_REFRESH_MAX_CONCURRENT",
-        default_value_t = 10
-    )]
-    pub refresh_max_concurrent: i64,
-    /// How long events, and the processed webhook deliveries behind them, are kept; older ones
-    /// are pruned (`30d`).
-    #[arg(long, env = "LINKSTATE_EVENT_RETENTION", value_name = "LINKSTATE_EVENT_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
-    pub event_retention: Duration,
-    /// Event streams one process serves at once; more answer RESOURCE_EXHAUSTED.
-    #[arg(
-        long,
-        env = "LINKSTATE_MAX_STREAMS",
-        value_name = "LINKSTATE_MAX_STREAMS",
-        default_value_t = 10_000
-    )]
-    pub max_streams: usize,
-    /// How often the event hub reads the log when no wake-up came; other replicas' writes
-    /// arrive by LISTEN/NOTIFY, and this poll is the fallback (`200ms`).
-    #[arg(long, env = "LINKSTATE_EVENT_POLL_INTERVAL", value_name = "LINKSTATE_EVENT_POLL_INTERVAL", default_value = "200ms", value_parser = humantime::parse_duration)]
-    pub event_poll_interval: Duration,
-    /// On SIGTERM, how long running jobs may take to finish before they are given back and the
-    /// process exits (`30s`).
-    #[arg(long, env = "LINKSTATE_SHUTDOWN_GRACE", value_name = "LINKSTATE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub shutdown_grace: Duration,
     /// The largest provider webhook body accepted, in bytes.
-    #[arg(long, env = "LINKSTATE_WEBHOOK_MAX_BYTES", value_name = "LINKSTATE_WEBHOOK_MAX_BYTES", default_value_t = 1024 * 1024)]
-    pub webhook_max_bytes: usize,
-    /// Timeouts and caps of the two listeners.
-    #[command(flatten)]
-    pub listen: ListenLimits,
-}
-
-/// How long clients may take and how many may connect: no client holds a connection forever.
-#[derive(Debug, Clone, Args)]
-pub struct ListenLimits {
+    #[arg(long, env = "LINKSTATE_WEBHOOK_MAX_BYTES", value_name = "LINKSTATE_WEBHOOK_MAX_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_max_bytes: u32,
     /// Time an HTTP client has to send a request's headers; also how long a kept-alive HTTP
     /// connection waits for its next request (`10s`).
     #[arg(long, env = "LINKSTATE_HTTP_HEADER_TIMEOUT", value_name = "LINKSTATE_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
@@ -246,7 +249,7 @@ pub struct ListenLimits {
     pub grpc_max_concurrent_streams: u32,
 }
 
-impl ListenLimits {
+impl ListenSettings {
     /// The HTTP listener's limits.
     pub fn http(&self) -> HttpLimits {
         HttpLimits {
@@ -254,6 +257,7 @@ impl ListenLimits {
             body_timeout: self.http_body_timeout,
             idle_timeout: self.http_idle_timeout,
             max_connections: self.http_max_connections as usize,
+            max_body_bytes: self.webhook_max_bytes as usize,
         }
     }
 
@@ -346,9 +350,10 @@ impl Settings {
     /// The base URL providers reach us at.
     pub fn public_url(&self) -> Result<String, SettingError> {
         let url = self
+            .listen
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.http_addr));
+            .unwrap_or_else(|| format!("http://{}", self.listen.http_addr));
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(SettingError {
                 setting: "LINKSTATE_PUBLIC_URL",
@@ -356,19 +361,5 @@ impl Settings {
             });
         }
         Ok(url.trim_end_matches('/').to_string())
-    }
-
-    /// The Plaid client's configuration.
-    pub fn plaid(&self) -> PlaidConfig {
-        PlaidConfig {
-            base_url: self.plaid_base_url.trim_end_matches('/').to_string(),
-            client_id: self.plaid_client_id.clone().filter(|s| !s.is_empty()),
-            secret: self
-                .plaid_secret
-                .clone()
-                .filter(|s| !s.is_empty())
-                .map(Secret::new),
-            timeout: Duration::from_secs(30),
-        }
     }
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use crate::api::http::HttpLimits;
 use crate::cipher::Cipher;
+use crate::config::{EventSettings, WorkerSettings};
 use crate::events::hub::EventHub;
 use crate::providers::plaid::PlaidClient;
 use crate::providers::plaid::verify::Verifier;
@@ -32,19 +34,17 @@ struct Inner {
     max_streams: usize,
 }
 
-/// The tunable parts of a [`Context`].
-#[derive(Clone, Debug)]
-pub struct Limits {
+/// The settings a [`Context`] serves to handlers and workers.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits<'a> {
     /// Where providers reach our HTTP listener.
-    pub public_url: String,
-    /// How often each connection is aggregated again.
-    pub refresh_interval: Duration,
-    /// The largest webhook body accepted.
-    pub webhook_max_bytes: usize,
-    /// How long events are kept.
-    pub event_retention: Duration,
-    /// Event streams served at once.
-    pub max_streams: usize,
+    pub public_url: &'a str,
+    /// The workers' settings (the background refresh interval).
+    pub worker: &'a WorkerSettings,
+    /// The event log's settings (retention, streams).
+    pub events: &'a EventSettings,
+    /// The HTTP listener's limits (the largest webhook body).
+    pub http: &'a HttpLimits,
 }
 
 /// A std duration as chrono's, saturating (settings are validated durations, never absurd).
@@ -59,7 +59,7 @@ impl Context {
         cipher: Cipher,
         plaid: PlaidClient,
         hub: EventHub,
-        limits: Limits,
+        limits: Limits<'_>,
     ) -> Self {
         let plaid_webhook_url =
             format!("{}/webhooks/plaid", limits.public_url.trim_end_matches('/'));
@@ -70,13 +70,13 @@ impl Context {
                 plaid_verifier: Verifier::new(plaid.clone()),
                 plaid,
                 plaid_webhook_url,
-                webhook_max_bytes: limits.webhook_max_bytes,
-                event_retention: chrono_duration(limits.event_retention),
-                streams: Arc::new(Semaphore::new(limits.max_streams)),
-                max_streams: limits.max_streams,
+                webhook_max_bytes: limits.http.max_body_bytes,
+                event_retention: chrono_duration(limits.events.retention),
+                streams: Arc::new(Semaphore::new(limits.events.max_streams as usize)),
+                max_streams: limits.events.max_streams as usize,
                 hub,
                 jobs_wake: Notify::new(),
-                refresh_interval: chrono_duration(limits.refresh_interval),
+                refresh_interval: chrono_duration(limits.worker.refresh_interval),
             }),
         }
     }

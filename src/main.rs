@@ -156,20 +156,20 @@ async fn start(
     cipher: Cipher,
     public_url: String,
 ) -> anyhow::Result<app::RunningApp> {
-    let grpc_listener = TcpListener::bind(settings.grpc_addr)
+    let grpc_listener = TcpListener::bind(settings.listen.grpc_addr)
         .await
         .with_context(|| {
             format!(
                 "LINKSTATE_GRPC_ADDR: cannot listen on {}",
-                settings.grpc_addr
+                settings.listen.grpc_addr
             )
         })?;
-    let http_listener = TcpListener::bind(settings.http_addr)
+    let http_listener = TcpListener::bind(settings.listen.http_addr)
         .await
         .with_context(|| {
             format!(
                 "LINKSTATE_HTTP_ADDR: cannot listen on {}",
-                settings.http_addr
+                settings.listen.http_addr
             )
         })?;
     app::start(AppConfig {
@@ -178,16 +178,10 @@ async fn start(
         http_listener,
         public_url,
         cipher,
-        plaid: settings.plaid(),
-        worker_concurrency: settings.worker_concurrency,
-        job_lease: settings.job_lease,
-        refresh_interval: settings.refresh_interval,
-        refresh_max_concurrent: settings.refresh_max_concurrent,
-        webhook_max_bytes: settings.webhook_max_bytes,
-        event_retention: settings.event_retention,
-        max_streams: settings.max_streams,
-        event_poll_interval: settings.event_poll_interval,
-        shutdown_grace: settings.shutdown_grace,
+        pool_size: settings.pool_size as usize,
+        plaid: settings.plaid.client(),
+        worker: settings.worker.clone(),
+        events: settings.events.clone(),
         http_limits: settings.listen.http(),
         grpc_limits: settings.listen.grpc(),
     })
@@ -215,9 +209,9 @@ async fn dev(mut settings: DevSettings) -> anyhow::Result<()> {
         .with_context(|| format!("LINKSTATE_SIM_ADDR: cannot listen on {}", settings.sim_addr))?;
     let sim_addr = simulator.spawn(sim_listener).await;
     let service = &mut settings.service;
-    service.plaid_base_url = format!("http://{sim_addr}");
-    service.plaid_client_id = Some(SIM_CLIENT_ID.into());
-    service.plaid_secret = Some(SIM_SECRET.into());
+    service.plaid.plaid_base_url = format!("http://{sim_addr}");
+    service.plaid.plaid_client_id = Some(SIM_CLIENT_ID.into());
+    service.plaid.plaid_secret = Some(SIM_SECRET.into());
     let cipher = service.cipher()?;
     let public_url = service.public_url()?;
     let database = Database::open(&service.database).await?;

@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 
 use crate::app::{self, AppConfig, RunningApp};
 use crate::cipher::Cipher;
+use crate::config::{EventSettings, WorkerSettings};
 use crate::domain::ids::AccountId;
 use crate::proto;
 use crate::providers::plaid::PlaidConfig;
@@ -213,6 +214,7 @@ impl TestApp {
             grpc_listener: bind().await,
             http_listener,
             public_url,
+            pool_size: 32,
             cipher: Cipher::from_base64(&Cipher::generate_key()).expect("fresh key"),
             plaid: PlaidConfig {
                 base_url: format!("http://{sim_addr}"),
@@ -220,15 +222,18 @@ impl TestApp {
                 secret: Some(crate::domain::secret::Secret::new(SIM_SECRET)),
                 timeout: Duration::from_secs(2),
             },
-            worker_concurrency: 4,
-            job_lease: Duration::from_secs(60),
-            refresh_interval: Duration::from_secs(24 * 3600),
-            refresh_max_concurrent: 10,
-            webhook_max_bytes: 1024 * 1024,
-            event_retention: Duration::from_secs(30 * 24 * 3600),
-            max_streams: 100,
-            event_poll_interval: Duration::from_millis(200),
-            shutdown_grace: Duration::from_secs(10),
+            worker: WorkerSettings {
+                concurrency: 4,
+                job_lease: Duration::from_secs(60),
+                refresh_interval: Duration::from_secs(24 * 3600),
+                refresh_max_concurrent: 10,
+                shutdown_grace: Duration::from_secs(10),
+            },
+            events: EventSettings {
+                retention: Duration::from_secs(30 * 24 * 3600),
+                max_streams: 100,
+                poll_interval: Duration::from_millis(200),
+            },
             http_limits: Default::default(),
             grpc_limits: Default::default(),
         };

@@ -49,7 +49,7 @@ fn rule(endpoint: &str, http_status: u16, code: &str, times: Option<u32>) -> Err
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_points_the_items_webhook_before_it_answers() {
     // No worker runs: whatever happened, the import itself did it.
-    let app = TestApp::start_with(|config| config.worker_concurrency = 0).await;
+    let app = TestApp::start_with(|config| config.worker.concurrency = 0).await;
     let (_, key) = app.account("acme").await;
     let item = app.sim.create_item("ins_109508");
     let connection = import(&app, &key, &item).await;
@@ -69,7 +69,7 @@ async fn import_points_the_items_webhook_before_it_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_item_whose_webhook_plaid_will_not_point_fails_unavailable_and_writes_nothing() {
-    let app = TestApp::start_with(|config| config.worker_concurrency = 0).await;
+    let app = TestApp::start_with(|config| config.worker.concurrency = 0).await;
     let (_, key) = app.account("acme").await;
     let item = app.sim.create_item("ins_109508");
     app.sim.inject_error(rule(

@@ -150,7 +150,7 @@ async fn processed_webhook_deliveries_and_their_sources_older_than_the_retention
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_limit_are_refused_until_one_ends() {
-    let app = TestApp::start_with(|config| config.max_streams = 2).await;
+    let app = TestApp::start_with(|config| config.events.max_streams = 2).await;
     let (_, key) = app.account("acme").await;
     let mut client = app.events().await;
     let request = || {

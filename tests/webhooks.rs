@@ -141,7 +141,7 @@ async fn an_expired_key_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_oversized_and_unreachable_database_answers() {
-    let app = TestApp::start_with(|config| config.webhook_max_bytes = 1000).await;
+    let app = TestApp::start_with(|config| config.http_limits.max_body_bytes = 1000).await;
     let garbage = b"this is not json";
     let (status, answer) = post(&app, garbage, Some(&app.sim.sign_webhook(garbage))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::WorkerSettings;
 use crate::context::Context;
 use crate::store::jobs::{self, Attempt, ClaimedJob, NewJob, OnDuplicate};
 use crate::store::leases;
@@ -96,25 +97,34 @@ impl From<StoreError> for JobError {
     }
 }
 
-/// How a worker runs: who it is, how much at once, and how long a claim lasts.
+/// A worker: who it is (named in job leases) and how it runs.
 #[derive(Clone, Debug)]
-pub struct WorkerSettings {
+pub struct Runner {
     /// Names this worker in job leases.
-    pub worker_id: String,
-    /// Jobs run at once.
-    pub concurrency: usize,
-    /// How long a claimed job is ours before another worker may take it over (a worker that
-    /// died gives its jobs back when their leases run out).
-    pub lease: Duration,
-    /// On shutdown, how long running jobs may take to finish before they are stopped and their
-    /// leases given back.
-    pub drain: Duration,
+    pub id: String,
+    /// How much at once, how long a claim lasts, how long it may drain.
+    pub settings: WorkerSettings,
 }
+
+impl Runner {
+    fn lease(&self) -> Duration {
+        self.settings.job_lease
+    }
+
+    /// On shutdown, how long running jobs may take to finish: the grace period, less what is
+    /// kept for giving back the leases of the unfinished ones.
+    fn drain(&self) -> Duration {
+        self.settings.shutdown_grace.saturating_sub(RELEASE_MARGIN)
+    }
+}
+
+/// Of the shutdown grace period, what is kept for giving back the leases of unfinished jobs.
+const RELEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Runs jobs until `shutdown`, at most `concurrency` at once; then lets the running ones finish
 /// within the drain time, and gives back the leases of those that did not.
-pub async fn run(ctx: Context, settings: WorkerSettings, shutdown: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(settings.concurrency));
+pub async fn run(ctx: Context, settings: Runner, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(settings.settings.concurrency as usize));
     let mut running = JoinSet::new();
     let heartbeat = tokio::spawn(keep_leases(ctx.clone(), settings.clone()));
     while !shutdown.is_cancelled() {
@@ -122,7 +132,7 @@ pub async fn run(ctx: Context, settings: WorkerSettings, shutdown: CancellationT
         while running.try_join_next().is_some() {}
         let free = slots.available_permits() as i32;
         let claimed = if free > 0 {
-            claim(&ctx, &settings.worker_id, settings.lease, free).await
+            claim(&ctx, &settings.id, settings.lease(), free).await
         } else {
             Vec::new()
         };
@@ -155,14 +165,14 @@ pub async fn run(ctx: Context, settings: WorkerSettings, shutdown: CancellationT
 /// Renews the leases of the running jobs, and of the connections they work on, three times per
 /// lease: a job runs as long as it needs while this process lives, and is taken over one lease
 /// after it dies.
-async fn keep_leases(ctx: Context, settings: WorkerSettings) {
-    let mut ticks = tokio::time::interval((settings.lease / 3).max(Duration::from_millis(10)));
+async fn keep_leases(ctx: Context, settings: Runner) {
+    let mut ticks = tokio::time::interval((settings.lease() / 3).max(Duration::from_millis(10)));
     loop {
         ticks.tick().await;
         let renewed = async {
             let mut conn = store::connect(ctx.pool()).await?;
-            jobs::renew_leases(&mut conn, &settings.worker_id, settings.lease).await?;
-            leases::renew_leases_of(&mut conn, &settings.worker_id, settings.lease).await
+            jobs::renew_leases(&mut conn, &settings.id, settings.lease()).await?;
+            leases::renew_leases_of(&mut conn, &settings.id, settings.lease()).await
         };
         if let Err(error) = renewed.await {
             tracing::warn!(%error, "could not renew job leases");
@@ -173,17 +183,20 @@ async fn keep_leases(ctx: Context, settings: WorkerSettings) {
 /// Waits for running jobs until the drain time is up, then stops the rest and gives their
 /// jobs and connection leases back, so that another replica takes them over at once instead of
 /// when the leases run out.
-async fn drain(ctx: &Context, settings: &WorkerSettings, mut running: JoinSet<()>) {
+async fn drain(ctx: &Context, settings: &Runner, mut running: JoinSet<()>) {
     let all_done = async { while running.join_next().await.is_some() {} };
-    if tokio::time::timeout(settings.drain, all_done).await.is_ok() {
+    if tokio::time::timeout(settings.drain(), all_done)
+        .await
+        .is_ok()
+    {
         return;
     }
     running.abort_all();
     while running.join_next().await.is_some() {}
     let released = async {
         let mut conn = store::connect(ctx.pool()).await?;
-        let jobs = jobs::release_all(&mut conn, &settings.worker_id).await?;
-        leases::release_leases_of(&mut conn, &settings.worker_id).await?;
+        let jobs = jobs::release_all(&mut conn, &settings.id).await?;
+        leases::release_leases_of(&mut conn, &settings.id).await?;
         Ok::<_, StoreError>(jobs)
     };
     match released.await {
@@ -205,10 +218,10 @@ async fn claim(ctx: &Context, worker_id: &str, lease: Duration, limit: i32) -> V
 }
 
 /// Runs one claimed job and records its outcome; true when it finished.
-async fn run_one(ctx: &Context, settings: &WorkerSettings, claimed: ClaimedJob) -> bool {
-    let worker_id = settings.worker_id.as_str();
+async fn run_one(ctx: &Context, settings: &Runner, claimed: ClaimedJob) -> bool {
+    let worker_id = settings.id.as_str();
     let outcome = match serde_json::from_value::<Job>(claimed.payload.clone()) {
-        Ok(Job::Aggregate(job)) => aggregate::run(ctx, worker_id, settings.lease, &job).await,
+        Ok(Job::Aggregate(job)) => aggregate::run(ctx, worker_id, settings.lease(), &job).await,
         Ok(Job::Webhook(job)) => webhook::run(ctx, &job).await,
         Err(error) => Err(JobError::Permanent(format!("unreadable job: {error}"))),
     };

@@ -38,9 +38,9 @@ pub fn first_refresh(interval: chrono::Duration) -> chrono::DateTime<Utc> {
 }
 
 /// Queues due refreshes until `shutdown`, keeping at most `max_concurrent` queued or running.
-pub async fn run(ctx: Context, max_concurrent: i64, shutdown: CancellationToken) {
+pub async fn run(ctx: Context, max_concurrent: u32, shutdown: CancellationToken) {
     loop {
-        if let Err(error) = tick(&ctx, max_concurrent).await {
+        if let Err(error) = tick(&ctx, i64::from(max_concurrent)).await {
             tracing::warn!(%error, "background refresh could not queue work");
         }
         if let Err(error) = expire_flows(&ctx).await {

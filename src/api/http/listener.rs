@@ -34,6 +34,8 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
     /// Connections served at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// The largest webhook body accepted (413 beyond).
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpLimits {
@@ -43,6 +45,7 @@ impl Default for HttpLimits {
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            max_body_bytes: 1024 * 1024,
         }
     }
 }
