@@ -11,6 +11,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::StreamExt;
 
 use crate::context::Context;
+use crate::domain::background_refresh;
 use crate::domain::connection::Connection;
 use crate::domain::connection_events;
 use crate::domain::financial_account::ProviderAccount;
@@ -19,16 +20,15 @@ use crate::domain::import::{ImportItem, ProviderCredentials};
 use crate::domain::product::Product;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
+use crate::jobs::{self, Job};
 use crate::metrics;
-use crate::providers::plaid::{PlaidError, PlaidErrorKind, mapping, retrying};
+use crate::providers::plaid::{PlaidError, PlaidErrorKind, describe_item, mapping, retrying};
 use crate::store::connections::ImportedConnection;
 use crate::store::institutions::{self, InstitutionOwner};
 use crate::store::jobs::OnDuplicate;
 use crate::store::{
     self, StoreError, connections, customers, events, financial_accounts, refresh_schedule,
 };
-use crate::worker::aggregate::{AggregateJob, Trigger};
-use crate::worker::{self, Job, schedule};
 
 /// Items of one request in flight at once: enough to hide provider latency, few enough to stay
 /// polite to the provider and the pool.
@@ -159,30 +159,17 @@ struct PlaidItem {
 async fn fetch_plaid_item(ctx: &Context, access_token: &Secret) -> Result<PlaidItem, PlaidError> {
     let plaid = ctx.plaid();
     let (item, accounts) = tokio::try_join!(
-        plaid.item_get(access_token),
+        describe_item(plaid, access_token),
         plaid.accounts_get(access_token)
     )?;
-    let item = item.item;
-    let institution_id = item
-        .institution_id
-        .clone()
-        .unwrap_or_else(|| "unknown".to_string());
-    let institution_name = match item.institution_name.clone() {
-        Some(name) => name,
-        None => {
-            plaid
-                .institutions_get_by_id(&institution_id)
-                .await?
-                .institution
-                .name
-        }
-    };
-    let products = mapping::item_products(&item);
+    let institution_id = item.institution_id.unwrap_or_else(|| "unknown".to_string());
     Ok(PlaidItem {
         item_id: item.item_id,
+        institution_name: item
+            .institution_name
+            .unwrap_or_else(|| institution_id.clone()),
         institution_id,
-        institution_name,
-        products,
+        products: item.products,
         accounts: accounts.accounts.iter().map(mapping::account).collect(),
     })
 }
@@ -241,23 +228,23 @@ async fn write(
                 Utc::now(),
             )
             .await?;
-            let summaries = worker::aggregate::summaries(&fetched.accounts, &upserted);
+            let summaries = connection_events::summaries(
+                &fetched.accounts,
+                financial_accounts::newness(&upserted),
+            );
             let updating =
                 connection_events::accounts_updating(&connection.facts(), request_id, &summaries);
             events::append(conn, account_id, &[updating]).await?;
-            let first = schedule::first_refresh(ctx.refresh_interval());
+            let first = background_refresh::first_refresh(
+                Utc::now(),
+                ctx.refresh_interval(),
+                &mut rand::rng(),
+            );
             refresh_schedule::set_next_refresh(conn, connection_id, first).await?;
         }
         // A known connection imported again is refreshed, and that run announces itself.
-        let job = Job::Aggregate(AggregateJob {
-            account_id,
-            connection_id,
-            request_id: request_id.clone(),
-            announce: !is_new,
-            products: Vec::new(),
-            trigger: Trigger::Import,
-        });
-        worker::enqueue(conn, &job, OnDuplicate::Skip).await?;
+        let job = Job::after_import(account_id, connection_id, request_id, !is_new);
+        jobs::enqueue(conn, &job, OnDuplicate::Skip).await?;
         Ok(connection)
     })
     .await

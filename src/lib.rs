@@ -8,6 +8,7 @@ pub mod context;
 pub mod domain;
 pub mod events;
 pub mod import;
+pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;
 pub mod providers;

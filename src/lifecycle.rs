@@ -11,6 +11,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::{Map, Value};
 
 use crate::context::Context;
+use crate::domain::background_refresh;
 use crate::domain::connect_flow::{self, FLOW_LIFETIME, FlowRejection, InstitutionRef, NewFlow};
 use crate::domain::connection::Connection;
 use crate::domain::connection_status::ConnectionStatus;
@@ -18,10 +19,10 @@ use crate::domain::ids::{AccountId, ConnectionId, InstitutionId, RequestId};
 use crate::domain::import::ProviderCredentials;
 use crate::domain::input::excerpt;
 use crate::domain::lifecycle_events;
-use crate::domain::product::Product;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
-use crate::providers::plaid::{PlaidError, PlaidErrorKind, mapping};
+use crate::jobs::{self, Job};
+use crate::providers::plaid::{ItemSummary, PlaidError, PlaidErrorKind, describe_item};
 use crate::store::flows::{self, FlowConnection, ProviderLink};
 use crate::store::institutions::{self, InstitutionOwner};
 use crate::store::jobs::OnDuplicate;
@@ -29,8 +30,6 @@ use crate::store::{
     self, StoreError, connections, credentials, customers, events, financial_accounts,
     refresh_schedule,
 };
-use crate::worker::aggregate::{AggregateJob, Trigger};
-use crate::worker::{self, Job, schedule};
 
 /// Why a lifecycle request was refused; in every case nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -295,24 +294,11 @@ async fn queue_first_aggregation(
     connection: &Connection,
     request_id: &RequestId,
 ) -> Result<(), StoreError> {
-    let job = Job::Aggregate(AggregateJob {
-        account_id: connection.account_id,
-        connection_id: connection.id,
-        request_id: request_id.clone(),
-        announce: true,
-        products: Vec::new(),
-        trigger: Trigger::Refresh,
-    });
-    worker::enqueue(conn, &job, OnDuplicate::Skip).await?;
-    let first = schedule::first_refresh(ctx.refresh_interval());
+    let job = Job::after_completion(connection.account_id, connection.id, request_id);
+    jobs::enqueue(conn, &job, OnDuplicate::Skip).await?;
+    let first =
+        background_refresh::first_refresh(Utc::now(), ctx.refresh_interval(), &mut rand::rng());
     refresh_schedule::set_next_refresh(conn, connection.id, first).await
-}
-
-/// What Plaid says about the item a completed flow made.
-struct PlaidItem {
-    institution_id: Option<String>,
-    institution_name: Option<String>,
-    products: Vec<Product>,
 }
 
 /// Checks the access token and learns the item's institution and products, as an import does.
@@ -320,39 +306,14 @@ async fn fetch_plaid_item(
     ctx: &Context,
     access_token: &Secret,
     item_id: &str,
-) -> Result<PlaidItem, LifecycleError> {
-    let plaid = ctx.plaid();
-    let item = plaid
-        .item_get(access_token)
+) -> Result<ItemSummary, LifecycleError> {
+    let item = describe_item(ctx.plaid(), access_token)
         .await
-        .map_err(completion_failure)?
-        .item;
+        .map_err(completion_failure)?;
     if item.item_id != item_id {
         return Err(LifecycleError::ItemMismatch(item_id.to_string()));
     }
-    let products = mapping::item_products(&item);
-    let institution_name = match (item.institution_name, &item.institution_id) {
-        (Some(name), _) => Some(name),
-        (None, Some(id)) => institution_name(ctx, id).await,
-        (None, None) => None,
-    };
-    Ok(PlaidItem {
-        institution_id: item.institution_id,
-        institution_name,
-        products,
-    })
-}
-
-/// Plaid's name for an institution; without it the institution keeps its placeholder name,
-/// which is no reason to fail the completion.
-async fn institution_name(ctx: &Context, institution_id: &str) -> Option<String> {
-    match ctx.plaid().institutions_get_by_id(institution_id).await {
-        Ok(response) => Some(response.institution.name),
-        Err(error) => {
-            tracing::warn!(%error, institution_id, "could not name the institution");
-            None
-        }
-    }
+    Ok(item)
 }
 
 /// A failed `/item/get` of CompleteConnection: the access token is the caller's argument.
@@ -379,7 +340,7 @@ fn plaid_failure(
 /// linked), named as Plaid names it; the flow's institution when Plaid names none.
 async fn item_institution(
     conn: &mut AsyncPgConnection,
-    item: &PlaidItem,
+    item: &ItemSummary,
     flow_institution: InstitutionId,
 ) -> Result<InstitutionId, StoreError> {
     let Some(plaid_id) = &item.institution_id else {

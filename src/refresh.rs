@@ -6,11 +6,10 @@ use crate::domain::ids::{AccountId, ConnectionId, RequestId};
 use crate::domain::import::ProviderCredentials;
 use crate::domain::input::excerpt;
 use crate::domain::product::Product;
+use crate::jobs::{self, Job};
 use crate::providers::plaid::PlaidErrorKind;
-use crate::store::jobs::{self, OnDuplicate};
+use crate::store::jobs::OnDuplicate;
 use crate::store::{self, StoreError, connections, credentials};
-use crate::worker::aggregate::{AggregateJob, Trigger};
-use crate::worker::{self, Job};
 
 /// How many times a refresh tries to queue its job or find the one that covers it.
 const ENQUEUE_TURNS: usize = 3;
@@ -58,20 +57,7 @@ pub async fn refresh(
     if !connection.status.allows_refresh() {
         return Err(RefreshError::NotRefreshable(connection.status));
     }
-    let request_id = RequestId::generate();
-    let job = Job::Aggregate(AggregateJob {
-        account_id,
-        connection_id,
-        request_id: request_id.clone(),
-        announce: true,
-        products: products.clone(),
-        trigger: Trigger::Refresh,
-    });
-    let dedupe_key = job
-        .to_new_job()
-        .dedupe_key
-        .expect("aggregations are deduplicated");
-    if let Some(request_id) = live_request_id(&mut conn, &dedupe_key).await? {
+    if let Some(request_id) = jobs::live_aggregation(&mut conn, connection_id).await? {
         return Ok(request_id);
     }
     let wants_transactions = connection.products.contains(&Product::Transactions)
@@ -86,12 +72,13 @@ pub async fn refresh(
     }
     // A live job answers for this request; when it finishes between our look and our insert,
     // the insert finds the way free on the next turn.
+    let job = Job::refresh(account_id, connection_id, products);
     for _ in 0..ENQUEUE_TURNS {
-        if worker::enqueue(&mut conn, &job, OnDuplicate::Skip).await? {
+        if jobs::enqueue(&mut conn, &job, OnDuplicate::Skip).await? {
             ctx.wake_workers();
-            return Ok(request_id);
+            return Ok(job.request_id().expect("an aggregation").clone());
         }
-        if let Some(running) = live_request_id(&mut conn, &dedupe_key).await? {
+        if let Some(running) = jobs::live_aggregation(&mut conn, connection_id).await? {
             return Ok(running);
         }
     }
@@ -115,23 +102,4 @@ async fn extract_now(
             Ok(())
         }
     }
-}
-
-async fn live_request_id(
-    conn: &mut diesel_async::AsyncPgConnection,
-    dedupe_key: &str,
-) -> Result<Option<RequestId>, StoreError> {
-    Ok(jobs::live_payload(conn, dedupe_key)
-        .await?
-        .and_then(|payload| match serde_json::from_value::<Job>(payload) {
-            Ok(job) => Some(job),
-            Err(error) => {
-                tracing::error!(%error, dedupe_key, "a live job's payload does not parse");
-                None
-            }
-        })
-        .and_then(|job| match job {
-            Job::Aggregate(job) => Some(job.request_id),
-            Job::Webhook(_) => None,
-        }))
 }

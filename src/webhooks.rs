@@ -7,10 +7,10 @@ use uuid::Uuid;
 
 use crate::context::Context;
 use crate::domain::input;
+use crate::jobs::Job;
 use crate::providers::plaid::PlaidWebhook;
 use crate::providers::plaid::verify::{UnverifiedWebhook, VerifyError};
 use crate::store::{self, StoreError, webhooks};
-use crate::worker::{Job, webhook::WebhookJob};
 
 /// A recorded delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,9 +98,7 @@ pub async fn record_plaid(
 
 /// The delivery and, when it is new, its processing job: one statement, so both or neither.
 async fn save(ctx: &Context, delivery: webhooks::NewDelivery<'_>) -> Result<Recorded, StoreError> {
-    let job = Job::Webhook(WebhookJob {
-        delivery_id: delivery.id,
-    });
+    let job = Job::process_delivery(delivery.id);
     let mut conn = store::connect(ctx.pool()).await?;
     let (webhook_id, new) = webhooks::record(&mut conn, delivery, job.to_new_job()).await?;
     Ok(Recorded {

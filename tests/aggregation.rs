@@ -715,8 +715,9 @@ async fn background_refresh_takes_due_connections_up_to_the_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_is_aggregated_by_one_worker_at_a_time() {
+    use linkstate::jobs::{AggregateJob, Trigger};
     use linkstate::worker::JobError;
-    use linkstate::worker::aggregate::{self, AggregateJob, Trigger};
+    use linkstate::worker::aggregate;
     let app = TestApp::start().await;
     let (account_id, key) = app.account("acme").await;
     let item = app.sim.create_item("ins_109508");

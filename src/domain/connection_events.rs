@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use super::connection_state::Effect;
 use super::event::{EventFinancialAccount, EventPayload, EventType, NewEvent};
+use super::financial_account::ProviderAccount;
 use super::ids::{ConnectionId, CustomerId, FinancialAccountId, InstitutionId, RequestId};
 use super::product::Product;
 use super::service_provider::ServiceProvider;
@@ -39,6 +40,24 @@ pub struct AccountSummary {
     pub mask: Option<String>,
     /// Whether this aggregation found it for the first time.
     pub is_new: bool,
+}
+
+/// The accounts as ACCOUNTS_UPDATING lists them: as the provider names them, with the id and
+/// newness each got when stored (`stored`, in the same order).
+pub fn summaries(
+    accounts: &[ProviderAccount],
+    stored: impl IntoIterator<Item = (FinancialAccountId, bool)>,
+) -> Vec<AccountSummary> {
+    accounts
+        .iter()
+        .zip(stored)
+        .map(|(account, (id, is_new))| AccountSummary {
+            id,
+            name: account.name.clone(),
+            mask: account.mask.clone(),
+            is_new,
+        })
+        .collect()
 }
 
 impl ConnectionFacts {

@@ -1,6 +1,7 @@
 //! The pure core: the business rules of connections and their events. No I/O lives here.
 
 pub mod api_key;
+pub mod background_refresh;
 pub mod connect_flow;
 pub mod connection;
 pub mod connection_events;

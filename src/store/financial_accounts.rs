@@ -289,3 +289,10 @@ pub async fn deactivate_one(
         .await?;
     Ok(ids.into_iter().map(FinancialAccountId).collect())
 }
+
+/// The id of each stored account and whether it was new, in order.
+pub fn newness(
+    upserted: &[UpsertedAccount],
+) -> impl Iterator<Item = (FinancialAccountId, bool)> + '_ {
+    upserted.iter().map(|account| (account.id, account.is_new))
+}

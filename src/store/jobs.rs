@@ -25,6 +25,8 @@ pub struct NewJob {
     pub payload: serde_json::Value,
     /// At most one live job per key.
     pub dedupe_key: Option<String>,
+    /// Why it runs, for the jobs that say (aggregations).
+    pub trigger: Option<String>,
 }
 
 /// What to do when a live job with the same dedupe key exists.
@@ -64,6 +66,7 @@ pub async fn enqueue(
         jobs::connection_id.eq(job.connection_id),
         jobs::payload.eq(job.payload),
         jobs::dedupe_key.eq(job.dedupe_key),
+        jobs::trigger.eq(job.trigger),
     ));
     let conflict = insert
         .on_conflict(jobs::dedupe_key)
@@ -263,7 +266,7 @@ fn pg_interval(duration: Duration) -> diesel::data_types::PgInterval {
     diesel::data_types::PgInterval::from_microseconds(duration.as_micros() as i64)
 }
 
-/// Live jobs of `kind` whose payload's `trigger` is `trigger`.
+/// Live jobs of `kind` with this `trigger`.
 pub async fn live_count_of(
     conn: &mut AsyncPgConnection,
     kind: &str,
@@ -276,7 +279,7 @@ pub async fn live_count_of(
     }
     let count = diesel::sql_query(
         "SELECT count(*) AS n FROM jobs \
-         WHERE dead_at IS NULL AND kind = $1 AND payload->>'trigger' = $2",
+         WHERE dead_at IS NULL AND kind = $1 AND trigger = $2",
     )
     .bind::<Text, _>(kind)
     .bind::<Text, _>(trigger)

@@ -166,6 +166,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         dead_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        trigger -> Nullable<Text>,
     }
 }
 

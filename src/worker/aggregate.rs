@@ -10,19 +10,19 @@ use std::time::Duration;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use serde::{Deserialize, Serialize};
 
 use super::JobError;
 use crate::context::Context;
 use crate::domain::connection::Connection;
-use crate::domain::connection_events::{self, AccountSummary, TransactionCounts};
+use crate::domain::connection_events::{self, TransactionCounts};
 use crate::domain::connection_state::{self, Signal};
 use crate::domain::financial_account::{AccountIdentifiers, AccountOwner, ProviderAccount};
-use crate::domain::ids::{AccountId, ConnectionId, FinancialAccountId, RequestId};
+use crate::domain::ids::FinancialAccountId;
 use crate::domain::import::ProviderCredentials;
 use crate::domain::product::Product;
 use crate::domain::secret::Secret;
 use crate::domain::transactions::{self as tx_rules, NetEffect, SyncChange};
+use crate::jobs::AggregateJob;
 use crate::providers::plaid::{PlaidError, mapping, retrying};
 use crate::store::transactions::Owner;
 use crate::store::{
@@ -42,40 +42,6 @@ const HISTORICAL_AFTER_DAYS: i64 = 30;
 /// How soon to look again while Plaid's historical load is still running, in case its webhook
 /// never arrives.
 const HISTORICAL_POLL: ChronoDuration = ChronoDuration::minutes(15);
-
-/// Why an aggregation runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// A connection was imported.
-    #[default]
-    Import,
-    /// RefreshConnection asked for it.
-    Refresh,
-    /// The background refresh's turn came.
-    Schedule,
-    /// A provider webhook said there is new data.
-    Webhook,
-}
-
-/// Aggregate one connection.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AggregateJob {
-    /// The tenant.
-    pub account_id: AccountId,
-    /// The connection.
-    pub connection_id: ConnectionId,
-    /// The request that asked for it, carried into the events.
-    pub request_id: RequestId,
-    /// Whether this run must send ACCOUNTS_UPDATING itself (an import already did, otherwise).
-    pub announce: bool,
-    /// The products to fetch; empty means all the connection has.
-    #[serde(default)]
-    pub products: Vec<Product>,
-    /// Why it runs.
-    #[serde(default)]
-    pub trigger: Trigger,
-}
 
 /// Runs the job under the connection's lease, taken for `lease` (and renewed, like the job's,
 /// by the worker's heartbeat while it runs).
@@ -239,7 +205,8 @@ impl PlaidAggregation<'_> {
         let mut conn = store::connect(self.ctx.pool()).await?;
         conn.transaction::<_, StoreError, _>(async |conn| {
             let upserted = upsert_accounts(conn, self.connection, accounts, at).await?;
-            let summaries = summaries(accounts, &upserted);
+            let summaries =
+                connection_events::summaries(accounts, financial_accounts::newness(&upserted));
             let updating = connection_events::accounts_updating(
                 &self.connection.facts(),
                 &self.job.request_id,
@@ -522,21 +489,4 @@ async fn upsert_accounts(
         fetched_at,
     )
     .await
-}
-
-/// The accounts as ACCOUNTS_UPDATING lists them.
-pub fn summaries(
-    accounts: &[ProviderAccount],
-    upserted: &[financial_accounts::UpsertedAccount],
-) -> Vec<AccountSummary> {
-    accounts
-        .iter()
-        .zip(upserted)
-        .map(|(account, stored)| AccountSummary {
-            id: stored.id,
-            name: account.name.clone(),
-            mask: account.mask.clone(),
-            is_new: stored.is_new,
-        })
-        .collect()
 }

@@ -7,14 +7,14 @@ pub mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerSettings;
 use crate::context::Context;
-use crate::store::jobs::{self, Attempt, ClaimedJob, NewJob, OnDuplicate};
+use crate::jobs::Job;
+use crate::store::jobs::{self, Attempt, ClaimedJob};
 use crate::store::leases;
 use crate::store::{self, StoreError};
 
@@ -26,47 +26,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Attempts before a failing job is buried.
 const MAX_ATTEMPTS: i32 = 8;
-
-/// The jobs linkstate knows, as stored in `jobs.payload`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Job {
-    /// Fetch a connection's data from its provider.
-    Aggregate(aggregate::AggregateJob),
-    /// Act on a recorded provider webhook.
-    Webhook(webhook::WebhookJob),
-}
-
-impl Job {
-    /// The row that queues this job.
-    pub fn to_new_job(&self) -> NewJob {
-        match self {
-            Job::Aggregate(job) => NewJob {
-                kind: "aggregate".into(),
-                account_id: Some(job.account_id.0),
-                connection_id: Some(job.connection_id.0),
-                payload: serde_json::to_value(self).expect("jobs serialize"),
-                dedupe_key: Some(format!("aggregate:{}", job.connection_id)),
-            },
-            Job::Webhook(job) => NewJob {
-                kind: "webhook".into(),
-                account_id: None,
-                connection_id: None,
-                payload: serde_json::to_value(self).expect("jobs serialize"),
-                dedupe_key: Some(format!("webhook:{}", job.delivery_id)),
-            },
-        }
-    }
-}
-
-/// Queues a job inside the caller's transaction; see [`OnDuplicate`].
-pub async fn enqueue(
-    conn: &mut diesel_async::AsyncPgConnection,
-    job: &Job,
-    on_duplicate: OnDuplicate,
-) -> Result<bool, StoreError> {
-    jobs::enqueue(conn, job.to_new_job(), on_duplicate).await
-}
 
 /// Why a job did not finish.
 #[derive(Debug, thiserror::Error)]

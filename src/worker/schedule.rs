@@ -11,17 +11,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use diesel_async::AsyncConnection;
-use rand::RngExt;
 use tokio_util::sync::CancellationToken;
 
-use super::aggregate::{AggregateJob, Trigger};
-use super::{Job, enqueue};
 use crate::context::Context;
 use crate::domain::connection_status::ConnectionStatus;
-use crate::domain::ids::RequestId;
 use crate::domain::lifecycle_events;
+use crate::jobs::{self, Job};
 use crate::store::jobs::OnDuplicate;
-use crate::store::{self, StoreError, connections, events, flows, jobs, refresh_schedule};
+use crate::store::{self, StoreError, connections, events, flows, refresh_schedule};
 
 /// How often the scheduler looks for due connections.
 const TICK: Duration = Duration::from_secs(5);
@@ -29,13 +26,6 @@ const TICK: Duration = Duration::from_secs(5);
 /// Connect flows expired per tick at most, so that one transaction stays short (a long one
 /// holds back every event reader); the rest wait for the next tick.
 const EXPIRE_BATCH: i64 = 100;
-
-/// When a newly imported connection gets its first background refresh: somewhere in the first
-/// interval, at random, which spreads the population over the interval.
-pub fn first_refresh(interval: chrono::Duration) -> chrono::DateTime<Utc> {
-    let seconds = interval.num_seconds().max(1);
-    Utc::now() + chrono::Duration::seconds(rand::rng().random_range(0..seconds))
-}
 
 /// Queues due refreshes until `shutdown`, keeping at most `max_concurrent` queued or running.
 pub async fn run(ctx: Context, max_concurrent: u32, shutdown: CancellationToken) {
@@ -99,7 +89,7 @@ pub async fn tick(ctx: &Context, max_concurrent: i64) -> Result<usize, StoreErro
     let mut conn = store::connect(ctx.pool()).await?;
     let queued = conn
         .transaction::<_, StoreError, _>(async |conn| {
-            let busy = jobs::live_count_of(conn, "aggregate", "schedule").await?;
+            let busy = jobs::scheduled_count(conn).await?;
             let free = max_concurrent - busy;
             if free <= 0 {
                 return Ok(0);
@@ -107,15 +97,8 @@ pub async fn tick(ctx: &Context, max_concurrent: i64) -> Result<usize, StoreErro
             // Locked with SKIP LOCKED: replicas ticking together take different connections.
             let due = refresh_schedule::due_for_refresh(conn, free).await?;
             for (connection_id, account_id) in &due {
-                let job = Job::Aggregate(AggregateJob {
-                    account_id: *account_id,
-                    connection_id: *connection_id,
-                    request_id: RequestId::generate(),
-                    announce: true,
-                    products: Vec::new(),
-                    trigger: Trigger::Schedule,
-                });
-                enqueue(conn, &job, OnDuplicate::Skip).await?;
+                let job = Job::scheduled(*account_id, *connection_id);
+                jobs::enqueue(conn, &job, OnDuplicate::Skip).await?;
                 refresh_schedule::set_next_refresh(conn, *connection_id, Utc::now() + interval)
                     .await?;
             }

@@ -4,20 +4,16 @@
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
-use super::aggregate::{AggregateJob, Trigger};
-use super::{Job, JobError, enqueue};
+use super::JobError;
 use crate::context::Context;
 use crate::domain::connection::Connection;
 use crate::domain::connection_events;
 use crate::domain::connection_state::{self, Signal};
-use crate::domain::ids::RequestId;
 use crate::domain::input;
-use crate::domain::product::Product;
 use crate::domain::service_provider::ServiceProvider;
+use crate::jobs::{self, Job, WebhookJob};
 use crate::metrics;
 use crate::providers::plaid::ESSENTIAL_WEBHOOK_FIELDS;
 use crate::providers::plaid::PlaidWebhook;
@@ -29,13 +25,6 @@ use crate::store::{self, StoreError, connections, events, financial_accounts, we
 /// counts as about an unknown item: an import points the item's webhooks here before it
 /// commits the connection, so the item's first webhooks can come first.
 const IMPORT_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-
-/// Process one recorded delivery.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WebhookJob {
-    /// The delivery.
-    pub delivery_id: Uuid,
-}
 
 /// Processes the delivery; a delivery already processed is left alone.
 pub async fn run(ctx: &Context, job: &WebhookJob) -> Result<(), JobError> {
@@ -133,15 +122,8 @@ async fn act(
         WebhookAction::Sync => {
             // A burst of these while a sync is queued joins it; one arriving while a sync runs
             // makes it run once more, since that sync may have started before the new data.
-            let job = Job::Aggregate(AggregateJob {
-                account_id: connection.account_id,
-                connection_id: connection.id,
-                request_id: RequestId::generate(),
-                announce: false,
-                products: vec![Product::Transactions],
-                trigger: Trigger::Webhook,
-            });
-            enqueue(&mut conn, &job, OnDuplicate::Rerun).await?;
+            let job = Job::webhook_sync(connection.account_id, connection.id);
+            jobs::enqueue(&mut conn, &job, OnDuplicate::Rerun).await?;
             ctx.wake_workers();
             Ok(true)
         }

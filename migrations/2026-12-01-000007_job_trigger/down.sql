@@ -1,0 +1,2 @@
+DROP INDEX jobs_live_trigger;
+ALTER TABLE jobs DROP COLUMN trigger;

@@ -1,0 +1,264 @@
+//! The jobs that use cases queue and the worker runs: what each carries, one named constructor
+//! per reason to queue one, and the queue operations the use cases need.
+
+use diesel_async::AsyncPgConnection;
+use serde::{Deserialize, Serialize};
+use strum::IntoStaticStr;
+use uuid::Uuid;
+
+use crate::domain::ids::{AccountId, ConnectionId, RequestId};
+use crate::domain::product::Product;
+use crate::store::StoreError;
+use crate::store::jobs::{self as queue, NewJob, OnDuplicate};
+
+/// Why an aggregation runs; stored in its own column, so the scheduler counts its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Trigger {
+    /// A connection was imported.
+    #[default]
+    Import,
+    /// RefreshConnection asked for it (or a connect flow completed).
+    Refresh,
+    /// The background refresh's turn came.
+    Schedule,
+    /// A provider webhook said there is new data.
+    Webhook,
+}
+
+/// Aggregate one connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AggregateJob {
+    /// The tenant.
+    pub account_id: AccountId,
+    /// The connection.
+    pub connection_id: ConnectionId,
+    /// The request that asked for it, carried into the events.
+    pub request_id: RequestId,
+    /// Whether this run must send ACCOUNTS_UPDATING itself (an import already did, otherwise).
+    pub announce: bool,
+    /// The products to fetch; empty means all the connection has.
+    #[serde(default)]
+    pub products: Vec<Product>,
+    /// Why it runs.
+    #[serde(default)]
+    pub trigger: Trigger,
+}
+
+/// Process one recorded provider webhook.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WebhookJob {
+    /// The delivery.
+    pub delivery_id: Uuid,
+}
+
+/// The jobs linkstate knows, as stored in `jobs.payload`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Fetch a connection's data from its provider.
+    Aggregate(AggregateJob),
+    /// Act on a recorded provider webhook.
+    Webhook(WebhookJob),
+}
+
+impl Job {
+    /// The aggregation after an import: `announce` when the connection was known already (a
+    /// new one's import sent ACCOUNTS_UPDATING itself).
+    pub fn after_import(
+        account_id: AccountId,
+        connection_id: ConnectionId,
+        request_id: &RequestId,
+        announce: bool,
+    ) -> Self {
+        Self::aggregate(
+            account_id,
+            connection_id,
+            request_id.clone(),
+            Trigger::Import,
+        )
+        .announcing(announce)
+    }
+
+    /// The first aggregation of a completed connect flow, under the completion's request id.
+    pub fn after_completion(
+        account_id: AccountId,
+        connection_id: ConnectionId,
+        request_id: &RequestId,
+    ) -> Self {
+        Self::aggregate(
+            account_id,
+            connection_id,
+            request_id.clone(),
+            Trigger::Refresh,
+        )
+    }
+
+    /// A refresh RefreshConnection asked for, of `products` (all when empty).
+    pub fn refresh(
+        account_id: AccountId,
+        connection_id: ConnectionId,
+        products: Vec<Product>,
+    ) -> Self {
+        let mut job = Self::aggregate(
+            account_id,
+            connection_id,
+            RequestId::generate(),
+            Trigger::Refresh,
+        );
+        if let Job::Aggregate(aggregate) = &mut job {
+            aggregate.products = products;
+        }
+        job
+    }
+
+    /// The background refresh whose turn came.
+    pub fn scheduled(account_id: AccountId, connection_id: ConnectionId) -> Self {
+        Self::aggregate(
+            account_id,
+            connection_id,
+            RequestId::generate(),
+            Trigger::Schedule,
+        )
+    }
+
+    /// A transactions sync a provider's "new data" webhook asked for; it leaves the accounts be.
+    pub fn webhook_sync(account_id: AccountId, connection_id: ConnectionId) -> Self {
+        Job::Aggregate(AggregateJob {
+            account_id,
+            connection_id,
+            request_id: RequestId::generate(),
+            announce: false,
+            products: vec![Product::Transactions],
+            trigger: Trigger::Webhook,
+        })
+    }
+
+    /// Processing a recorded provider webhook.
+    pub fn process_delivery(delivery_id: Uuid) -> Self {
+        Job::Webhook(WebhookJob { delivery_id })
+    }
+
+    fn aggregate(
+        account_id: AccountId,
+        connection_id: ConnectionId,
+        request_id: RequestId,
+        trigger: Trigger,
+    ) -> Self {
+        Job::Aggregate(AggregateJob {
+            account_id,
+            connection_id,
+            request_id,
+            announce: true,
+            products: Vec::new(),
+            trigger,
+        })
+    }
+
+    fn announcing(mut self, announce: bool) -> Self {
+        if let Job::Aggregate(aggregate) = &mut self {
+            aggregate.announce = announce;
+        }
+        self
+    }
+
+    /// The request id an aggregation carries into its events.
+    pub fn request_id(&self) -> Option<&RequestId> {
+        match self {
+            Job::Aggregate(job) => Some(&job.request_id),
+            Job::Webhook(_) => None,
+        }
+    }
+
+    /// The row that queues this job.
+    pub fn to_new_job(&self) -> NewJob {
+        let payload = serde_json::to_value(self).expect("jobs serialize");
+        match self {
+            Job::Aggregate(job) => NewJob {
+                kind: "aggregate".into(),
+                account_id: Some(job.account_id.0),
+                connection_id: Some(job.connection_id.0),
+                payload,
+                dedupe_key: Some(aggregation_key(job.connection_id)),
+                trigger: Some(<&str>::from(job.trigger).to_string()),
+            },
+            Job::Webhook(job) => NewJob {
+                kind: "webhook".into(),
+                account_id: None,
+                connection_id: None,
+                payload,
+                dedupe_key: Some(format!("webhook:{}", job.delivery_id)),
+                trigger: None,
+            },
+        }
+    }
+}
+
+/// The dedupe key of a connection's aggregation: at most one is queued or running.
+fn aggregation_key(connection_id: ConnectionId) -> String {
+    format!("aggregate:{connection_id}")
+}
+
+/// Queues a job inside the caller's transaction; see [`OnDuplicate`].
+pub async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    job: &Job,
+    on_duplicate: OnDuplicate,
+) -> Result<bool, StoreError> {
+    queue::enqueue(conn, job.to_new_job(), on_duplicate).await
+}
+
+/// The request id of the connection's aggregation that is queued or running, if there is one.
+pub async fn live_aggregation(
+    conn: &mut AsyncPgConnection,
+    connection_id: ConnectionId,
+) -> Result<Option<RequestId>, StoreError> {
+    let key = aggregation_key(connection_id);
+    let Some(payload) = queue::live_payload(conn, &key).await? else {
+        return Ok(None);
+    };
+    match serde_json::from_value::<Job>(payload) {
+        Ok(job) => Ok(job.request_id().cloned()),
+        Err(error) => Err(StoreError::Corrupt(format!(
+            "the payload of job {key}: {error}"
+        ))),
+    }
+}
+
+/// Background refreshes queued or running now, across replicas.
+pub async fn scheduled_count(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
+    queue::live_count_of(conn, "aggregate", Trigger::Schedule.into()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregations_carry_their_trigger_in_the_row_and_dedupe_per_connection() {
+        let (account, connection) = (AccountId::generate(), ConnectionId::generate());
+        let row = Job::scheduled(account, connection).to_new_job();
+        assert_eq!(row.trigger.as_deref(), Some("schedule"));
+        assert_eq!(row.dedupe_key, Some(format!("aggregate:{connection}")));
+        let row = Job::webhook_sync(account, connection).to_new_job();
+        assert_eq!(row.trigger.as_deref(), Some("webhook"));
+        assert_eq!(row.payload["products"], serde_json::json!(["TRANSACTIONS"]));
+        let row = Job::process_delivery(Uuid::nil()).to_new_job();
+        assert_eq!(row.trigger, None);
+    }
+
+    #[test]
+    fn a_stored_payload_reads_back_as_its_job() {
+        let request = RequestId::generate();
+        let job = Job::after_import(
+            AccountId::generate(),
+            ConnectionId::generate(),
+            &request,
+            false,
+        );
+        let read: Job = serde_json::from_value(job.to_new_job().payload).unwrap();
+        assert_eq!(read, job);
+        assert_eq!(read.request_id(), Some(&request));
+    }
+}
