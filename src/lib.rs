@@ -1,5 +1,7 @@
 //! linkstate: the aggregation state of bank connections, served over gRPC.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod app;
 pub mod cipher;

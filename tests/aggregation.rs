@@ -11,10 +11,6 @@ use linkstate::sim::{ErrorRule, Mutation};
 use linkstate::testing::{TestApp, authed};
 use tonic::Code;
 
-fn payload(event: &proto::Event) -> &proto::EventPayload {
-    event.payload.as_ref().unwrap()
-}
-
 /// Sum of added / updated and all removed ids over an aggregation event's accounts.
 fn totals(event: &proto::Event) -> (i64, i64, Vec<String>) {
     let accounts = &payload(event).financial_accounts;

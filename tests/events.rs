@@ -1,5 +1,7 @@
 //! The event stream: from the earliest event, after a cursor, live, and its argument errors.
 
+mod common;
+
 use std::time::Duration;
 
 use diesel_async::AsyncConnection;
@@ -18,12 +20,7 @@ async fn import(app: &TestApp, key: &str, external: &str) {
         .import_connections(authed(
             key,
             proto::ImportConnectionsRequest {
-                connections: vec![proto::ImportConnection {
-                    service_provider: proto::service_provider::Value::Plaid as i32,
-                    external_customer_id: external.into(),
-                    access_token: item.access_token.expose().into(),
-                    ..Default::default()
-                }],
+                connections: vec![common::plaid_item(external, item.access_token.expose())],
             },
         ))
         .await

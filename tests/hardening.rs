@@ -15,23 +15,6 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tonic::Code;
 
-/// Nothing of a refused item or request is in the database.
-async fn assert_nothing_written(app: &TestApp) {
-    for table in [
-        "customers",
-        "connections",
-        "financial_accounts",
-        "events",
-        "jobs",
-    ] {
-        assert_eq!(app.count(table).await, 0, "{table} has rows");
-    }
-}
-
-fn import_request(items: Vec<proto::ImportConnection>) -> proto::ImportConnectionsRequest {
-    proto::ImportConnectionsRequest { connections: items }
-}
-
 fn rule(endpoint: &str, http_status: u16, code: &str, times: Option<u32>) -> ErrorRule {
     ErrorRule {
         endpoint: endpoint.into(),

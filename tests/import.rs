@@ -1,24 +1,14 @@
 //! ImportConnections for Plaid, through the real gRPC listener, against the simulator.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{assert_nothing_written, import_request, plaid_item};
 use linkstate::proto::{self, import_result};
 use linkstate::sim::ErrorRule;
 use linkstate::testing::{TestApp, authed};
 use tonic::Code;
-
-fn plaid_item(external_customer_id: &str, access_token: &str) -> proto::ImportConnection {
-    proto::ImportConnection {
-        service_provider: proto::service_provider::Value::Plaid as i32,
-        external_customer_id: external_customer_id.into(),
-        access_token: access_token.into(),
-        ..Default::default()
-    }
-}
-
-fn request(items: Vec<proto::ImportConnection>) -> proto::ImportConnectionsRequest {
-    proto::ImportConnectionsRequest { connections: items }
-}
 
 /// Events of the key's account, once at least `n` are there.
 async fn wait_for_events(app: &TestApp, key: &str, n: usize) -> Vec<proto::Event> {
@@ -37,19 +27,6 @@ async fn wait_for_events(app: &TestApp, key: &str, n: usize) -> Vec<proto::Event
     panic!("fewer than {n} events after 10 s");
 }
 
-/// Nothing of a refused request is in the database.
-async fn assert_nothing_written(app: &TestApp) {
-    for table in [
-        "customers",
-        "connections",
-        "financial_accounts",
-        "events",
-        "jobs",
-    ] {
-        assert_eq!(app.count(table).await, 0, "{table} has rows");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_adds_the_connection_its_accounts_and_the_two_events() {
     let app = TestApp::start().await;
@@ -60,7 +37,7 @@ async fn import_adds_the_connection_its_accounts_and_the_two_events() {
     let response = connections
         .import_connections(authed(
             &key,
-            request(vec![plaid_item("customer-1", item.access_token.expose())]),
+            import_request(vec![plaid_item("customer-1", item.access_token.expose())]),
         ))
         .await
         .unwrap()
@@ -163,7 +140,7 @@ async fn importing_the_same_item_again_returns_the_same_connection() {
     let (_, key) = app.account("acme").await;
     let item = app.sim.create_item("ins_109509");
     let mut connections = app.connections().await;
-    let import = || request(vec![plaid_item("customer-1", item.access_token.expose())]);
+    let import = || import_request(vec![plaid_item("customer-1", item.access_token.expose())]);
 
     let first = connections
         .import_connections(authed(&key, import()))
@@ -208,7 +185,7 @@ async fn a_plaid_error_fails_only_its_item() {
         .await
         .import_connections(authed(
             &key,
-            request(vec![
+            import_request(vec![
                 plaid_item("c-good", good.access_token.expose()),
                 plaid_item("c-bad", bad.access_token.expose()),
                 plaid_item("c-other", other.access_token.expose()),
@@ -285,7 +262,7 @@ async fn invalid_requests_are_refused_whole_and_write_nothing() {
     ];
     for (items, message) in cases {
         let status = connections
-            .import_connections(authed(&key, request(items)))
+            .import_connections(authed(&key, import_request(items)))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{message}");
@@ -302,7 +279,10 @@ async fn plaid_without_api_keys_is_a_failed_precondition() {
     let status = app
         .connections()
         .await
-        .import_connections(authed(&key, request(vec![plaid_item("c", "access-x")])))
+        .import_connections(authed(
+            &key,
+            import_request(vec![plaid_item("c", "access-x")]),
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
@@ -323,7 +303,7 @@ async fn akoya_items_answer_unimplemented_for_now() {
         .await
         .import_connections(authed(
             &key,
-            request(vec![proto::ImportConnection {
+            import_request(vec![proto::ImportConnection {
                 service_provider: proto::service_provider::Value::Akoya as i32,
                 refresh_token: "refresh".into(),
                 provider_id: "mikomo".into(),
@@ -350,7 +330,7 @@ async fn credentials_are_sealed_at_rest() {
         .await
         .import_connections(authed(
             &key,
-            request(vec![plaid_item("c", item.access_token.expose())]),
+            import_request(vec![plaid_item("c", item.access_token.expose())]),
         ))
         .await
         .unwrap();

@@ -18,10 +18,6 @@ use tonic::Code;
 
 type Reply = Result<proto::Connection, tonic::Status>;
 
-fn payload(event: &proto::Event) -> &proto::EventPayload {
-    event.payload.as_ref().unwrap()
-}
-
 fn provider_details(event: &proto::Event) -> serde_json::Value {
     let fields = payload(event)
         .service_provider_details

@@ -52,10 +52,6 @@ async fn connected() -> (
     (app, key, item, connection)
 }
 
-fn payload(event: &proto::Event) -> &proto::EventPayload {
-    event.payload.as_ref().unwrap()
-}
-
 fn field(details: &prost_types::Struct, name: &str) -> Option<String> {
     match details.fields.get(name)?.kind.as_ref()? {
         prost_types::value::Kind::StringValue(s) => Some(s.clone()),

@@ -13,6 +13,7 @@
     strum::Display,
     strum::EnumString,
     strum::IntoStaticStr,
+    strum::EnumIter,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
@@ -50,6 +51,7 @@ pub enum ConnectionStatus {
     strum::Display,
     strum::EnumString,
     strum::IntoStaticStr,
+    strum::EnumIter,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]

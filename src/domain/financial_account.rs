@@ -27,7 +27,15 @@ pub struct ProviderAccount {
 
 /// Whether a financial account is still shared with us; Meld knows only these two.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
 )]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum FinancialAccountStatus {

@@ -7,7 +7,15 @@ use chrono::NaiveDate;
 
 /// Whether a transaction has settled.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
 )]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum TransactionStatus {

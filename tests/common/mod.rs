@@ -233,3 +233,26 @@ pub async fn sql(app: &TestApp, statement: &str) {
         .await
         .unwrap();
 }
+
+/// An event's payload.
+pub fn payload(event: &proto::Event) -> &proto::EventPayload {
+    event.payload.as_ref().unwrap()
+}
+
+/// An import request of these items.
+pub fn import_request(items: Vec<proto::ImportConnection>) -> proto::ImportConnectionsRequest {
+    proto::ImportConnectionsRequest { connections: items }
+}
+
+/// Nothing of a refused import or request is in the database.
+pub async fn assert_nothing_written(app: &TestApp) {
+    for table in [
+        "customers",
+        "connections",
+        "financial_accounts",
+        "events",
+        "jobs",
+    ] {
+        assert_eq!(app.count(table).await, 0, "{table} has rows");
+    }
+}

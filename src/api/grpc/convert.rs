@@ -252,3 +252,51 @@ pub fn transaction(row: &TransactionRow) -> proto::Transaction {
         posted_date: row.posted_date.map(|d| d.to_string()).unwrap_or_default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use strum::IntoEnumIterator;
+
+    use crate::domain::connection_status::{ConnectionStatus, StatusReason};
+    use crate::domain::event::EventType;
+    use crate::domain::financial_account::FinancialAccountStatus;
+    use crate::domain::product::Product;
+    use crate::domain::service_provider::ServiceProvider;
+    use crate::domain::transactions::TransactionStatus;
+    use crate::proto;
+
+    /// Every domain value has its proto value of the same name, and every proto value but the
+    /// unspecified one has its domain value: a name that maps nowhere would silently become 0.
+    macro_rules! maps_both_ways {
+        ($domain:ty, $proto:ty) => {{
+            for value in <$domain>::iter() {
+                let name: &'static str = value.into();
+                let wire = <$proto>::from_str_name(name)
+                    .unwrap_or_else(|| panic!("{name} has no {}", stringify!($proto)));
+                assert_ne!(wire as i32, 0, "{name} maps to the unspecified value");
+                assert_eq!(wire.as_str_name().parse::<$domain>().ok(), Some(value));
+            }
+            for number in 1..128 {
+                if let Ok(wire) = <$proto>::try_from(number) {
+                    assert!(
+                        wire.as_str_name().parse::<$domain>().is_ok(),
+                        "{} has no {}",
+                        wire.as_str_name(),
+                        stringify!($domain)
+                    );
+                }
+            }
+        }};
+    }
+
+    #[test]
+    fn every_domain_enum_maps_to_its_proto_value_and_back() {
+        maps_both_ways!(ConnectionStatus, proto::connection::Status);
+        maps_both_ways!(StatusReason, proto::connection::StatusReason);
+        maps_both_ways!(Product, proto::product::Value);
+        maps_both_ways!(ServiceProvider, proto::service_provider::Value);
+        maps_both_ways!(EventType, proto::event::Type);
+        maps_both_ways!(TransactionStatus, proto::transaction::Status);
+        maps_both_ways!(FinancialAccountStatus, proto::financial_account::Status);
+    }
+}
