@@ -41,12 +41,38 @@ impl Events {
     }
 }
 
-fn filter(
-    event_types: &[i32],
-    customer_id: &str,
-    external_customer_id: &str,
-    connection_id: &str,
-) -> Result<EventFilter, Status> {
+/// The filter fields StreamEvents and ListEvents share.
+trait FilterFields {
+    fn fields(&self) -> (&[i32], &str, &str, &str);
+}
+
+impl FilterFields for proto::StreamEventsRequest {
+    fn fields(&self) -> (&[i32], &str, &str, &str) {
+        let r = self;
+        (
+            &r.event_types,
+            &r.customer_id,
+            &r.external_customer_id,
+            &r.connection_id,
+        )
+    }
+}
+
+impl FilterFields for proto::ListEventsRequest {
+    fn fields(&self) -> (&[i32], &str, &str, &str) {
+        let r = self;
+        (
+            &r.event_types,
+            &r.customer_id,
+            &r.external_customer_id,
+            &r.connection_id,
+        )
+    }
+}
+
+/// The event filter a request asks for.
+fn filter(request: &impl FilterFields) -> Result<EventFilter, Status> {
+    let (event_types, customer_id, external_customer_id, connection_id) = request.fields();
     let event_types = event_types
         .iter()
         .map(|value| {
@@ -127,12 +153,7 @@ impl EventService for Events {
                 ));
             }
         };
-        let filter = filter(
-            &request.event_types,
-            &request.customer_id,
-            &request.external_customer_id,
-            &request.connection_id,
-        )?;
+        let filter = filter(&request)?;
         let slot = self.ctx.stream_slot().ok_or_else(|| {
             Status::resource_exhausted("too many event streams on this server; retry later")
         })?;
@@ -186,12 +207,7 @@ impl EventService for Events {
             n if n < 0 => return Err(Status::invalid_argument("pageSize must not be negative")),
             n => n.min(MAX_EVENTS_PAGE),
         };
-        let filter = filter(
-            &request.event_types,
-            &request.customer_id,
-            &request.external_customer_id,
-            &request.connection_id,
-        )?;
+        let filter = filter(&request)?;
         let mut conn = store::connect(self.ctx.pool())
             .await
             .map_err(Status::from)?;

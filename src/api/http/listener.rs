@@ -127,14 +127,23 @@ impl IdleTimeout {
         self.deadline.as_mut().reset(next);
     }
 
-    /// On a pending read or write: an error once the idle time is up (the timer wakes us).
-    fn check_idle(&mut self, cx: &mut TaskContext<'_>) -> io::Result<()> {
+    /// What a read or write polled: progress restarts the idle time; pending past it is an
+    /// error (the timer wakes us for it).
+    fn track<T>(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.moved();
+            return polled;
+        }
         match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "idle connection closed",
-            )),
-            Poll::Pending => Ok(()),
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -146,15 +155,8 @@ impl AsyncRead for IdleTimeout {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                this.moved();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this
-                .check_idle(cx)
-                .map_or_else(|e| Poll::Ready(Err(e)), |()| Poll::Pending),
-        }
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.track(cx, polled)
     }
 }
 
@@ -165,15 +167,8 @@ impl AsyncWrite for IdleTimeout {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                this.moved();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this
-                .check_idle(cx)
-                .map_or_else(|e| Poll::Ready(Err(e)), |()| Poll::Pending),
-        }
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.track(cx, polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
