@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{AccountBase, Item, optional_secret_string, secret_string};
+use super::types::{AccountBase, Item};
+use super::wire::{optional_secret_string, secret_string};
 use crate::domain::secret::Secret;
 
 /// `/auth/get` request.

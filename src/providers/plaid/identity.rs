@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{AccountBase, Item, secret_string};
+use super::types::{AccountBase, Item};
+use super::wire::secret_string;
 use crate::domain::secret::Secret;
 
 /// `/identity/get` request.

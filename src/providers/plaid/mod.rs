@@ -11,6 +11,7 @@ mod transactions;
 mod types;
 pub mod verify;
 mod webhook;
+mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -24,3 +25,4 @@ pub use retry::retrying;
 pub use transactions::*;
 pub use types::*;
 pub use webhook::{ESSENTIAL_FIELDS as ESSENTIAL_WEBHOOK_FIELDS, PlaidWebhook};
+pub use wire::decimal_string;

@@ -4,7 +4,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::types::{AccountBase, secret_string};
+use super::types::AccountBase;
+use super::wire::secret_string;
 use crate::domain::secret::Secret;
 
 /// `TransactionsUpdateStatus`: only the last 30 days are in so far.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::PlaidApiError;
-use super::types::nullable_error;
+use super::wire::nullable_error;
 use crate::domain::input::{self, InputError};
 
 /// A webhook as Plaid posts it (`SyncUpdatesAvailableWebhook`, `ItemErrorWebhook`, ...).
