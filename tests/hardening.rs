@@ -141,10 +141,7 @@ async fn a_store_error_recording_a_webhook_is_a_500_without_database_text() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(
-        (error.code(), error.message()),
-        (Code::Internal, "internal error")
-    );
+    assert_status(&error, Code::Internal, "internal error");
     assert_eq!(app.count("webhook_deliveries").await, 0);
     assert_eq!(app.count("jobs").await, 0);
     app.stop().await;
@@ -360,12 +357,10 @@ async fn service_provider_details_over_64_kib_are_refused_and_nothing_is_sent() 
     let error = fail_flow(&app, &key, &flow.id, "UNFORESEEN", details_of(70_000))
         .await
         .unwrap_err();
-    assert_eq!(
-        (error.code(), error.message()),
-        (
-            Code::InvalidArgument,
-            "serviceProviderDetails is larger than 65536 bytes"
-        )
+    assert_status(
+        &error,
+        Code::InvalidArgument,
+        "serviceProviderDetails is larger than 65536 bytes",
     );
     assert_eq!(connection(&app, &key, &flow.id).await, flow);
     assert_eq!(app.count("events").await, 0);
@@ -428,12 +423,10 @@ async fn nul_bytes_in_any_string_are_invalid_arguments_naming_the_field() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(
-        (refused.code(), refused.message()),
-        (
-            Code::InvalidArgument,
-            "connections[1]: externalCustomerId must not contain NUL bytes"
-        )
+    assert_status(
+        &refused,
+        Code::InvalidArgument,
+        "connections[1]: externalCustomerId must not contain NUL bytes",
     );
     assert_nothing_written(&app).await;
 
@@ -462,12 +455,10 @@ async fn nul_bytes_in_any_string_are_invalid_arguments_naming_the_field() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(
-        (refused.code(), refused.message()),
-        (
-            Code::InvalidArgument,
-            "externalCustomerId must not contain NUL bytes"
-        )
+    assert_status(
+        &refused,
+        Code::InvalidArgument,
+        "externalCustomerId must not contain NUL bytes",
     );
     let refused = app
         .financial_data()
@@ -546,24 +537,20 @@ async fn dates_tokens_and_cursors_beyond_what_the_database_holds_are_invalid_arg
         .list_transactions(authed(&key, list("-4714-01-01", String::new())))
         .await
         .unwrap_err();
-    assert_eq!(
-        (refused.code(), refused.message()),
-        (
-            Code::InvalidArgument,
-            "startDate must be between year 1 and year 9999"
-        )
+    assert_status(
+        &refused,
+        Code::InvalidArgument,
+        "startDate must be between year 1 and year 9999",
     );
     let ancient = token(json!(["-4714-01-01", uuid::Uuid::nil()]));
     let refused = data
         .list_transactions(authed(&key, list("", ancient)))
         .await
         .unwrap_err();
-    assert_eq!(
-        (refused.code(), refused.message()),
-        (
-            Code::InvalidArgument,
-            "pageToken is not one this service handed out"
-        )
+    assert_status(
+        &refused,
+        Code::InvalidArgument,
+        "pageToken is not one this service handed out",
     );
     let ancient = token(json!({"created_at": "-4000-01-01T00:00:00Z", "id": uuid::Uuid::nil()}));
     let refused = app
@@ -599,12 +586,10 @@ async fn dates_tokens_and_cursors_beyond_what_the_database_holds_are_invalid_arg
         ))
         .await
         .unwrap_err();
-    assert_eq!(
-        (refused.code(), refused.message()),
-        (
-            Code::InvalidArgument,
-            "afterCursor: cursor is not one linkstate handed out"
-        )
+    assert_status(
+        &refused,
+        Code::InvalidArgument,
+        "afterCursor: cursor is not one linkstate handed out",
     );
     let refused = events
         .stream_events(authed(
@@ -759,12 +744,10 @@ async fn no_tenant_can_add_an_institution_that_others_see() {
     let refused = create(key.clone(), P::Plaid, "ins_made_up".into())
         .await
         .unwrap_err();
-    assert_eq!(
-        (refused.code(), refused.message()),
-        (
-            Code::InvalidArgument,
-            "institutionId \"ins_made_up\" is not an institution PLAID knows"
-        )
+    assert_status(
+        &refused,
+        Code::InvalidArgument,
+        "institutionId \"ins_made_up\" is not an institution PLAID knows",
     );
     assert_eq!(app.count("institutions").await, 0);
     assert_eq!(app.count("customers").await, 0);

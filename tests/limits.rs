@@ -10,47 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::process::{Replicas, Service, free_port};
+use common::process::{Service, Setup, free_port};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use futures::StreamExt;
 use linkstate::domain::event::{EventPayload, EventType, NewEvent};
 use linkstate::domain::ids::{AccountId, ConnectionId, CustomerId};
 use linkstate::proto;
 use linkstate::store::{self, DbPool, StoreError, events};
-use linkstate::testing::{TestDatabase, authed};
-
-struct Setup {
-    _database: TestDatabase,
-    pool: DbPool,
-    replicas: Replicas,
-    _sim: linkstate::sim::Simulator,
-}
-
-async fn setup() -> Setup {
-    let database = TestDatabase::new().await;
-    let (sim, replicas) = Replicas::with_simulator(&database.url).await;
-    let pool = store::pool(&database.url, 4).unwrap();
-    Setup {
-        _database: database,
-        pool,
-        replicas,
-        _sim: sim,
-    }
-}
-
-impl Setup {
-    async fn start(&self, env: &[(&str, &str)]) -> Service {
-        let service = self.replicas.start(free_port(), free_port(), env);
-        service.wait_ready().await;
-        service
-    }
-
-    async fn api_key(&self) -> (AccountId, String) {
-        let mut conn = store::connect(&self.pool).await.unwrap();
-        let (account, key) = store::accounts::create(&mut conn, "limits").await.unwrap();
-        (account, key.expose().to_string())
-    }
-}
+use linkstate::testing::authed;
 
 /// `n` CONNECTION_FAILED events of about `bytes` each, written as a replica's writer would.
 async fn write_large_events(pool: &DbPool, account: AccountId, n: usize, bytes: usize) {
@@ -115,7 +82,7 @@ fn sample_peak(pid: u32, peak: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
 async fn large_events_past_stalled_and_catching_up_streams_take_bounded_memory_that_returns() {
     const EVENTS: usize = 100;
     const EVENT_BYTES: usize = 60_000;
-    let setup = setup().await;
+    let setup = Setup::new().await;
     let service = setup.start(&[]).await;
     let (account, key) = setup.api_key().await;
     // Warm up: one stream opened, read and closed.
@@ -206,7 +173,7 @@ fn until_closed(mut tcp: TcpStream) -> (String, Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_http_clients_are_cut_off_and_connections_are_capped() {
-    let setup = setup().await;
+    let setup = Setup::new().await;
     let service = setup
         .start(&[
             ("LINKSTATE_HTTP_HEADER_TIMEOUT", "1s"),
@@ -276,7 +243,7 @@ async fn slow_http_clients_are_cut_off_and_connections_are_capped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_on_one_grpc_connection_are_bounded() {
-    let setup = setup().await;
+    let setup = Setup::new().await;
     let service = setup
         .start(&[("LINKSTATE_GRPC_MAX_CONCURRENT_STREAMS", "2")])
         .await;
@@ -310,7 +277,7 @@ async fn calls_on_one_grpc_connection_are_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_each_calls_span_and_metrics_are_served_from_memory() {
-    let setup = setup().await;
+    let setup = Setup::new().await;
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("json.log");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -405,7 +372,7 @@ async fn json_logs_carry_each_calls_span_and_metrics_are_served_from_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_logs_written_to_a_file_carry_no_colour_escapes() {
-    let setup = setup().await;
+    let setup = Setup::new().await;
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("text.log");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -458,7 +425,7 @@ async fn counting_proxy(port: u16) -> (u16, Arc<AtomicU64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_grpc_connections_are_pinged() {
-    let setup = setup().await;
+    let setup = Setup::new().await;
     let service = setup.start(&[("LINKSTATE_GRPC_KEEPALIVE", "1s")]).await;
     let (_, key) = setup.api_key().await;
     let (port, from_server) = counting_proxy(service.grpc).await;

@@ -11,50 +11,14 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use linkstate::domain::event::{EventPayload, EventType, NewEvent};
 use linkstate::domain::ids::{AccountId, ConnectionId, CustomerId};
 use linkstate::proto::{self, event::Type, stream_events_response::Message};
-use linkstate::sim::Simulator;
 use linkstate::store::{self, DbPool, StoreError, events};
-use linkstate::testing::{TestDatabase, authed};
+use linkstate::testing::authed;
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 
-use common::process::{Replicas, Service, free_port};
-
-/// One database, one simulator, and the settings every replica of a test shares.
-struct Setup {
-    /// Kept for the test's length: dropping it drops the database.
-    _database: TestDatabase,
-    pool: DbPool,
-    sim: Simulator,
-    replicas: Replicas,
-}
-
-async fn setup() -> Setup {
-    let database = TestDatabase::new().await;
-    let (sim, replicas) = Replicas::with_simulator(&database.url).await;
-    let pool = store::pool(&database.url, 4).unwrap();
-    Setup {
-        _database: database,
-        pool,
-        sim,
-        replicas,
-    }
-}
+use common::process::{Service, Setup};
 
 impl Setup {
-    async fn start(&self, env: &[(&str, &str)]) -> Service {
-        let service = self.replicas.start(free_port(), free_port(), env);
-        service.wait_ready().await;
-        service
-    }
-
-    async fn api_key(&self) -> (AccountId, String) {
-        let mut conn = store::connect(&self.pool).await.unwrap();
-        let (account, key) = store::accounts::create(&mut conn, "replicas")
-            .await
-            .unwrap();
-        (account, key.expose().to_string())
-    }
-
     /// Rows of `from_where` ("jobs WHERE ...").
     async fn count(&self, from_where: &str) -> i64 {
         #[derive(QueryableByName)]
@@ -249,7 +213,7 @@ async fn status_change_on_both(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_events_and_finish_the_work_of_one_that_died() {
-    let setup = setup().await;
+    let setup = Setup::new().await;
     // The hubs poll once a minute: within this test only LISTEN/NOTIFY carries a write from one
     // replica to a stream on the other.
     let settings = [
@@ -323,7 +287,7 @@ async fn replicas_share_events_and_finish_the_work_of_one_that_died() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_streams_with_unavailable_and_gives_unfinished_jobs_back() {
-    let setup = setup().await;
+    let setup = Setup::new().await;
     // A long lease: only being given back can free the job soon.
     let settings = [
         ("LINKSTATE_SHUTDOWN_GRACE", "5s"),
@@ -491,7 +455,7 @@ async fn write_events(pool: &DbPool, account: AccountId, total: usize, per_trans
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_stream_holds_back_only_itself_and_its_memory_stays_bounded() {
     const EVENTS: usize = 100_000;
-    let setup = setup().await;
+    let setup = Setup::new().await;
     let service = setup.start(&[]).await;
     let (account, key) = setup.api_key().await;
 

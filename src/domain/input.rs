@@ -98,11 +98,14 @@ pub fn contains_nul(value: &Value) -> bool {
     }
 }
 
-/// A provider's free-form JSON as an event may carry it: whole when within
-/// [`MAX_DETAILS_BYTES`], else only the `essential` fields and `"truncated": true`, so that no
-/// provider body, however large, is copied into every stream's buffer.
-pub fn bounded_details(value: Map<String, Value>, essential: &[&str]) -> Map<String, Value> {
-    let size = serde_json::to_vec(&value).map_or(usize::MAX, |bytes| bytes.len());
+/// A provider's free-form JSON, read from `size` bytes, as an event may carry it: whole when
+/// within [`MAX_DETAILS_BYTES`], else only the `essential` fields and `"truncated": true`, so
+/// that no provider body, however large, is copied into every stream's buffer.
+pub fn bounded_details(
+    value: Map<String, Value>,
+    size: usize,
+    essential: &[&str],
+) -> Map<String, Value> {
     if size <= MAX_DETAILS_BYTES {
         return value;
     }
@@ -192,13 +195,14 @@ mod tests {
         let mut map = Map::new();
         map.insert("webhook_code".into(), "ERROR".into());
         map.insert("junk".into(), Value::String("x".repeat(MAX_DETAILS_BYTES)));
-        let bounded = bounded_details(map.clone(), &["webhook_code"]);
+        let size = serde_json::to_vec(&map).unwrap().len();
+        let bounded = bounded_details(map.clone(), size, &["webhook_code"]);
         assert_eq!(
             Value::Object(bounded),
             serde_json::json!({"webhook_code": "ERROR", "truncated": true})
         );
         map.remove("junk");
-        assert_eq!(bounded_details(map.clone(), &["webhook_code"]), map);
+        assert_eq!(bounded_details(map.clone(), 40, &["webhook_code"]), map);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub async fn run(ctx: &Context, job: &WebhookJob) -> Result<(), JobError> {
     let webhook: PlaidWebhook = serde_json::from_slice(&delivery.body)
         .map_err(|e| JobError::Permanent(format!("recorded body does not parse: {e}")))?;
     let raw: Map<String, Value> = serde_json::from_slice(&delivery.body).unwrap_or_default();
-    let raw = input::bounded_details(raw, &ESSENTIAL_WEBHOOK_FIELDS);
+    let raw = input::bounded_details(raw, delivery.body.len(), &ESSENTIAL_WEBHOOK_FIELDS);
     let targets = match &delivery.provider_connection_id {
         Some(item_id) => {
             connections::all_by_provider_id(&mut conn, ServiceProvider::Plaid, item_id).await?

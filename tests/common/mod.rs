@@ -256,3 +256,13 @@ pub async fn assert_nothing_written(app: &TestApp) {
         assert_eq!(app.count(table).await, 0, "{table} has rows");
     }
 }
+
+/// A refusal with exactly this code and message.
+#[track_caller]
+pub fn assert_status(status: &tonic::Status, code: tonic::Code, message: &str) {
+    assert_eq!(
+        (status.code(), status.message()),
+        (code, message),
+        "{status:?}"
+    );
+}

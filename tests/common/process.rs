@@ -5,7 +5,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use linkstate::cipher::Cipher;
+use linkstate::domain::ids::AccountId;
 use linkstate::sim::{SimConfig, Simulator};
+use linkstate::store::{self, DbPool};
+use linkstate::testing::TestDatabase;
 use linkstate::testing::{SIM_CLIENT_ID, SIM_SECRET};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_linkstate");
@@ -177,5 +180,48 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One database, one simulator, and the settings every replica of a test shares.
+pub struct Setup {
+    /// Kept for the test's length: dropping it drops the database.
+    _database: TestDatabase,
+    /// A pool on the database, for checks.
+    pub pool: DbPool,
+    /// The Plaid simulator the replicas call.
+    pub sim: Simulator,
+    /// What the replicas share.
+    pub replicas: Replicas,
+}
+
+impl Setup {
+    /// A fresh database and a simulator.
+    pub async fn new() -> Self {
+        let database = TestDatabase::new().await;
+        let (sim, replicas) = Replicas::with_simulator(&database.url).await;
+        let pool = store::pool(&database.url, 4).unwrap();
+        Self {
+            _database: database,
+            pool,
+            sim,
+            replicas,
+        }
+    }
+
+    /// A replica on free ports with these extra settings, once it is ready.
+    pub async fn start(&self, env: &[(&str, &str)]) -> Service {
+        let service = self.replicas.start(free_port(), free_port(), env);
+        service.wait_ready().await;
+        service
+    }
+
+    /// A tenant and its API key.
+    pub async fn api_key(&self) -> (AccountId, String) {
+        let mut conn = store::connect(&self.pool).await.unwrap();
+        let (account, key) = store::accounts::create(&mut conn, "replicas")
+            .await
+            .unwrap();
+        (account, key.expose().to_string())
     }
 }

@@ -46,29 +46,18 @@ trait FilterFields {
     fn fields(&self) -> (&[i32], &str, &str, &str);
 }
 
-impl FilterFields for proto::StreamEventsRequest {
-    fn fields(&self) -> (&[i32], &str, &str, &str) {
-        let r = self;
-        (
-            &r.event_types,
-            &r.customer_id,
-            &r.external_customer_id,
-            &r.connection_id,
-        )
-    }
+/// Both requests name their filter fields alike.
+macro_rules! filter_fields {
+    ($($request:ty),*) => {$(
+        impl FilterFields for $request {
+            fn fields(&self) -> (&[i32], &str, &str, &str) {
+                (&self.event_types, &self.customer_id, &self.external_customer_id, &self.connection_id)
+            }
+        }
+    )*};
 }
 
-impl FilterFields for proto::ListEventsRequest {
-    fn fields(&self) -> (&[i32], &str, &str, &str) {
-        let r = self;
-        (
-            &r.event_types,
-            &r.customer_id,
-            &r.external_customer_id,
-            &r.connection_id,
-        )
-    }
-}
+filter_fields!(proto::StreamEventsRequest, proto::ListEventsRequest);
 
 /// The event filter a request asks for.
 fn filter(request: &impl FilterFields) -> Result<EventFilter, Status> {

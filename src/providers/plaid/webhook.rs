@@ -71,8 +71,26 @@ impl PlaidWebhook {
         if let Some(item_id) = &self.item_id {
             input::text("item_id", item_id, 255)?;
         }
-        let whole = serde_json::to_value(self).unwrap_or_default();
-        if input::contains_nul(&whole) {
+        // The fields as parsed, not the body serialized again: this runs for every delivery.
+        let strings = [&self.environment, &self.account_id, &self.new_webhook_url];
+        let nul_in_strings = strings
+            .iter()
+            .flat_map(|s| s.as_deref())
+            .any(|s| s.contains('\0'))
+            || self
+                .removed_transactions
+                .iter()
+                .flatten()
+                .any(|id| id.contains('\0'));
+        let nul_in_json = self
+            .error
+            .as_ref()
+            .is_some_and(|e| input::contains_nul(&e.raw))
+            || self
+                .extra
+                .iter()
+                .any(|(k, v)| k.contains('\0') || input::contains_nul(v));
+        if nul_in_strings || nul_in_json {
             return Err(InputError::NulByte {
                 field: "body".into(),
             });
