@@ -209,21 +209,59 @@ pub async fn enqueue(
     queue::enqueue(conn, job.to_new_job(), on_duplicate).await
 }
 
-/// The request id of the connection's aggregation that is queued or running, if there is one.
-pub async fn live_aggregation(
+/// Joins `requested` (an aggregation) to the connection's aggregation that is queued or
+/// running, and answers that one's request id. A queued one is widened to the requested
+/// products if it fetches fewer; a running one may have fetched before this request, so it
+/// also runs once more when it ends. Joining never drops what was asked for. None when no
+/// aggregation is live.
+pub async fn join_live(
     conn: &mut AsyncPgConnection,
-    connection_id: ConnectionId,
+    requested: &AggregateJob,
 ) -> Result<Option<RequestId>, StoreError> {
-    let key = aggregation_key(connection_id);
+    let key = aggregation_key(requested.connection_id);
     let Some(payload) = queue::live_payload(conn, &key).await? else {
         return Ok(None);
     };
-    match serde_json::from_value::<Job>(payload) {
-        Ok(job) => Ok(job.request_id().cloned()),
-        Err(error) => Err(StoreError::Corrupt(format!(
-            "the payload of job {key}: {error}"
-        ))),
+    let live = match serde_json::from_value::<Job>(payload) {
+        Ok(Job::Aggregate(live)) => live,
+        Ok(Job::Webhook(_)) => {
+            return Err(StoreError::Corrupt(format!("job {key} is no aggregation")));
+        }
+        Err(error) => {
+            return Err(StoreError::Corrupt(format!(
+                "the payload of job {key}: {error}"
+            )));
+        }
+    };
+    let products = if live.covers(&requested.products) {
+        live.products.clone()
+    } else {
+        union(&live.products, &requested.products)
+    };
+    let widened = AggregateJob { products, ..live };
+    let payload = serde_json::to_value(Job::Aggregate(widened.clone())).expect("jobs serialize");
+    Ok(queue::replace_live_payload(conn, &key, payload)
+        .await?
+        .then_some(widened.request_id))
+}
+
+impl AggregateJob {
+    /// Whether this aggregation fetches every product of `wanted` (empty: all of them).
+    fn covers(&self, wanted: &[Product]) -> bool {
+        self.products.is_empty()
+            || (!wanted.is_empty() && wanted.iter().all(|p| self.products.contains(p)))
     }
+}
+
+/// The products of two aggregations together; empty (all products) when either is.
+fn union(a: &[Product], b: &[Product]) -> Vec<Product> {
+    if a.is_empty() || b.is_empty() {
+        return Vec::new();
+    }
+    let mut all: Vec<Product> = a.iter().chain(b).copied().collect();
+    all.sort();
+    all.dedup();
+    all
 }
 
 /// Background refreshes queued or running now, across replicas.
@@ -246,6 +284,32 @@ mod tests {
         assert_eq!(row.payload["products"], serde_json::json!(["TRANSACTIONS"]));
         let row = Job::process_delivery(Uuid::nil()).to_new_job();
         assert_eq!(row.trigger, None);
+    }
+
+    #[test]
+    fn a_narrower_live_aggregation_does_not_cover_a_wider_request() {
+        let (account, connection) = (AccountId::generate(), ConnectionId::generate());
+        let Job::Aggregate(sync) = Job::webhook_sync(account, connection) else {
+            unreachable!()
+        };
+        assert!(
+            !sync.covers(&[]),
+            "a transactions sync does not cover a whole refresh"
+        );
+        assert!(sync.covers(&[Product::Transactions]));
+        let Job::Aggregate(all) = Job::scheduled(account, connection) else {
+            unreachable!()
+        };
+        assert!(all.covers(&[]) && all.covers(&[Product::Balances]));
+        assert_eq!(union(&[Product::Transactions], &[]), Vec::<Product>::new());
+        assert_eq!(
+            union(
+                &[Product::Transactions],
+                &[Product::Balances, Product::Transactions]
+            )
+            .len(),
+            2
+        );
     }
 
     #[test]

@@ -57,7 +57,11 @@ pub async fn refresh(
     if !connection.status.allows_refresh() {
         return Err(RefreshError::NotRefreshable(connection.status));
     }
-    if let Some(request_id) = jobs::live_aggregation(&mut conn, connection_id).await? {
+    let Job::Aggregate(requested) = Job::refresh(account_id, connection_id, products.clone())
+    else {
+        unreachable!("a refresh is an aggregation")
+    };
+    if let Some(request_id) = jobs::join_live(&mut conn, &requested).await? {
         return Ok(request_id);
     }
     let wants_transactions = connection.products.contains(&Product::Transactions)
@@ -72,13 +76,13 @@ pub async fn refresh(
     }
     // A live job answers for this request; when it finishes between our look and our insert,
     // the insert finds the way free on the next turn.
-    let job = Job::refresh(account_id, connection_id, products);
+    let job = Job::Aggregate(requested.clone());
     for _ in 0..ENQUEUE_TURNS {
         if jobs::enqueue(&mut conn, &job, OnDuplicate::Skip).await? {
             ctx.wake_workers();
-            return Ok(job.request_id().expect("an aggregation").clone());
+            return Ok(requested.request_id);
         }
-        if let Some(running) = jobs::live_aggregation(&mut conn, connection_id).await? {
+        if let Some(running) = jobs::join_live(&mut conn, &requested).await? {
             return Ok(running);
         }
     }

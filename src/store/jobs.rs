@@ -288,6 +288,27 @@ pub async fn live_count_of(
     Ok(count.n)
 }
 
+/// Gives the live job with this dedupe key a (possibly new) payload; if it is running, it runs
+/// once more when it ends, with that payload. False when no such job is live any more.
+pub async fn replace_live_payload(
+    conn: &mut AsyncPgConnection,
+    dedupe_key: &str,
+    payload: serde_json::Value,
+) -> Result<bool, StoreError> {
+    let updated = diesel::update(
+        jobs::table
+            .filter(jobs::dedupe_key.eq(dedupe_key))
+            .filter(jobs::dead_at.is_null()),
+    )
+    .set((
+        jobs::payload.eq(payload),
+        jobs::rerun.eq(jobs::locked_until.is_not_null()),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
 /// The payload of the live job with this dedupe key, if there is one.
 pub async fn live_payload(
     conn: &mut AsyncPgConnection,
