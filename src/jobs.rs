@@ -210,10 +210,10 @@ pub async fn enqueue(
 }
 
 /// Joins `requested` (an aggregation) to the connection's aggregation that is queued or
-/// running, and answers that one's request id. A queued one is widened to the requested
-/// products if it fetches fewer; a running one may have fetched before this request, so it
-/// also runs once more when it ends. Joining never drops what was asked for. None when no
-/// aggregation is live.
+/// running, and answers that one's request id. One that fetches fewer products than requested
+/// is widened to them, and if it is running (it may have passed them already) it runs once
+/// more when it ends: joining never drops what was asked for. None when no aggregation is
+/// live.
 pub async fn join_live(
     conn: &mut AsyncPgConnection,
     requested: &AggregateJob,
@@ -233,11 +233,12 @@ pub async fn join_live(
             )));
         }
     };
-    let products = if live.covers(&requested.products) {
-        live.products.clone()
-    } else {
-        union(&live.products, &requested.products)
-    };
+    // A live aggregation that already fetches what was asked answers the request as it is:
+    // running it again would only repeat its events.
+    if live.covers(&requested.products) {
+        return Ok(Some(live.request_id));
+    }
+    let products = union(&live.products, &requested.products);
     let widened = AggregateJob { products, ..live };
     let payload = serde_json::to_value(Job::Aggregate(widened.clone())).expect("jobs serialize");
     Ok(queue::replace_live_payload(conn, &key, payload)
