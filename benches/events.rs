@@ -52,7 +52,7 @@ use linkstate::domain::ids::{AccountId, ConnectionId, CustomerId, InstitutionId}
 use linkstate::proto::stream_events_response::Message;
 use linkstate::proto::{self, event_service_client::EventServiceClient};
 use linkstate::store::{self, DbPool, StoreError, events};
-use linkstate::testing::{TestDatabase, authed};
+use linkstate_testing::{TestDatabase, authed};
 
 /// The server under test.
 const BINARY: &str = env!("CARGO_BIN_EXE_linkstate");

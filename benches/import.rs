@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use linkstate::proto::{self, import_result};
-use linkstate::testing::{TestApp, authed};
+use linkstate_testing::{TestApp, authed};
 
 const ITEMS: usize = 100;
 const LATENCY: Duration = Duration::from_millis(50);

@@ -14,7 +14,7 @@ use linkstate::domain::transactions::ProviderTransaction;
 use linkstate::proto::{self, import_result};
 use linkstate::store::transactions::{Owner, TransactionQuery, TransactionScope};
 use linkstate::store::{self, financial_accounts, transactions};
-use linkstate::testing::{TestApp, authed};
+use linkstate_testing::{TestApp, authed};
 
 const TRANSACTIONS: usize = 10_000;
 

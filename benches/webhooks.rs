@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use linkstate::proto::{self, import_result, stream_events_response::Message};
 use linkstate::store;
-use linkstate::testing::{TestApp, authed};
+use linkstate_testing::{TestApp, authed};
 
 /// Concurrent HTTP senders in the ingest run, and pgbench clients in its baselines.
 const SENDERS: usize = 32;

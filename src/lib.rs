@@ -15,9 +15,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod providers;
 pub mod refresh;
-pub mod sim;
 pub mod store;
-pub mod testing;
 pub mod webhooks;
 pub mod worker;
 

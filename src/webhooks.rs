@@ -8,8 +8,8 @@ use uuid::Uuid;
 use crate::context::Context;
 use crate::domain::input;
 use crate::jobs::Job;
-use crate::providers::plaid::PlaidWebhook;
 use crate::providers::plaid::verify::{UnverifiedWebhook, VerifyError};
+use crate::providers::plaid::{self, PlaidWebhook};
 use crate::store::{self, StoreError, webhooks};
 
 /// A recorded delivery.
@@ -73,9 +73,7 @@ pub async fn record_plaid(
     // serde's message may quote the body: only its start is told back.
     let webhook: PlaidWebhook = serde_json::from_slice(body)
         .map_err(|e| RecordError::Malformed(input::clip(&e.to_string())))?;
-    webhook
-        .check()
-        .map_err(|e| RecordError::Malformed(e.to_string()))?;
+    plaid::check_webhook(&webhook).map_err(|e| RecordError::Malformed(e.to_string()))?;
     let delivery = webhooks::NewDelivery {
         id: Uuid::now_v7(),
         service_provider: "PLAID",

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use linkstate::proto::{self, event::Type};
-use linkstate::sim::{ErrorRule, Mutation};
-use linkstate::testing::{TestApp, authed};
+use linkstate_sim::{ErrorRule, Mutation};
+use linkstate_testing::{TestApp, authed};
 use tonic::Code;
 
 /// Sum of added / updated and all removed ids over an aggregation event's accounts.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use diesel_async::RunQueryDsl;
 use linkstate::proto;
-use linkstate::testing::{TestDatabase, authed};
+use linkstate_testing::{TestDatabase, authed};
 
 use common::process::{Replicas, free_port};
 

@@ -12,7 +12,7 @@ use linkstate::domain::event::{EventPayload, EventType, NewEvent};
 use linkstate::domain::ids::{ConnectionId, CustomerId};
 use linkstate::proto::{self, stream_events_response::Message};
 use linkstate::store::{self, StoreError, events};
-use linkstate::testing::{TestApp, authed};
+use linkstate_testing::{TestApp, authed};
 use rand::RngExt;
 use tokio_stream::StreamExt;
 

@@ -8,7 +8,7 @@ use diesel_async::AsyncConnection;
 use linkstate::domain::event::{EventPayload, EventType, NewEvent};
 use linkstate::proto::{self, stream_events_response::Message};
 use linkstate::store::{self, StoreError, events};
-use linkstate::testing::{TestApp, authed};
+use linkstate_testing::{TestApp, authed};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::codec::Streaming;

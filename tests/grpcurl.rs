@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use linkstate::cipher::Cipher;
-use linkstate::sim::{SimConfig, Simulator};
-use linkstate::testing::{SIM_CLIENT_ID, SIM_SECRET, TestDatabase};
+use linkstate_sim::{SimConfig, Simulator};
+use linkstate_testing::{SIM_CLIENT_ID, SIM_SECRET, TestDatabase};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_linkstate");
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::{assert_nothing_written, import_request, plaid_item};
 use linkstate::proto::{self, import_result};
-use linkstate::sim::ErrorRule;
-use linkstate::testing::{TestApp, authed};
+use linkstate_sim::ErrorRule;
+use linkstate_testing::{TestApp, authed};
 use tonic::Code;
 
 /// Events of the key's account, once at least `n` are there.

@@ -10,10 +10,10 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use linkstate::domain::ids::ConnectionId;
 use linkstate::domain::import::ProviderCredentials;
 use linkstate::proto::{self, connection::Status as ConnStatus, event::Type};
-use linkstate::sim::{ErrorRule, SandboxItem};
 use linkstate::store::{self, StoreError, credentials};
-use linkstate::testing::{TestApp, authed};
 use linkstate::worker::schedule;
+use linkstate_sim::{ErrorRule, SandboxItem};
+use linkstate_testing::{TestApp, authed};
 use tonic::Code;
 
 type Reply = Result<proto::Connection, tonic::Status>;

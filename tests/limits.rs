@@ -17,7 +17,7 @@ use linkstate::domain::event::{EventPayload, EventType, NewEvent};
 use linkstate::domain::ids::{AccountId, ConnectionId, CustomerId};
 use linkstate::proto;
 use linkstate::store::{self, DbPool, StoreError, events};
-use linkstate::testing::authed;
+use linkstate_testing::authed;
 
 /// `n` CONNECTION_FAILED events of about `bytes` each, written as a replica's writer would.
 async fn write_large_events(pool: &DbPool, account: AccountId, n: usize, bytes: usize) {

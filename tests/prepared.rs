@@ -6,7 +6,7 @@ use diesel_async::RunQueryDsl;
 use linkstate::domain::cursor::Cursor;
 use linkstate::domain::event_filter::EventFilter;
 use linkstate::store::{self, events, jobs};
-use linkstate::testing::TestDatabase;
+use linkstate_testing::TestDatabase;
 
 #[derive(QueryableByName)]
 struct Statement {

@@ -12,7 +12,7 @@ use linkstate::domain::event::{EventPayload, EventType, NewEvent};
 use linkstate::domain::ids::{AccountId, ConnectionId, CustomerId};
 use linkstate::proto::{self, event::Type, stream_events_response::Message};
 use linkstate::store::{self, DbPool, StoreError, events};
-use linkstate::testing::authed;
+use linkstate_testing::authed;
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use diesel_async::RunQueryDsl;
 use linkstate::proto::{self, event::Type};
-use linkstate::testing::{TestApp, authed};
+use linkstate_testing::{TestApp, authed};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_types::StatusExt;

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use linkstate::proto::{self, import_result};
-use linkstate::testing::{TestApp, authed};
+use linkstate_testing::{TestApp, authed};
 use tokio_stream::StreamExt;
 use tonic::Code;
 

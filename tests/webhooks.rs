@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::*;
 use linkstate::proto::{self, event::Type};
-use linkstate::sim::{Mutation, WebhookKey};
-use linkstate::testing::{TestApp, authed};
+use linkstate_sim::{Mutation, WebhookKey};
+use linkstate_testing::{TestApp, authed};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -35,7 +35,7 @@ fn item_error(item_id: &str, error_code: &str) -> Value {
 async fn connected() -> (
     TestApp,
     String,
-    linkstate::sim::SandboxItem,
+    linkstate_sim::SandboxItem,
     proto::Connection,
 ) {
     let app = TestApp::start().await;

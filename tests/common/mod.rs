@@ -6,8 +6,8 @@ pub mod process;
 use std::time::Duration;
 
 use linkstate::proto::{self, import_result};
-use linkstate::sim::SandboxItem;
-use linkstate::testing::{TestApp, authed};
+use linkstate_sim::SandboxItem;
+use linkstate_testing::{TestApp, authed};
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use linkstate::cipher::Cipher;
 use linkstate::domain::ids::AccountId;
-use linkstate::sim::{SimConfig, Simulator};
 use linkstate::store::{self, DbPool};
-use linkstate::testing::TestDatabase;
-use linkstate::testing::{SIM_CLIENT_ID, SIM_SECRET};
+use linkstate_sim::{SimConfig, Simulator};
+use linkstate_testing::TestDatabase;
+use linkstate_testing::{SIM_CLIENT_ID, SIM_SECRET};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_linkstate");
 

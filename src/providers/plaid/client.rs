@@ -6,11 +6,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::auth::{AuthGetRequest, AuthGetResponse};
-use super::error::{PlaidApiError, PlaidError};
-use super::identity::{IdentityGetRequest, IdentityGetResponse};
-use super::transactions::*;
-use super::types::*;
+use linkstate_wire::plaid::*;
+
+use super::error::PlaidError;
 use crate::domain::secret::Secret;
 
 /// Where Plaid is and which keys to use.

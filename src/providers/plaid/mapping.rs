@@ -2,7 +2,6 @@
 
 use bigdecimal::BigDecimal;
 
-use super::types::{AccountBase, Item};
 use super::{
     AuthGetResponse, IdentityGetResponse, PlaidError, PlaidWebhook, Transaction, decimal_string,
 };
@@ -10,6 +9,7 @@ use crate::domain::connection_state::{AggregationFailure, Signal};
 use crate::domain::financial_account::{AccountIdentifiers, AccountOwner, ProviderAccount};
 use crate::domain::product::Product;
 use crate::domain::transactions::{ProviderTransaction, TransactionStatus};
+use linkstate_wire::plaid::{AccountBase, Item};
 
 /// Meld's products for an item's Plaid products: balances always come with `/accounts/get`.
 pub fn products(plaid_products: &[String]) -> Vec<Product> {

@@ -1,28 +1,17 @@
-//! Plaid: the HTTP client and the shapes of Plaid's API.
+//! Plaid: the HTTP client, and the checks and mappings around Plaid's API; the API's own
+//! shapes are in `linkstate_wire::plaid`, shared with the simulator.
 
-mod auth;
 mod client;
 mod error;
-mod identity;
 mod item;
 pub mod mapping;
 mod retry;
-mod transactions;
-mod types;
 pub mod verify;
 mod webhook;
-mod wire;
 
-#[cfg(test)]
-mod tests;
-
-pub use auth::*;
 pub use client::{PlaidClient, PlaidConfig};
-pub use error::{PlaidApiError, PlaidError, PlaidErrorKind};
-pub use identity::*;
+pub use error::{PlaidError, PlaidErrorKind};
 pub use item::{ItemSummary, describe_item};
+pub use linkstate_wire::plaid::*;
 pub use retry::retrying;
-pub use transactions::*;
-pub use types::*;
-pub use webhook::{ESSENTIAL_FIELDS as ESSENTIAL_WEBHOOK_FIELDS, PlaidWebhook};
-pub use wire::decimal_string;
+pub use webhook::{ESSENTIAL_FIELDS as ESSENTIAL_WEBHOOK_FIELDS, check as check_webhook};

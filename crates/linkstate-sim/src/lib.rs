@@ -1,0 +1,336 @@
+//! The provider simulator: a Plaid-sandbox compatible HTTP API for `dev`, `simulate` and tests.
+//!
+//! It keeps Items in memory with two years of generated transactions, answers Plaid's shapes
+//! (the types of `linkstate-wire`, which linkstate's client uses too), sends webhooks signed as Plaid signs them, and can be told to be
+//! slow or to fail, in process ([`Simulator::set_latency`], [`Simulator::inject_error`]) or over
+//! HTTP (`/sim/latency`, `/sim/errors`). Tests drive an Item's transactions with
+//! [`Simulator::set_history`], [`Simulator::mutate`] and [`Simulator::complete_historical`].
+
+#![warn(missing_docs)]
+
+mod accounts;
+mod control;
+mod delivery;
+mod dice;
+mod endpoints;
+mod errors;
+mod faults;
+mod history;
+mod ids;
+mod institutions;
+mod keys;
+pub use keys::WebhookKey;
+mod ledger;
+mod merchants;
+mod money;
+mod numbers;
+mod owners;
+mod plaid;
+mod products;
+mod sandbox;
+mod state;
+mod sync;
+mod webhooks;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use serde_json::Value;
+
+pub use faults::ErrorRule;
+pub use history::DEFAULT_TRANSACTIONS;
+use ledger::Ledger;
+pub use ledger::{Mutation, MutationOutcome};
+use linkstate_wire::Secret;
+use linkstate_wire::plaid::{ItemPublicTokenExchangeRequest, SandboxPublicTokenCreateRequest};
+use state::{SimItem, SimState};
+
+/// The API keys the simulator accepts; others get Plaid's `INVALID_API_KEYS`.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The accepted `client_id`.
+    pub client_id: String,
+    /// The accepted `secret`.
+    pub secret: String,
+}
+
+/// A running simulator's handle; clones share the same state.
+#[derive(Clone)]
+pub struct Simulator {
+    config: Arc<SimConfig>,
+    state: Arc<Mutex<SimState>>,
+    /// Posts webhooks.
+    webhooks: reqwest::Client,
+}
+
+/// An Item made by [`Simulator::create_item`].
+#[derive(Debug, Clone)]
+pub struct SandboxItem {
+    /// Its access token.
+    pub access_token: Secret,
+    /// Its id.
+    pub item_id: String,
+}
+
+impl Simulator {
+    /// A simulator with no Items and a fresh webhook signing key.
+    ///
+    /// # Panics
+    /// If the TLS backend cannot be initialised, which only happens on a broken system.
+    pub fn new(config: SimConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+            state: Arc::new(Mutex::new(SimState::new())),
+            webhooks: delivery::client(),
+        }
+    }
+
+    /// The HTTP API: Plaid's endpoints and the `/sim` controls.
+    pub fn router(&self) -> Router {
+        plaid::routes()
+            .merge(control::routes())
+            .with_state(self.clone())
+    }
+
+    /// How many requests `endpoint` (e.g. `/item/get`) has received so far.
+    pub fn calls(&self, endpoint: &str) -> usize {
+        self.lock().calls.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// Serves the API on `listener` in a background task; answers the address it listens on.
+    ///
+    /// # Panics
+    /// If the listener has no local address.
+    pub async fn spawn(&self, listener: tokio::net::TcpListener) -> SocketAddr {
+        let address = listener.local_addr().expect("a bound listener");
+        let router = self.router();
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "the simulator stopped serving");
+            }
+        });
+        address
+    }
+
+    /// Creates an Item with transactions (a few hundred over two years), as
+    /// `/sandbox/public_token/create` and `/item/public_token/exchange` would.
+    ///
+    /// # Panics
+    /// If the simulator does not know `institution_id` (see [`Simulator::institutions`]).
+    pub fn create_item(&self, institution_id: &str) -> SandboxItem {
+        let request = SandboxPublicTokenCreateRequest {
+            institution_id: institution_id.to_owned(),
+            initial_products: vec!["transactions".to_owned()],
+            options: None,
+        };
+        let mut state = self.lock();
+        let created = endpoints::sandbox_public_token_create(&mut state, request, "")
+            .unwrap_or_else(|_| panic!("the simulator does not know {institution_id}"));
+        let request = ItemPublicTokenExchangeRequest {
+            public_token: created.public_token,
+        };
+        let exchanged = endpoints::item_public_token_exchange(&mut state, request, "")
+            .expect("a fresh public token exchanges");
+        SandboxItem {
+            access_token: exchanged.access_token,
+            item_id: exchanged.item_id,
+        }
+    }
+
+    /// Delays every Plaid answer by `latency` (zero to stop).
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().faults.latency = latency;
+    }
+
+    /// Answers an error on matching requests from now on.
+    pub fn inject_error(&self, rule: ErrorRule) {
+        self.lock().faults.add(rule);
+    }
+
+    /// Removes every injected error.
+    pub fn clear_errors(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// The webhook URL of an Item, as set at creation or by `/item/webhook/update`.
+    pub fn item_webhook(&self, item_id: &str) -> Option<String> {
+        self.lock().item(item_id)?.webhook.clone()
+    }
+
+    /// Gives the Item a fresh history of `transactions_per_item` transactions spread over its
+    /// accounts and two years; call it right after [`Simulator::create_item`], as it starts the
+    /// Item's transactions (and cursors) over.
+    ///
+    /// # Panics
+    /// If the simulator has no Item `item_id`.
+    pub fn set_history(&self, item_id: &str, transactions_per_item: usize) {
+        self.change_item(item_id, |item| {
+            item.ledger = Ledger::new(item_id, &item.accounts, transactions_per_item, today());
+            ((), None)
+        });
+    }
+
+    /// Completes the Item's historical update: the transactions older than 30 days come as
+    /// `added` in the next sync and a `SYNC_UPDATES_AVAILABLE` webhook says so. Does nothing
+    /// if it has completed already.
+    ///
+    /// # Panics
+    /// If the simulator has no Item `item_id`.
+    pub fn complete_historical(&self, item_id: &str) {
+        self.change_item(item_id, |item| {
+            let released = item.ledger.complete_historical();
+            let webhook = released.then(|| webhooks::sync_updates_available(item_id, true));
+            ((), webhook)
+        });
+    }
+
+    /// Whether the historical update completes by itself once an Item's first pagination ends
+    /// (the default), or waits for [`Simulator::complete_historical`].
+    pub fn set_auto_historical(&self, enabled: bool) {
+        self.lock().auto_historical = enabled;
+    }
+
+    /// Changes the Item's transactions (see [`Mutation`]) and, if anything changed, sends a
+    /// `SYNC_UPDATES_AVAILABLE` webhook. Answers the ids touched.
+    ///
+    /// # Panics
+    /// If the simulator has no Item `item_id`.
+    pub fn mutate(&self, item_id: &str, mutation: Mutation) -> MutationOutcome {
+        self.change_item(item_id, |item| {
+            let outcome = item.ledger.mutate(mutation, today());
+            let changed = outcome != MutationOutcome::default();
+            let historical = item.ledger.historical_complete();
+            let webhook = changed.then(|| webhooks::sync_updates_available(item_id, historical));
+            (outcome, webhook)
+        })
+    }
+
+    /// Makes the Item's next pagination fail once, on its second page, with
+    /// `TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION`; the data does not change, so starting
+    /// over from the old cursor succeeds.
+    ///
+    /// # Panics
+    /// If the simulator has no Item `item_id`.
+    pub fn mutate_during_next_pagination(&self, item_id: &str) {
+        self.change_item(item_id, |item| {
+            item.ledger.arm_pagination_fault();
+            ((), None)
+        });
+    }
+
+    /// Sends `body` to the Item's webhook URL, signed; nothing happens without a URL.
+    ///
+    /// # Panics
+    /// If the simulator has no Item `item_id`.
+    pub fn fire_webhook(&self, item_id: &str, body: Value) {
+        self.change_item(item_id, |_| ((), Some(body)));
+    }
+
+    /// The `Plaid-Verification` header for a webhook with this exact body: an ES256 JWT that
+    /// the JWK of `/webhook_verification_key/get` verifies.
+    pub fn sign_webhook(&self, body: &[u8]) -> String {
+        self.lock().webhook_key.sign(body)
+    }
+
+    /// The same, signed as if at `iat` (Unix seconds), to test stale or reordered deliveries.
+    pub fn sign_webhook_at(&self, body: &[u8], iat: i64) -> String {
+        self.lock().webhook_key.sign_at(body, iat)
+    }
+
+    /// Marks the signing key expired (as Plaid does when it rotates keys); the simulator keeps
+    /// signing with it, so receivers must refuse what it signs.
+    pub fn expire_webhook_key(&self) {
+        self.lock().webhook_key.expired_at = Some(chrono::Utc::now().timestamp() - 1);
+    }
+
+    /// The ids of an Item's transactions that a client may know of now.
+    pub fn visible_transaction_ids(&self, item_id: &str) -> Option<BTreeSet<String>> {
+        let state = self.lock();
+        Some(
+            state
+                .item(item_id)?
+                .ledger
+                .visible()
+                .keys()
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The id of the key the simulator signs with.
+    pub fn webhook_key_id(&self) -> String {
+        self.lock().webhook_key.kid.clone()
+    }
+
+    /// The known institutions: `(institution_id, name)`.
+    pub fn institutions(&self) -> Vec<(String, String)> {
+        institutions::all()
+            .iter()
+            .map(|seed| (seed.id.to_owned(), seed.name.to_owned()))
+            .collect()
+    }
+
+    /// Runs `change` on the Item, then sends the webhook it answers, if any.
+    fn change_item<T>(
+        &self,
+        item_id: &str,
+        change: impl FnOnce(&mut SimItem) -> (T, Option<Value>),
+    ) -> T {
+        let result = {
+            let mut state = self.lock();
+            let item = state
+                .item_by_id_mut(item_id)
+                .unwrap_or_else(|| panic!("the simulator has no item {item_id}"));
+            let (result, webhook) = change(item);
+            let url = item.webhook.clone();
+            if let Some(body) = webhook {
+                state.outbox.push(url.as_deref(), &body);
+            }
+            result
+        };
+        self.deliver_webhooks();
+        result
+    }
+
+    /// Signs and sends the queued webhooks, each from its own task.
+    fn deliver_webhooks(&self) {
+        let signed: Vec<_> = {
+            let mut state = self.lock();
+            let queued = state.outbox.take();
+            queued
+                .into_iter()
+                .map(|outgoing| {
+                    let verification = state.webhook_key.sign(&outgoing.body);
+                    (outgoing, verification)
+                })
+                .collect()
+        };
+        for (outgoing, verification) in signed {
+            delivery::send(&self.webhooks, outgoing, verification);
+        }
+    }
+
+    /// The injected latency.
+    fn latency(&self) -> Duration {
+        self.lock().faults.latency
+    }
+
+    /// Whether these are the accepted API keys.
+    fn accepts(&self, client_id: Option<&str>, secret: Option<&str>) -> bool {
+        client_id == Some(self.config.client_id.as_str())
+            && secret == Some(self.config.secret.as_str())
+    }
+
+    /// The state; a panic in another request does not make it unusable.
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Today, in UTC: the day generated histories end.
+fn today() -> chrono::NaiveDate {
+    chrono::Utc::now().date_naive()
+}
