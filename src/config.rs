@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::api::grpc::GrpcLimits;
 use crate::api::http::HttpLimits;
@@ -27,13 +27,35 @@ pub struct Cli {
         long,
         global = true,
         env = "LINKSTATE_LOG_FORMAT",
-        value_name = "LINKSTATE_LOG_FORMAT",
         default_value = "text"
     )]
     pub log_format: LogFormat,
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Reads the command line and the environment. Each value is named by its environment
+    /// variable (`--grpc-addr <LINKSTATE_GRPC_ADDR>`), so help and errors name the setting as
+    /// the contract does.
+    pub fn try_parse_args() -> Result<Self, clap::Error> {
+        let command = name_values_by_env(Self::command());
+        Self::from_arg_matches(&command.try_get_matches()?)
+    }
+}
+
+/// Names each value of `command` and its subcommands by its environment variable.
+fn name_values_by_env(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| match arg.get_env().and_then(|env| env.to_str()) {
+            Some(env) => {
+                let env = env.to_owned();
+                arg.value_name(env)
+            }
+            None => arg,
+        })
+        .mut_subcommands(name_values_by_env)
 }
 
 /// The subcommands.
@@ -70,20 +92,10 @@ pub enum AccountsCommand {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseSettings {
     /// PostgreSQL URL; unset: an embedded cluster under LINKSTATE_DATA_DIR.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        value_name = "DATABASE_URL",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Where the embedded cluster and dev secrets live.
-    #[arg(
-        long,
-        env = "LINKSTATE_DATA_DIR",
-        value_name = "LINKSTATE_DATA_DIR",
-        default_value = "./.linkstate"
-    )]
+    #[arg(long, env = "LINKSTATE_DATA_DIR", default_value = "./.linkstate")]
     pub data_dir: PathBuf,
 }
 
@@ -95,15 +107,10 @@ pub struct Settings {
     #[command(flatten)]
     pub database: DatabaseSettings,
     /// Database connections one process keeps at most.
-    #[arg(long, env = "LINKSTATE_DATABASE_POOL_SIZE", value_name = "LINKSTATE_DATABASE_POOL_SIZE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "LINKSTATE_DATABASE_POOL_SIZE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub pool_size: u32,
     /// 32-byte key, base64, sealing provider credentials at rest.
-    #[arg(
-        long,
-        env = "LINKSTATE_ENCRYPTION_KEY",
-        value_name = "LINKSTATE_ENCRYPTION_KEY",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "LINKSTATE_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
     /// Where the listeners are, and their limits.
     #[command(flatten)]
@@ -126,20 +133,14 @@ pub struct PlaidSettings {
     #[arg(
         long,
         env = "PLAID_BASE_URL",
-        value_name = "PLAID_BASE_URL",
         default_value = "https://sandbox.plaid.com"
     )]
     pub plaid_base_url: String,
     /// Plaid client id.
-    #[arg(long, env = "PLAID_CLIENT_ID", value_name = "PLAID_CLIENT_ID")]
+    #[arg(long, env = "PLAID_CLIENT_ID")]
     pub plaid_client_id: Option<String>,
     /// Plaid secret.
-    #[arg(
-        long,
-        env = "PLAID_SECRET",
-        value_name = "PLAID_SECRET",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "PLAID_SECRET", hide_env_values = true)]
     pub plaid_secret: Option<String>,
 }
 
@@ -163,21 +164,21 @@ impl PlaidSettings {
 #[derive(Debug, Clone, Args)]
 pub struct WorkerSettings {
     /// Jobs one process runs at once.
-    #[arg(long = "worker-concurrency", env = "LINKSTATE_WORKER_CONCURRENCY", value_name = "LINKSTATE_WORKER_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "worker-concurrency", env = "LINKSTATE_WORKER_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
     /// How long a replica that stopped renewing its claim (it died) keeps a job from the others
     /// (`30s`); a live replica renews its claims three times per lease.
-    #[arg(long = "job-lease", env = "LINKSTATE_JOB_LEASE", value_name = "LINKSTATE_JOB_LEASE", default_value = "30s", value_parser = positive_duration)]
+    #[arg(long = "job-lease", env = "LINKSTATE_JOB_LEASE", default_value = "30s", value_parser = positive_duration)]
     pub job_lease: Duration,
     /// How often each connection is aggregated again in the background (`24h`, `90m`, ...).
-    #[arg(long = "refresh-interval", env = "LINKSTATE_REFRESH_INTERVAL", value_name = "LINKSTATE_REFRESH_INTERVAL", default_value = "24h", value_parser = positive_duration)]
+    #[arg(long = "refresh-interval", env = "LINKSTATE_REFRESH_INTERVAL", default_value = "24h", value_parser = positive_duration)]
     pub refresh_interval: Duration,
     /// Background refreshes queued or running at once, across all replicas.
-    #[arg(long = "refresh-max-concurrent", env = "LINKSTATE_REFRESH_MAX_CONCURRENT", value_name = "LINKSTATE_REFRESH_MAX_CONCURRENT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "refresh-max-concurrent", env = "LINKSTATE_REFRESH_MAX_CONCURRENT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub refresh_max_concurrent: u32,
     /// On SIGTERM, how long running jobs may take to finish before they are given back and the
     /// process exits (`30s`).
-    #[arg(long = "shutdown-grace", env = "LINKSTATE_SHUTDOWN_GRACE", value_name = "LINKSTATE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long = "shutdown-grace", env = "LINKSTATE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 }
 
@@ -186,14 +187,14 @@ pub struct WorkerSettings {
 pub struct EventSettings {
     /// How long events, and the processed webhook deliveries behind them, are kept; older ones
     /// are pruned (`30d`).
-    #[arg(long = "event-retention", env = "LINKSTATE_EVENT_RETENTION", value_name = "LINKSTATE_EVENT_RETENTION", default_value = "30d", value_parser = positive_duration)]
+    #[arg(long = "event-retention", env = "LINKSTATE_EVENT_RETENTION", default_value = "30d", value_parser = positive_duration)]
     pub retention: Duration,
     /// Event streams one process serves at once; more answer RESOURCE_EXHAUSTED.
-    #[arg(long = "max-streams", env = "LINKSTATE_MAX_STREAMS", value_name = "LINKSTATE_MAX_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "max-streams", env = "LINKSTATE_MAX_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams: u32,
     /// How often the event hub reads the log when no wake-up came; other replicas' writes
     /// arrive by LISTEN/NOTIFY, and this poll is the fallback (`200ms`).
-    #[arg(long = "event-poll-interval", env = "LINKSTATE_EVENT_POLL_INTERVAL", value_name = "LINKSTATE_EVENT_POLL_INTERVAL", default_value = "200ms", value_parser = positive_duration)]
+    #[arg(long = "event-poll-interval", env = "LINKSTATE_EVENT_POLL_INTERVAL", default_value = "200ms", value_parser = positive_duration)]
     pub poll_interval: Duration,
 }
 
@@ -202,50 +203,36 @@ pub struct EventSettings {
 #[derive(Debug, Clone, Args)]
 pub struct ListenSettings {
     /// gRPC listen address.
-    #[arg(
-        long,
-        env = "LINKSTATE_GRPC_ADDR",
-        value_name = "LINKSTATE_GRPC_ADDR",
-        default_value = "127.0.0.1:50051"
-    )]
+    #[arg(long, env = "LINKSTATE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
     /// Webhook, health and metrics HTTP listen address.
-    #[arg(
-        long,
-        env = "LINKSTATE_HTTP_ADDR",
-        value_name = "LINKSTATE_HTTP_ADDR",
-        default_value = "127.0.0.1:8080"
-    )]
+    #[arg(long, env = "LINKSTATE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
     /// Base URL at which providers reach the HTTP listener; default `http://{LINKSTATE_HTTP_ADDR}`.
-    #[arg(
-        long,
-        env = "LINKSTATE_PUBLIC_URL",
-        value_name = "LINKSTATE_PUBLIC_URL"
-    )]
+    #[arg(long, env = "LINKSTATE_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// The largest provider webhook body accepted, in bytes.
-    #[arg(long, env = "LINKSTATE_WEBHOOK_MAX_BYTES", value_name = "LINKSTATE_WEBHOOK_MAX_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "LINKSTATE_WEBHOOK_MAX_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub webhook_max_bytes: u32,
     /// Time an HTTP client has to send a request's headers; also how long a kept-alive HTTP
     /// connection waits for its next request (`10s`).
-    #[arg(long, env = "LINKSTATE_HTTP_HEADER_TIMEOUT", value_name = "LINKSTATE_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    #[arg(long, env = "LINKSTATE_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub http_header_timeout: Duration,
     /// Time an HTTP client has to send a request's body (`30s`).
-    #[arg(long, env = "LINKSTATE_HTTP_BODY_TIMEOUT", value_name = "LINKSTATE_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    #[arg(long, env = "LINKSTATE_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     pub http_body_timeout: Duration,
     /// An HTTP connection on which no byte moves either way for this long is closed (`60s`).
-    #[arg(long, env = "LINKSTATE_HTTP_IDLE_TIMEOUT", value_name = "LINKSTATE_HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
+    #[arg(long, env = "LINKSTATE_HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
     pub http_idle_timeout: Duration,
     /// HTTP connections served at once; more wait until one closes.
-    #[arg(long, env = "LINKSTATE_HTTP_MAX_CONNECTIONS", value_name = "LINKSTATE_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "LINKSTATE_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub http_max_connections: u32,
     /// How often an idle gRPC connection is pinged (HTTP/2 keep-alive); one that does not
     /// answer within 10 s is closed (`30s`).
-    #[arg(long, env = "LINKSTATE_GRPC_KEEPALIVE", value_name = "LINKSTATE_GRPC_KEEPALIVE", default_value = "30s", value_parser = positive_duration)]
+    #[arg(long, env = "LINKSTATE_GRPC_KEEPALIVE", default_value = "30s", value_parser = positive_duration)]
     pub grpc_keepalive: Duration,
     /// Calls one gRPC connection may have open at once (HTTP/2 concurrent streams).
-    #[arg(long, env = "LINKSTATE_GRPC_MAX_CONCURRENT_STREAMS", value_name = "LINKSTATE_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "LINKSTATE_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub grpc_max_concurrent_streams: u32,
 }
 
@@ -296,12 +283,7 @@ pub struct DevSettings {
     #[command(flatten)]
     pub service: Settings,
     /// Where the provider simulator listens.
-    #[arg(
-        long,
-        env = "LINKSTATE_SIM_ADDR",
-        value_name = "LINKSTATE_SIM_ADDR",
-        default_value = "127.0.0.1:8090"
-    )]
+    #[arg(long, env = "LINKSTATE_SIM_ADDR", default_value = "127.0.0.1:8090")]
     pub sim_addr: SocketAddr,
 }
 
@@ -309,18 +291,13 @@ pub struct DevSettings {
 #[derive(Debug, Clone, Args)]
 pub struct SimulatorSettings {
     /// Where the provider simulator listens.
-    #[arg(
-        long,
-        env = "LINKSTATE_SIM_ADDR",
-        value_name = "LINKSTATE_SIM_ADDR",
-        default_value = "127.0.0.1:8090"
-    )]
+    #[arg(long, env = "LINKSTATE_SIM_ADDR", default_value = "127.0.0.1:8090")]
     pub sim_addr: SocketAddr,
     /// The Plaid client id the simulator accepts.
-    #[arg(long, env = "PLAID_CLIENT_ID", value_name = "PLAID_CLIENT_ID", default_value = SIM_CLIENT_ID)]
+    #[arg(long, env = "PLAID_CLIENT_ID", default_value = SIM_CLIENT_ID)]
     pub plaid_client_id: String,
     /// The Plaid secret the simulator accepts.
-    #[arg(long, env = "PLAID_SECRET", value_name = "PLAID_SECRET", default_value = SIM_SECRET, hide_env_values = true)]
+    #[arg(long, env = "PLAID_SECRET", default_value = SIM_SECRET, hide_env_values = true)]
     pub plaid_secret: String,
 }
 

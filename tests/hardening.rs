@@ -196,21 +196,6 @@ async fn busy_rounds_do_not_count_as_attempts() {
     app.stop().await;
 }
 
-/// Waits until `done` holds (10 s at most).
-async fn wait_until<F, Fut>(done: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("condition not reached in 10 s");
-}
-
 // 4. Answers that name something.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

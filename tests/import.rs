@@ -2,30 +2,11 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{assert_nothing_written, import_request, plaid_item};
+use common::{assert_nothing_written, events_until, import_request, plaid_item};
 use linkstate::proto::{self, import_result};
 use linkstate_sim::ErrorRule;
 use linkstate_testing::{TestApp, authed};
 use tonic::Code;
-
-/// Events of the key's account, once at least `n` are there.
-async fn wait_for_events(app: &TestApp, key: &str, n: usize) -> Vec<proto::Event> {
-    let mut client = app.events().await;
-    for _ in 0..100 {
-        let page = client
-            .list_events(authed(key, proto::ListEventsRequest::default()))
-            .await
-            .unwrap()
-            .into_inner();
-        if page.events.len() >= n {
-            return page.events;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("fewer than {n} events after 10 s");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_adds_the_connection_its_accounts_and_the_two_events() {
@@ -99,7 +80,7 @@ async fn import_adds_the_connection_its_accounts_and_the_two_events() {
             .is_ok()
     );
 
-    let events = wait_for_events(&app, &key, 3).await;
+    let events = events_until(&app, &key, |events| events.len() >= 3).await;
     let types: Vec<i32> = events.iter().map(|e| e.event_type).collect();
     assert_eq!(
         types,

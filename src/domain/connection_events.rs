@@ -290,11 +290,10 @@ pub fn accounts_removed(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn facts() -> ConnectionFacts {
-        ConnectionFacts {
+impl ConnectionFacts {
+    /// A Plaid connection's facts, for tests.
+    pub(crate) fn example() -> Self {
+        Self {
             connection_id: ConnectionId::generate(),
             customer_id: CustomerId::generate(),
             external_customer_id: Some("c-1".into()),
@@ -304,6 +303,11 @@ mod tests {
             provider_connection_id: Some("item-1".into()),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn accounts_updated_never_lists_transactions_nor_empty_accounts() {
@@ -312,7 +316,7 @@ mod tests {
             FinancialAccountId::generate(),
         );
         let event = accounts_updated(
-            &facts(),
+            &ConnectionFacts::example(),
             &RequestId::generate(),
             Utc::now(),
             &[
@@ -328,7 +332,7 @@ mod tests {
 
     #[test]
     fn provider_details_name_the_item() {
-        let details = facts().provider_details();
+        let details = ConnectionFacts::example().provider_details();
         assert_eq!(details["serviceProvider"], "PLAID");
         assert_eq!(details["serviceProviderConnectionId"], "item-1");
     }

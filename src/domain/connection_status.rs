@@ -1,87 +1,59 @@
 //! Meld's connection statuses and the reasons that qualify them.
 
-/// Where a connection stands, as Meld names it.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum ConnectionStatus {
-    /// The customer is in a connect flow.
-    InProgress,
-    /// The connect flow was abandoned; terminal.
-    Expired,
-    /// Aggregating normally.
-    Active,
-    /// Some products or accounts aggregate.
-    PartiallyActive,
-    /// Temporarily failing on the institution's or provider's side.
-    Degraded,
-    /// The customer must log in again; no longer updated.
-    ReconnectRequired,
-    /// Aggregation failed too often to keep trying.
-    Unrecoverable,
-    /// Deleted; terminal.
-    Deleted,
-    /// An unforeseen provider or internal error.
-    Undetermined,
+meld_name_enum! {
+    /// Where a connection stands, as Meld names it.
+    pub enum ConnectionStatus {
+        /// The customer is in a connect flow.
+        InProgress,
+        /// The connect flow was abandoned; terminal.
+        Expired,
+        /// Aggregating normally.
+        Active,
+        /// Some products or accounts aggregate.
+        PartiallyActive,
+        /// Temporarily failing on the institution's or provider's side.
+        Degraded,
+        /// The customer must log in again; no longer updated.
+        ReconnectRequired,
+        /// Aggregation failed too often to keep trying.
+        Unrecoverable,
+        /// Deleted; terminal.
+        Deleted,
+        /// An unforeseen provider or internal error.
+        Undetermined,
+    }
 }
 
-/// Why a connection has its status.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum StatusReason {
-    /// ACTIVE: consent ends soon.
-    AccessExpiringSoon,
-    /// ACTIVE: the institution has accounts the customer has not shared yet.
-    NewAccountsAvailable,
-    /// PARTIALLY_ACTIVE: some products failed.
-    PartialAggregationSuccess,
-    /// PARTIALLY_ACTIVE: another connection to the same login is the active one.
-    InactiveDuplicate,
-    /// DEGRADED: the institution is down.
-    InstitutionCurrentlyUnavailable,
-    /// DEGRADED: the institution needs something done on its side.
-    InstitutionActionRequired,
-    /// DEGRADED: the provider is down.
-    ServiceProviderCurrentlyUnavailable,
-    /// DEGRADED: the institution needs an interactive refresh.
-    InteractiveRefresh,
-    /// RECONNECT_REQUIRED: the login changed or needs MFA.
-    LoginRequired,
-    /// RECONNECT_REQUIRED: the provider is repairing its institution link.
-    RepairingInstitution,
-    /// RECONNECT_REQUIRED: the provider token expired.
-    TokenExpired,
-    /// RECONNECT_REQUIRED: another reason.
-    Other,
-    /// UNRECOVERABLE: aggregation failed three times in a row.
-    ContinuedAggregationFailures,
+meld_name_enum! {
+    /// Why a connection has its status.
+    pub enum StatusReason {
+        /// ACTIVE: consent ends soon.
+        AccessExpiringSoon,
+        /// ACTIVE: the institution has accounts the customer has not shared yet.
+        NewAccountsAvailable,
+        /// PARTIALLY_ACTIVE: some products failed.
+        PartialAggregationSuccess,
+        /// PARTIALLY_ACTIVE: another connection to the same login is the active one.
+        InactiveDuplicate,
+        /// DEGRADED: the institution is down.
+        InstitutionCurrentlyUnavailable,
+        /// DEGRADED: the institution needs something done on its side.
+        InstitutionActionRequired,
+        /// DEGRADED: the provider is down.
+        ServiceProviderCurrentlyUnavailable,
+        /// DEGRADED: the institution needs an interactive refresh.
+        InteractiveRefresh,
+        /// RECONNECT_REQUIRED: the login changed or needs MFA.
+        LoginRequired,
+        /// RECONNECT_REQUIRED: the provider is repairing its institution link.
+        RepairingInstitution,
+        /// RECONNECT_REQUIRED: the provider token expired.
+        TokenExpired,
+        /// RECONNECT_REQUIRED: another reason.
+        Other,
+        /// UNRECOVERABLE: aggregation failed three times in a row.
+        ContinuedAggregationFailures,
+    }
 }
 
 impl ConnectionStatus {

@@ -10,46 +10,32 @@ use super::product::Product;
 /// The version stamped on every event, the newest of Meld's catalogue that we follow.
 pub const EVENT_VERSION: &str = "2023-07-31";
 
-/// The eleven event types of Meld's catalogue.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum EventType {
-    /// The customer completed a connect flow.
-    BankLinkingConnectionCompleted,
-    /// The connection was deleted.
-    BankLinkingConnectionDeleted,
-    /// The connection's status changed.
-    BankLinkingConnectionStatusChange,
-    /// The customer must act (log in again, ...).
-    BankLinkingCustomerActionRequired,
-    /// The institution has accounts the customer has not shared yet.
-    BankLinkingNewAccountsAvailable,
-    /// The connect flow failed.
-    BankLinkingConnectionFailed,
-    /// Aggregation started; basic account info is known.
-    BankLinkingAccountsUpdating,
-    /// Aggregation finished; lists the products updated per account.
-    BankLinkingAccountsUpdated,
-    /// Accounts were removed.
-    BankLinkingAccountsRemoved,
-    /// The net effect of an aggregation on transactions.
-    BankLinkingTransactionsAggregated,
-    /// The net effect of the one-time historical load.
-    BankLinkingHistoricalTransactionsAggregated,
+meld_name_enum! {
+    /// The eleven event types of Meld's catalogue.
+    pub enum EventType {
+        /// The customer completed a connect flow.
+        BankLinkingConnectionCompleted,
+        /// The connection was deleted.
+        BankLinkingConnectionDeleted,
+        /// The connection's status changed.
+        BankLinkingConnectionStatusChange,
+        /// The customer must act (log in again, ...).
+        BankLinkingCustomerActionRequired,
+        /// The institution has accounts the customer has not shared yet.
+        BankLinkingNewAccountsAvailable,
+        /// The connect flow failed.
+        BankLinkingConnectionFailed,
+        /// Aggregation started; basic account info is known.
+        BankLinkingAccountsUpdating,
+        /// Aggregation finished; lists the products updated per account.
+        BankLinkingAccountsUpdated,
+        /// Accounts were removed.
+        BankLinkingAccountsRemoved,
+        /// The net effect of an aggregation on transactions.
+        BankLinkingTransactionsAggregated,
+        /// The net effect of the one-time historical load.
+        BankLinkingHistoricalTransactionsAggregated,
+    }
 }
 
 impl EventType {

@@ -25,24 +25,14 @@ pub struct ProviderAccount {
     pub currency: Option<String>,
 }
 
-/// Whether a financial account is still shared with us; Meld knows only these two.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-)]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum FinancialAccountStatus {
-    /// Shared and aggregated.
-    Active,
-    /// Revoked or closed; its data stays readable.
-    Inactive,
+meld_name_enum! {
+    /// Whether a financial account is still shared with us; Meld knows only these two.
+    pub enum FinancialAccountStatus {
+        /// Shared and aggregated.
+        Active,
+        /// Revoked or closed; its data stays readable.
+        Inactive,
+    }
 }
 
 /// Account and routing numbers (IDENTIFIERS). Sealed at rest; `Debug` hides the account number.

@@ -116,18 +116,12 @@ fn flow_ended(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ids::{ConnectionId, CustomerId, InstitutionId};
-    use crate::domain::service_provider::ServiceProvider;
 
+    /// A connection whose provider id is not known yet.
     fn facts() -> ConnectionFacts {
         ConnectionFacts {
-            connection_id: ConnectionId::generate(),
-            customer_id: CustomerId::generate(),
-            external_customer_id: Some("c-1".into()),
-            institution_id: InstitutionId::generate(),
-            institution_name: "First Platypus Bank".into(),
-            service_provider: ServiceProvider::Plaid,
             provider_connection_id: None,
+            ..ConnectionFacts::example()
         }
     }
 

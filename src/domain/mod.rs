@@ -1,5 +1,8 @@
 //! The pure core: the business rules of connections and their events. No I/O lives here.
 
+#[macro_use]
+mod meld_name;
+
 pub mod api_key;
 pub mod background_refresh;
 pub mod connect_flow;

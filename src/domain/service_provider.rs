@@ -1,31 +1,17 @@
 //! The data providers a connection can go through.
 
-/// A data provider, named as Meld names it (`PLAID`, `AKOYA`, `FINICITY`, `MX`).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum ServiceProvider {
-    /// Plaid.
-    Plaid,
-    /// Akoya.
-    Akoya,
-    /// Finicity.
-    Finicity,
-    /// MX.
-    Mx,
+meld_name_enum! {
+    /// A data provider, named as Meld names it (`PLAID`, `AKOYA`, `FINICITY`, `MX`).
+    pub enum ServiceProvider {
+        /// Plaid.
+        Plaid,
+        /// Akoya.
+        Akoya,
+        /// Finicity.
+        Finicity,
+        /// MX.
+        Mx,
+    }
 }
 
 impl ServiceProvider {

@@ -5,24 +5,14 @@ use std::collections::{BTreeMap, HashMap};
 use bigdecimal::BigDecimal;
 use chrono::NaiveDate;
 
-/// Whether a transaction has settled.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-)]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum TransactionStatus {
-    /// Authorized, not yet settled.
-    Pending,
-    /// Settled.
-    Posted,
+meld_name_enum! {
+    /// Whether a transaction has settled.
+    pub enum TransactionStatus {
+        /// Authorized, not yet settled.
+        Pending,
+        /// Settled.
+        Posted,
+    }
 }
 
 /// A transaction as a provider reports it, normalized across providers.

@@ -52,29 +52,13 @@ pub async fn due_for_refresh(
     conn: &mut AsyncPgConnection,
     limit: i64,
 ) -> Result<Vec<(ConnectionId, AccountId)>, StoreError> {
-    let refreshable: Vec<&str> = [
+    let refreshable = [
         ConnectionStatus::Active,
         ConnectionStatus::PartiallyActive,
         ConnectionStatus::Degraded,
         ConnectionStatus::Undetermined,
-    ]
-    .iter()
-    .map(|s| s.as_str())
-    .collect();
-    let due = connections::table
-        .filter(connections::next_refresh_at.le(diesel::dsl::now))
-        .filter(connections::status.eq_any(refreshable))
-        .order(connections::next_refresh_at)
-        .limit(limit)
-        .select((connections::id, connections::account_id))
-        .for_update()
-        .skip_locked()
-        .load::<(Uuid, Uuid)>(conn)
-        .await?;
-    Ok(due
-        .into_iter()
-        .map(|(id, account)| (ConnectionId(id), AccountId(account)))
-        .collect())
+    ];
+    lock_due(conn, "next_refresh_at", &refreshable, limit).await
 }
 
 /// IN_PROGRESS connections whose connect flow ran out, locked for this transaction (other
@@ -83,18 +67,45 @@ pub async fn due_to_expire(
     conn: &mut AsyncPgConnection,
     limit: i64,
 ) -> Result<Vec<(ConnectionId, AccountId)>, StoreError> {
-    let due = connections::table
-        .filter(connections::flow_expires_at.le(diesel::dsl::now))
-        .filter(connections::status.eq(ConnectionStatus::InProgress.as_str()))
-        .order(connections::flow_expires_at)
-        .limit(limit)
-        .select((connections::id, connections::account_id))
-        .for_update()
-        .skip_locked()
-        .load::<(Uuid, Uuid)>(conn)
-        .await?;
+    lock_due(
+        conn,
+        "flow_expires_at",
+        &[ConnectionStatus::InProgress],
+        limit,
+    )
+    .await
+}
+
+/// A due connection, as `lock_due` reads it.
+#[derive(QueryableByName)]
+struct Due {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    account_id: Uuid,
+}
+
+/// The first `limit` connections in `statuses` whose `due_at` column has passed, oldest first,
+/// locked for this transaction; rows another replica holds are skipped, so replicas share the
+/// work. `due_at` is one of this module's column names, never input.
+async fn lock_due(
+    conn: &mut AsyncPgConnection,
+    due_at: &'static str,
+    statuses: &[ConnectionStatus],
+    limit: i64,
+) -> Result<Vec<(ConnectionId, AccountId)>, StoreError> {
+    use diesel::sql_types::{Array, BigInt, Text};
+    let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    let due: Vec<Due> = diesel::sql_query(format!(
+        "SELECT id, account_id FROM connections WHERE {due_at} <= now() AND status = ANY($1) \
+         ORDER BY {due_at} LIMIT $2 FOR UPDATE SKIP LOCKED"
+    ))
+    .bind::<Array<Text>, _>(statuses)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
     Ok(due
         .into_iter()
-        .map(|(id, account)| (ConnectionId(id), AccountId(account)))
+        .map(|row| (ConnectionId(row.id), AccountId(row.account_id)))
         .collect())
 }

@@ -266,3 +266,18 @@ pub fn assert_status(status: &tonic::Status, code: tonic::Code, message: &str) {
         "{status:?}"
     );
 }
+
+/// Waits until `done` holds (10 s at most).
+pub async fn wait_until<F, Fut>(done: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not reached in 10 s");
+}
