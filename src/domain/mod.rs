@@ -22,3 +22,4 @@ pub mod product;
 pub mod secret;
 pub mod service_provider;
 pub mod transactions;
+pub mod webhook_signature;
