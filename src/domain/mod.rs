@@ -19,6 +19,7 @@ pub mod import;
 pub mod input;
 pub mod lifecycle_events;
 pub mod product;
+pub mod public_address;
 pub mod secret;
 pub mod service_provider;
 pub mod transactions;
