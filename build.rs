@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "linkstate/v1/financial_data.proto",
     "linkstate/v1/event.proto",
     "linkstate/v1/webhook.proto",
+    "linkstate/v1/webhook_profile.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

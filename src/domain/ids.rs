@@ -59,6 +59,14 @@ id_type!(
     /// An institution, as linkstate names it.
     InstitutionId
 );
+id_type!(
+    /// A customer's endpoint for outbound webhooks.
+    ProfileId
+);
+id_type!(
+    /// One event's delivery to one webhook profile.
+    DeliveryId
+);
 
 /// The id of one API request, carried into the events it causes (`requestId`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -48,12 +48,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 /// NAT64 (`64:ff9b::a.b.c.d`) address.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
-    let tail = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     let mapped = s[..5] == [0; 5] && s[5] == 0xffff;
     let compatible = s[..6] == [0; 6] && !(s[6] == 0 && s[7] <= 1);
     let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4];

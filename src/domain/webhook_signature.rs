@@ -24,7 +24,10 @@ pub struct MalformedSecret;
 impl SigningSecret {
     /// The secret of these 32 random bytes.
     pub fn from_key(key: [u8; 32]) -> Self {
-        Self(Secret::new(format!("{SECRET_PREFIX}{}", STANDARD.encode(key))))
+        Self(Secret::new(format!(
+            "{SECRET_PREFIX}{}",
+            STANDARD.encode(key)
+        )))
     }
 
     /// A secret as stored or shown.
@@ -161,12 +164,18 @@ mod tests {
         let at = DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap();
         let headers = signature_headers(&signers, "evt", "https://x.example/h", b"{}", at);
         let value = |name: &str| headers.iter().find(|(n, _)| *n == name).unwrap().1.clone();
-        assert_eq!(value("meld-signature-timestamp"), "2023-11-14T22:13:20.123456Z");
+        assert_eq!(
+            value("meld-signature-timestamp"),
+            "2023-11-14T22:13:20.123456Z"
+        );
         assert_eq!(value("webhook-timestamp"), "1700000000");
         let standard = value("webhook-signature");
         let listed: Vec<_> = standard.split(' ').collect();
         assert_eq!(listed.len(), 2);
-        assert_eq!(listed[0], standard_signature(&signers.current, "evt", 1_700_000_000, b"{}"));
+        assert_eq!(
+            listed[0],
+            standard_signature(&signers.current, "evt", 1_700_000_000, b"{}")
+        );
         assert_eq!(
             value("meld-signature"),
             meld_signature(

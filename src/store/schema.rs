@@ -170,11 +170,50 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_profiles (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        name -> Text,
+        url -> Text,
+        event_types -> Array<Text>,
+        event_version -> Text,
+        status -> Text,
+        disabled_reason -> Nullable<Text>,
+        secret -> Bytea,
+        previous_secret -> Nullable<Bytea>,
+        previous_secret_until -> Nullable<Timestamptz>,
+        start_transaction -> Int8,
+        start_sequence -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    outbound_deliveries (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        profile_id -> Uuid,
+        event_id -> Uuid,
+        event_type -> Text,
+        body -> Nullable<Json>,
+        status -> Text,
+        attempts -> Jsonb,
+        next_attempt_at -> Nullable<Timestamptz>,
+        first_attempted_at -> Nullable<Timestamptz>,
+        locked_by -> Nullable<Text>,
+        locked_until -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(api_keys -> accounts (account_id));
 diesel::joinable!(connections -> customers (customer_id));
 diesel::joinable!(connections -> institutions (institution_id));
 diesel::joinable!(financial_accounts -> connections (connection_id));
 diesel::joinable!(transactions -> financial_accounts (financial_account_id));
+diesel::joinable!(outbound_deliveries -> webhook_profiles (profile_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
@@ -188,4 +227,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     transactions,
     webhook_deliveries,
     webhook_sources,
+    webhook_profiles,
+    outbound_deliveries,
 );

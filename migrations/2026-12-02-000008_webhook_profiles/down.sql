@@ -1,0 +1,3 @@
+DROP TABLE outbound_deliveries;
+DROP TABLE outbound_dispatch;
+DROP TABLE webhook_profiles;
