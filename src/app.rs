@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::grpc::GrpcLimits;
 use crate::api::http::HttpLimits;
 use crate::cipher::Cipher;
-use crate::config::{EventSettings, WorkerSettings};
+use crate::config::{DeliverySettings, EventSettings, WorkerSettings};
 use crate::context::{Context, Limits};
 use crate::events::hub::EventHub;
 use crate::providers::plaid::{PlaidClient, PlaidConfig};
@@ -36,6 +36,8 @@ pub struct AppConfig {
     pub worker: WorkerSettings,
     /// The event log and its streams.
     pub events: EventSettings,
+    /// Outbound webhooks.
+    pub delivery: DeliverySettings,
     /// Timeouts, caps and the body limit of the HTTP listener.
     pub http_limits: HttpLimits,
     /// Keep-alive and stream limits of the gRPC listener.
@@ -69,6 +71,7 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
             public_url: &config.public_url,
             worker: &config.worker,
             events: &config.events,
+            delivery: &config.delivery,
             http: &config.http_limits,
         },
     );

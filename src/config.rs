@@ -124,6 +124,9 @@ pub struct Settings {
     /// The event log and its streams.
     #[command(flatten)]
     pub events: EventSettings,
+    /// Outbound webhooks to the customers' endpoints.
+    #[command(flatten)]
+    pub delivery: DeliverySettings,
 }
 
 /// The Plaid API and its keys.
@@ -196,6 +199,46 @@ pub struct EventSettings {
     /// arrive by LISTEN/NOTIFY, and this poll is the fallback (`200ms`).
     #[arg(long = "event-poll-interval", env = "LINKSTATE_EVENT_POLL_INTERVAL", default_value = "200ms", value_parser = positive_duration)]
     pub poll_interval: Duration,
+}
+
+/// Outbound webhooks: Meld's retry schedule, the attempt timeout, which addresses may be called,
+/// and how many requests are in flight.
+#[derive(Debug, Clone, Args)]
+pub struct DeliverySettings {
+    /// The wait before the first retry; each later one doubles (`60s`).
+    #[arg(long = "delivery-retry-base", env = "LINKSTATE_DELIVERY_RETRY_BASE", default_value = "60s", value_parser = positive_duration)]
+    pub retry_base: Duration,
+    /// The longest wait between retries, and the most a `Retry-After` is honoured for (`1h`).
+    #[arg(long = "delivery-retry-max", env = "LINKSTATE_DELIVERY_RETRY_MAX", default_value = "1h", value_parser = positive_duration)]
+    pub retry_max: Duration,
+    /// How long after its first attempt a delivery is retried before it FAILS (`72h`).
+    #[arg(long = "delivery-give-up", env = "LINKSTATE_DELIVERY_GIVE_UP", default_value = "72h", value_parser = positive_duration)]
+    pub give_up: Duration,
+    /// How long one attempt may take (`10s`).
+    #[arg(long = "delivery-timeout", env = "LINKSTATE_DELIVERY_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub timeout: Duration,
+    /// Whether endpoints on loopback, private and other non-public addresses (and plain http)
+    /// are allowed: for development only.
+    #[arg(long = "delivery-allow-private", env = "LINKSTATE_DELIVERY_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_private: bool,
+    /// Requests in flight at once, across all profiles, in one process.
+    #[arg(long = "delivery-concurrency", env = "LINKSTATE_DELIVERY_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+    /// Requests in flight at once to one profile, in one process: a slow endpoint holds only
+    /// these.
+    #[arg(long = "delivery-profile-concurrency", env = "LINKSTATE_DELIVERY_PROFILE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub profile_concurrency: u32,
+}
+
+impl DeliverySettings {
+    /// The retry schedule.
+    pub fn policy(&self) -> crate::domain::delivery::RetryPolicy {
+        crate::domain::delivery::RetryPolicy {
+            base: self.retry_base,
+            max: self.retry_max,
+            give_up: self.give_up,
+        }
+    }
 }
 
 /// Where the listeners are, and how long clients may take and how many may connect: no client

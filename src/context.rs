@@ -7,7 +7,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::api::http::HttpLimits;
 use crate::cipher::Cipher;
-use crate::config::{EventSettings, WorkerSettings};
+use crate::config::{DeliverySettings, EventSettings, WorkerSettings};
 use crate::events::hub::EventHub;
 use crate::providers::plaid::PlaidClient;
 use crate::providers::plaid::verify::Verifier;
@@ -32,6 +32,7 @@ struct Inner {
     event_retention: chrono::Duration,
     streams: Arc<Semaphore>,
     max_streams: usize,
+    delivery: DeliverySettings,
 }
 
 /// The settings a [`Context`] serves to handlers and workers.
@@ -43,6 +44,8 @@ pub struct Limits<'a> {
     pub worker: &'a WorkerSettings,
     /// The event log's settings (retention, streams).
     pub events: &'a EventSettings,
+    /// Outbound webhooks.
+    pub delivery: &'a DeliverySettings,
     /// The HTTP listener's limits (the largest webhook body).
     pub http: &'a HttpLimits,
 }
@@ -77,8 +80,14 @@ impl Context {
                 hub,
                 jobs_wake: Notify::new(),
                 refresh_interval: chrono_duration(limits.worker.refresh_interval),
+                delivery: limits.delivery.clone(),
             }),
         }
+    }
+
+    /// Outbound webhook settings.
+    pub fn delivery(&self) -> &DeliverySettings {
+        &self.inner.delivery
     }
 
     /// The database pool.

@@ -184,6 +184,7 @@ async fn start(
         plaid: settings.plaid.client(),
         worker: settings.worker.clone(),
         events: settings.events.clone(),
+        delivery: settings.delivery.clone(),
         http_limits: settings.listen.http(),
         grpc_limits: settings.listen.grpc(),
     })

@@ -57,11 +57,6 @@ meld_name_enum! {
 }
 
 impl ConnectionStatus {
-    /// The name as stored and printed.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     /// Whether a refresh may be asked for (Meld answers 409 otherwise).
     pub fn allows_refresh(self) -> bool {
         matches!(
@@ -95,12 +90,6 @@ impl ConnectionStatus {
     }
 }
 
-impl StatusReason {
-    /// The name as stored and printed.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -38,12 +38,6 @@ meld_name_enum! {
     }
 }
 
-impl EventType {
-    /// The name as stored and printed.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
 
 /// The payload of any event type; each constructor in `connection_events` sets the fields its
 /// seed example shows, and absent fields are left out of the JSON.

@@ -2,7 +2,7 @@
 
 /// Declares a fieldless enum whose values are written as Meld writes them
 /// (`SCREAMING_SNAKE_CASE`) everywhere: JSON (serde), the database and logs (strum), with
-/// `EnumIter` so tests can walk every value. Extra derives go in the attributes.
+/// `EnumIter` so tests can walk every value, and `as_str`. Extra derives go in the attributes.
 macro_rules! meld_name_enum {
     ($(#[$meta:meta])* $vis:vis enum $name:ident { $($body:tt)* }) => {
         $(#[$meta])*
@@ -23,5 +23,12 @@ macro_rules! meld_name_enum {
         #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
         #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
         $vis enum $name { $($body)* }
+
+        impl $name {
+            /// The name as stored and printed.
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        }
     };
 }

@@ -15,9 +15,3 @@ meld_name_enum! {
     }
 }
 
-impl Product {
-    /// The name as stored and printed.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}

@@ -15,11 +15,6 @@ meld_name_enum! {
 }
 
 impl ServiceProvider {
-    /// The name as stored and printed.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     /// Whether existing connections of this provider can be imported (Meld: Plaid and Akoya only).
     pub fn supports_import(self) -> bool {
         matches!(self, Self::Plaid | Self::Akoya)

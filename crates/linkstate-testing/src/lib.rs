@@ -18,7 +18,7 @@ use tonic::transport::Channel;
 
 use linkstate::app::{self, AppConfig, RunningApp};
 use linkstate::cipher::Cipher;
-use linkstate::config::{EventSettings, WorkerSettings};
+use linkstate::config::{DeliverySettings, EventSettings, WorkerSettings};
 use linkstate::domain::ids::AccountId;
 use linkstate::proto;
 use linkstate::providers::plaid::PlaidConfig;
@@ -242,6 +242,16 @@ impl TestApp {
                 retention: Duration::from_secs(30 * 24 * 3600),
                 max_streams: 100,
                 poll_interval: Duration::from_millis(200),
+            },
+            // Receivers in tests listen on 127.0.0.1; the schedule is compressed to seconds.
+            delivery: DeliverySettings {
+                retry_base: Duration::from_millis(200),
+                retry_max: Duration::from_secs(2),
+                give_up: Duration::from_secs(10),
+                timeout: Duration::from_secs(2),
+                allow_private: true,
+                concurrency: 16,
+                profile_concurrency: 4,
             },
             http_limits: Default::default(),
             grpc_limits: Default::default(),
