@@ -13,6 +13,7 @@ pub mod import;
 pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;
+pub mod outbound;
 pub mod providers;
 pub mod refresh;
 pub mod store;

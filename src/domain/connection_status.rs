@@ -90,7 +90,6 @@ impl ConnectionStatus {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

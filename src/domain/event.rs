@@ -38,7 +38,6 @@ meld_name_enum! {
     }
 }
 
-
 /// The payload of any event type; each constructor in `connection_events` sets the fields its
 /// seed example shows, and absent fields are left out of the JSON.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -14,4 +14,3 @@ meld_name_enum! {
         Transactions,
     }
 }
-

@@ -101,7 +101,9 @@ fn seal(cipher: &Cipher, id: ProfileId, secret: &SigningSecret) -> Vec<u8> {
 
 fn open(cipher: &Cipher, id: ProfileId, sealed: &[u8]) -> Result<SigningSecret, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("secret of profile {id}: {what}"));
-    let plain = cipher.open(sealed, id.0.as_bytes()).map_err(|e| corrupt(&e.to_string()))?;
+    let plain = cipher
+        .open(sealed, id.0.as_bytes())
+        .map_err(|e| corrupt(&e.to_string()))?;
     let text = String::from_utf8(plain).map_err(|_| corrupt("not text"))?;
     SigningSecret::parse(&text).map_err(|e| corrupt(&e.to_string()))
 }
@@ -165,7 +167,9 @@ pub async fn list(
         query = query.filter(
             webhook_profiles::created_at
                 .gt(at)
-                .or(webhook_profiles::created_at.eq(at).and(webhook_profiles::id.gt(id))),
+                .or(webhook_profiles::created_at
+                    .eq(at)
+                    .and(webhook_profiles::id.gt(id))),
         );
     }
     query
@@ -203,7 +207,9 @@ pub async fn update(
     let (status, reason) = changes
         .status
         .unwrap_or((current.status, current.disabled_reason));
-    let reason = (status == ProfileStatus::Disabled).then_some(reason).flatten();
+    let reason = (status == ProfileStatus::Disabled)
+        .then_some(reason)
+        .flatten();
     diesel::update(webhook_profiles::table.find(id.0))
         .set((
             webhook_profiles::name.eq(changes.name.as_ref().unwrap_or(&current.name)),

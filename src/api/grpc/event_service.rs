@@ -10,7 +10,6 @@ use tonic_types::{ErrorDetails, StatusExt};
 use super::{auth, convert, request, status};
 use crate::context::Context;
 use crate::domain::cursor::Cursor;
-use crate::domain::event::EventType;
 use crate::domain::event_filter::EventFilter;
 use crate::domain::ids::EventId;
 use crate::events::stream::{self, StartAt, StreamError, StreamItem, StreamRequest};
@@ -62,18 +61,8 @@ filter_fields!(proto::StreamEventsRequest, proto::ListEventsRequest);
 /// The event filter a request asks for.
 fn filter(request: &impl FilterFields) -> Result<EventFilter, Status> {
     let (event_types, customer_id, external_customer_id, connection_id) = request.fields();
-    let event_types = event_types
-        .iter()
-        .map(|value| {
-            let name = proto::event::Type::try_from(*value)
-                .ok()
-                .filter(|t| *t != proto::event::Type::Unspecified)
-                .map(|t| t.as_str_name());
-            request::known_enum::<EventType>("eventTypes", name)
-        })
-        .collect::<Result<_, _>>()?;
     Ok(EventFilter {
-        event_types,
+        event_types: request::event_types("eventTypes", event_types)?,
         customer_id: request::optional_id("customerId", customer_id)?,
         external_customer_id: request::optional_text("externalCustomerId", external_customer_id)?,
         connection_id: request::optional_id("connectionId", connection_id)?,

@@ -85,3 +85,20 @@ pub fn known_enum<T: FromStr>(field: &str, name: Option<&str>) -> Result<T, Stat
     name.and_then(|name| name.parse().ok())
         .ok_or_else(|| Status::invalid_argument(format!("{field} has an unknown or unset value")))
 }
+
+/// A list of event types, each a known, set value.
+pub fn event_types(
+    field: &str,
+    values: &[i32],
+) -> Result<Vec<crate::domain::event::EventType>, Status> {
+    values
+        .iter()
+        .map(|value| {
+            let name = crate::proto::event::Type::try_from(*value)
+                .ok()
+                .filter(|t| *t != crate::proto::event::Type::Unspecified)
+                .map(|t| t.as_str_name());
+            known_enum(field, name)
+        })
+        .collect()
+}
