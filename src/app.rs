@@ -84,7 +84,13 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
         id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
         settings: config.worker.clone(),
     };
+    let sender_id = format!("{}-sender", runner.id);
     tasks.spawn(worker::run(ctx.clone(), runner, shutdown.clone()));
+    tasks.spawn(crate::outbound::sender::run(
+        ctx.clone(),
+        sender_id,
+        shutdown.clone(),
+    ));
     tasks.spawn(crate::metrics::refresh_gauges(
         ctx.clone(),
         shutdown.clone(),

@@ -26,6 +26,7 @@ struct Inner {
     plaid_webhook_url: String,
     hub: EventHub,
     jobs_wake: Notify,
+    senders_wake: Notify,
     refresh_interval: chrono::Duration,
     plaid_verifier: Verifier,
     webhook_max_bytes: usize,
@@ -33,6 +34,7 @@ struct Inner {
     streams: Arc<Semaphore>,
     max_streams: usize,
     delivery: DeliverySettings,
+    delivery_client: reqwest::Client,
 }
 
 /// The settings a [`Context`] serves to handlers and workers.
@@ -79,7 +81,9 @@ impl Context {
                 max_streams: limits.events.max_streams as usize,
                 hub,
                 jobs_wake: Notify::new(),
+                senders_wake: Notify::new(),
                 refresh_interval: chrono_duration(limits.worker.refresh_interval),
+                delivery_client: crate::outbound::sender::client(limits.delivery),
                 delivery: limits.delivery.clone(),
             }),
         }
@@ -88,6 +92,11 @@ impl Context {
     /// Outbound webhook settings.
     pub fn delivery(&self) -> &DeliverySettings {
         &self.inner.delivery
+    }
+
+    /// The HTTP client of outbound webhooks.
+    pub fn delivery_client(&self) -> &reqwest::Client {
+        &self.inner.delivery_client
     }
 
     /// The database pool.
@@ -118,6 +127,17 @@ impl Context {
     /// Resolves at the next [`Context::wake_workers`].
     pub async fn workers_woken(&self) {
         self.inner.jobs_wake.notified().await;
+    }
+
+    /// Says that deliveries were queued outside the event log (a redelivery), so the sender
+    /// looks now.
+    pub fn wake_senders(&self) {
+        self.inner.senders_wake.notify_one();
+    }
+
+    /// Resolves at the next [`Context::wake_senders`].
+    pub async fn senders_woken(&self) {
+        self.inner.senders_wake.notified().await;
     }
 
     /// Verifies Plaid's webhook signatures, with its cache of keys.

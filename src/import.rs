@@ -11,6 +11,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::StreamExt;
 
 use crate::context::Context;
+use crate::domain::event::EventType;
+use crate::outbound::profiles;
 use crate::domain::background_refresh;
 use crate::domain::connection::Connection;
 use crate::domain::connection_events;
@@ -52,7 +54,13 @@ pub struct ImportOutcome {
     pub request_id: RequestId,
     /// One result per item, in request order.
     pub results: Vec<Result<Connection, ItemFailure>>,
+    /// What the caller should know, such as that no webhook profile receives the events.
+    pub warnings: Vec<String>,
 }
+
+/// The seed's warning for an account whose events reach no webhook endpoint.
+pub const NO_PROFILE_WARNING: &str = "no ACTIVE webhook profile of this account receives \
+     BANK_LINKING_ACCOUNTS_UPDATED: the events of this import reach StreamEvents only";
 
 /// Why a whole import could not run.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +99,21 @@ pub async fn import(
     Ok(ImportOutcome {
         request_id,
         results,
+        warnings: warnings(ctx, account_id).await,
     })
+}
+
+/// The warnings of an import. The items are written by now: a failed look-up leaves the
+/// warning out rather than failing them.
+async fn warnings(ctx: &Context, account_id: AccountId) -> Vec<String> {
+    match profiles::any_receives(ctx, account_id, EventType::BankLinkingAccountsUpdated).await {
+        Ok(true) => Vec::new(),
+        Ok(false) => vec![NO_PROFILE_WARNING.to_string()],
+        Err(error) => {
+            tracing::warn!(%error, "could not look up the account's webhook profiles");
+            Vec::new()
+        }
+    }
 }
 
 /// Imports one item; its result says whether it was committed, so that a batch whose later

@@ -63,6 +63,10 @@ pub struct Metrics {
     grpc_handling: Family<GrpcMethod, Histogram>,
     /// Jobs queued or running, as last counted.
     live_jobs: Gauge,
+    /// Outbound webhook attempts by outcome.
+    delivery_attempts: Family<Outcome, Counter>,
+    /// How long outbound webhook attempts took, in seconds.
+    delivery_seconds: Histogram,
 }
 
 /// The one set of metrics of this process.
@@ -102,8 +106,22 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Jobs queued or running (counted every few seconds)",
         live_jobs.clone(),
     );
+    let delivery_attempts = Family::<Outcome, Counter>::default();
+    registry.register(
+        "linkstate_delivery_attempts",
+        "Outbound webhook attempts by outcome (success, http_4xx, http_5xx, timeout, connect, refused)",
+        delivery_attempts.clone(),
+    );
+    let delivery_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+    registry.register(
+        "linkstate_delivery_attempt_seconds",
+        "How long outbound webhook attempts took",
+        delivery_seconds.clone(),
+    );
     Metrics {
         registry,
+        delivery_attempts,
+        delivery_seconds,
         imports,
         jobs,
         unknown_webhooks,
@@ -143,6 +161,23 @@ pub fn grpc_handled(path: &str, code: &str, elapsed: Duration) {
             grpc_method: method.to_string(),
         })
         .observe(elapsed.as_secs_f64());
+}
+
+/// Records one outbound webhook attempt.
+pub fn delivery_attempted(outcome: &crate::domain::delivery::Outcome, duration_ms: u64) {
+    use crate::domain::delivery::Outcome as O;
+    let label = match outcome {
+        _ if outcome.succeeded() => "success",
+        O::Answered { status, .. } if *status < 500 => "http_4xx",
+        O::Answered { .. } => "http_5xx",
+        O::Timeout => "timeout",
+        O::CouldNotConnect => "connect",
+        O::RefusedAddress => "refused",
+    };
+    count(&METRICS.delivery_attempts, label);
+    METRICS
+        .delivery_seconds
+        .observe(duration_ms as f64 / 1000.0);
 }
 
 /// Counts the queue depth every few seconds until `shutdown`.

@@ -44,8 +44,11 @@ CREATE TABLE outbound_deliveries (
     -- Every attempt: attemptedAt, responseStatus, durationMs, error.
     attempts jsonb NOT NULL DEFAULT '[]',
     next_attempt_at timestamptz,
-    -- The first attempt of the current round: give-up counts from it (a redelivery restarts it).
+    -- The current round (a redelivery starts a new one): when its first attempt was (give-up
+    -- counts from it), how many attempts it has had, and the last one's error.
     first_attempted_at timestamptz,
+    round_attempts integer NOT NULL DEFAULT 0,
+    last_error text,
     locked_by text,
     locked_until timestamptz,
     created_at timestamptz NOT NULL DEFAULT now(),

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::ids::{DeliveryId, EventId, ProfileId};
+
 meld_name_enum! {
     /// Where a delivery stands.
     pub enum DeliveryStatus {
@@ -141,6 +143,61 @@ pub fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
         .ok()?
         .with_timezone(&Utc);
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// One attempt as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// When it was sent.
+    pub attempted_at: DateTime<Utc>,
+    /// The HTTP status answered, if one was.
+    pub response_status: Option<u16>,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// What went wrong; None on success.
+    pub error: Option<String>,
+    /// The start of the answer's body.
+    #[serde(default)]
+    pub response_body: String,
+}
+
+/// One event's delivery to one profile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    /// Its id.
+    pub id: DeliveryId,
+    /// The profile.
+    pub profile_id: ProfileId,
+    /// The event (for a test webhook, the id it was sent with).
+    pub event_id: EventId,
+    /// The event's type, or `WEBHOOK_TEST`.
+    pub event_type: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// When the next attempt is due.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The event type of a test webhook.
+pub const WEBHOOK_TEST: &str = "WEBHOOK_TEST";
+
+/// Which events a redelivery sends again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Redelivery {
+    /// These events.
+    Events(Vec<EventId>),
+    /// The profile's events written in `[since, until)`.
+    Range {
+        /// From.
+        since: DateTime<Utc>,
+        /// Until, excluded.
+        until: DateTime<Utc>,
+    },
 }
 
 #[cfg(test)]

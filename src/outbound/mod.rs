@@ -2,4 +2,6 @@
 //! each of them, signed and retried.
 
 pub mod address;
+pub mod deliveries;
 pub mod profiles;
+pub mod sender;

@@ -192,3 +192,14 @@ pub async fn rotate(
         .map_err(ProfileError::from_store(id))?;
     Ok(WithSecret { profile, secret })
 }
+
+/// Whether some ACTIVE profile of the account receives events of this type.
+pub async fn any_receives(
+    ctx: &Context,
+    account_id: AccountId,
+    event_type: EventType,
+) -> Result<bool, StoreError> {
+    let mut conn = store::connect(ctx.pool()).await?;
+    let active = webhook_profiles::active(&mut conn, account_id).await?;
+    Ok(active.iter().any(|profile| profile.receives(event_type)))
+}

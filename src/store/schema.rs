@@ -202,6 +202,8 @@ diesel::table! {
         attempts -> Jsonb,
         next_attempt_at -> Nullable<Timestamptz>,
         first_attempted_at -> Nullable<Timestamptz>,
+        round_attempts -> Int4,
+        last_error -> Nullable<Text>,
         locked_by -> Nullable<Text>,
         locked_until -> Nullable<Timestamptz>,
         created_at -> Timestamptz,

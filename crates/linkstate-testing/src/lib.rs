@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod plaid;
+pub mod receiver;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -296,6 +297,15 @@ impl TestApp {
         &self,
     ) -> proto::financial_data_service_client::FinancialDataServiceClient<Channel> {
         proto::financial_data_service_client::FinancialDataServiceClient::new(self.channel().await)
+    }
+
+    /// A WebhookProfileService client.
+    pub async fn profiles(
+        &self,
+    ) -> proto::webhook_profile_service_client::WebhookProfileServiceClient<Channel> {
+        proto::webhook_profile_service_client::WebhookProfileServiceClient::new(
+            self.channel().await,
+        )
     }
 
     /// An EventService client.

@@ -105,7 +105,7 @@ impl ConnectionService for Connections {
         Ok(Response::new(proto::ImportConnectionsResponse {
             request_id: outcome.request_id.to_string(),
             results,
-            warnings: Vec::new(),
+            warnings: outcome.warnings,
         }))
     }
 

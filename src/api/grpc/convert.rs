@@ -4,8 +4,10 @@ use chrono::{DateTime, Utc};
 use prost_types::value::Kind;
 
 use crate::domain::connection::Connection;
+use crate::domain::delivery::Delivery;
 use crate::domain::event::{Event, EventFinancialAccount, EventPayload};
 use crate::domain::financial_account::AccountOwner;
+use crate::domain::webhook_profile::WebhookProfile;
 use crate::proto;
 use crate::store::events::LoggedEvent;
 use crate::store::financial_accounts::FinancialAccountRow;
@@ -250,6 +252,53 @@ pub fn transaction(row: &TransactionRow) -> proto::Transaction {
         status: proto_enum!(proto::transaction::Status, &row.status),
         transaction_date: row.transaction_date.to_string(),
         posted_date: row.posted_date.map(|d| d.to_string()).unwrap_or_default(),
+    }
+}
+
+/// A webhook profile as the API shows it, without its secret.
+pub fn webhook_profile(profile: &WebhookProfile) -> proto::WebhookProfile {
+    proto::WebhookProfile {
+        id: profile.id.to_string(),
+        account_id: profile.account_id.to_string(),
+        name: profile.name.clone(),
+        url: profile.url.clone(),
+        event_types: profile
+            .event_types
+            .iter()
+            .map(|t| proto_enum!(proto::event::Type, t.as_str()))
+            .collect(),
+        event_version: profile.event_version.clone(),
+        status: proto_enum!(proto::webhook_profile::Status, profile.status.as_str()),
+        disabled_reason: profile
+            .disabled_reason
+            .map(|r| proto_enum!(proto::webhook_profile::DisabledReason, r.as_str()))
+            .unwrap_or_default(),
+        created_at: Some(timestamp(profile.created_at)),
+        secret: String::new(),
+    }
+}
+
+/// A delivery with its attempts.
+pub fn delivery(delivery: &Delivery) -> proto::Delivery {
+    proto::Delivery {
+        id: delivery.id.to_string(),
+        profile_id: delivery.profile_id.to_string(),
+        event_id: delivery.event_id.to_string(),
+        event_type: delivery.event_type.clone(),
+        status: proto_enum!(proto::delivery::Status, delivery.status.as_str()),
+        attempts: delivery
+            .attempts
+            .iter()
+            .map(|a| proto::DeliveryAttempt {
+                attempted_at: Some(timestamp(a.attempted_at)),
+                response_status: a.response_status.map(i32::from).unwrap_or_default(),
+                duration_ms: a.duration_ms as i64,
+                error: a.error.clone().unwrap_or_default(),
+                response_body: a.response_body.clone(),
+            })
+            .collect(),
+        next_attempt_at: delivery.next_attempt_at.map(timestamp),
+        created_at: Some(timestamp(delivery.created_at)),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod financial_data_service;
 pub mod observe;
 pub mod request;
 pub mod status;
+pub mod webhook_profile_service;
 pub mod webhook_service;
 
 use std::future::Future;
@@ -98,6 +99,13 @@ pub async fn serve(
             proto::event_service_server::EventServiceServer::new(event_service::Events::new(
                 ctx.clone(),
             ))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            proto::webhook_profile_service_server::WebhookProfileServiceServer::new(
+                webhook_profile_service::WebhookProfiles::new(ctx.clone()),
+            )
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )

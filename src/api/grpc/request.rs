@@ -102,3 +102,15 @@ pub fn event_types(
         })
         .collect()
 }
+
+/// A timestamp field, within the years the database holds.
+pub fn timestamp(
+    field: &str,
+    value: &prost_types::Timestamp,
+) -> Result<chrono::DateTime<chrono::Utc>, Status> {
+    let at = u32::try_from(value.nanos)
+        .ok()
+        .and_then(|nanos| chrono::DateTime::from_timestamp(value.seconds, nanos))
+        .ok_or_else(|| Status::invalid_argument(format!("{field} is not a valid timestamp")))?;
+    input::timestamp(field, at).map_err(invalid)
+}

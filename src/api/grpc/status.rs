@@ -8,6 +8,7 @@ use crate::domain::input::excerpt;
 use crate::events::stream::StreamError;
 use crate::import::ImportError;
 use crate::lifecycle::LifecycleError;
+use crate::outbound::profiles::ProfileError;
 use crate::refresh::RefreshError;
 use crate::store::StoreError;
 use crate::webhooks::RecordError;
@@ -24,6 +25,16 @@ impl From<StoreError> for Status {
                 tracing::error!(error = %other, "internal error");
                 Status::internal("internal error")
             }
+        }
+    }
+}
+
+impl From<ProfileError> for Status {
+    fn from(error: ProfileError) -> Self {
+        match error {
+            ProfileError::NotFound(_) => Status::not_found(error.to_string()),
+            ProfileError::Invalid(_) => Status::invalid_argument(error.to_string()),
+            ProfileError::Store(error) => error.into(),
         }
     }
 }

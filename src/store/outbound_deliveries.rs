@@ -1,0 +1,431 @@
+//! Deliveries of events to webhook profiles: made from the log by one dispatcher, claimed by
+//! the senders of any replica, one at a time each, with every attempt recorded.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer, Interval, Json, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::schema::outbound_deliveries;
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, Redelivery};
+use crate::domain::ids::{AccountId, DeliveryId, EventId, ProfileId};
+
+/// A delivery row, as lists show it.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = outbound_deliveries)]
+struct DeliveryRow {
+    id: Uuid,
+    profile_id: Uuid,
+    event_id: Uuid,
+    event_type: String,
+    status: String,
+    attempts: serde_json::Value,
+    next_attempt_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<DeliveryRow> for Delivery {
+    type Error = StoreError;
+
+    fn try_from(row: DeliveryRow) -> Result<Self, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("delivery {}: {what}", row.id));
+        Ok(Delivery {
+            id: DeliveryId(row.id),
+            profile_id: ProfileId(row.profile_id),
+            event_id: EventId(row.event_id),
+            status: row.status.parse().map_err(|_| corrupt("status"))?,
+            attempts: serde_json::from_value(row.attempts).map_err(|_| corrupt("attempts"))?,
+            event_type: row.event_type,
+            next_attempt_at: row.next_attempt_at,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// Queues a test webhook with its body; it is due at once.
+pub async fn insert_test(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    profile_id: ProfileId,
+    event_id: EventId,
+    body: &serde_json::Value,
+) -> Result<DeliveryId, StoreError> {
+    let id = DeliveryId::generate();
+    diesel::insert_into(outbound_deliveries::table)
+        .values((
+            outbound_deliveries::id.eq(id.0),
+            outbound_deliveries::account_id.eq(account_id.0),
+            outbound_deliveries::profile_id.eq(profile_id.0),
+            outbound_deliveries::event_id.eq(event_id.0),
+            outbound_deliveries::event_type.eq(crate::domain::delivery::WEBHOOK_TEST),
+            outbound_deliveries::body.eq(body),
+            outbound_deliveries::status.eq(DeliveryStatus::Pending.as_str()),
+            outbound_deliveries::next_attempt_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// One delivery of the tenant's.
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    id: DeliveryId,
+) -> Result<Delivery, StoreError> {
+    outbound_deliveries::table
+        .filter(outbound_deliveries::id.eq(id.0))
+        .filter(outbound_deliveries::account_id.eq(account_id.0))
+        .select(DeliveryRow::as_select())
+        .first::<DeliveryRow>(conn)
+        .await?
+        .try_into()
+}
+
+/// A filter on a profile's deliveries.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryFilter {
+    /// Only this event's.
+    pub event_id: Option<EventId>,
+    /// Only in these statuses; empty: all.
+    pub statuses: Vec<DeliveryStatus>,
+}
+
+/// A profile's deliveries before `before` (created_at, id), newest first, at most `limit`.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    profile_id: ProfileId,
+    filter: &DeliveryFilter,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Delivery>, StoreError> {
+    let mut query = outbound_deliveries::table
+        .filter(outbound_deliveries::profile_id.eq(profile_id.0))
+        .order((
+            outbound_deliveries::created_at.desc(),
+            outbound_deliveries::id.desc(),
+        ))
+        .limit(limit)
+        .select(DeliveryRow::as_select())
+        .into_boxed();
+    if let Some(event_id) = filter.event_id {
+        query = query.filter(outbound_deliveries::event_id.eq(event_id.0));
+    }
+    if !filter.statuses.is_empty() {
+        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        query = query.filter(outbound_deliveries::status.eq_any(statuses));
+    }
+    if let Some((at, id)) = before {
+        query = query.filter(
+            outbound_deliveries::created_at
+                .lt(at)
+                .or(outbound_deliveries::created_at
+                    .eq(at)
+                    .and(outbound_deliveries::id.lt(id))),
+        );
+    }
+    query
+        .load::<DeliveryRow>(conn)
+        .await?
+        .into_iter()
+        .map(Delivery::try_from)
+        .collect()
+}
+
+#[derive(QueryableByName)]
+struct Dispatched {
+    #[diesel(sql_type = BigInt)]
+    scanned: i64,
+    #[diesel(sql_type = BigInt)]
+    queued: i64,
+}
+
+/// Turns the settled events after the dispatcher's position (at most `limit` of them) into
+/// deliveries for every ACTIVE profile of their account that receives them and was made before
+/// them, and moves the position past them. None when another replica is dispatching;
+/// otherwise how many deliveries were queued and whether more events may be waiting.
+pub async fn dispatch(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> Result<Option<(i64, bool)>, StoreError> {
+    let outcome = diesel::sql_query(DISPATCH)
+        .bind::<BigInt, _>(limit)
+        .load::<Dispatched>(conn)
+        .await?;
+    Ok(outcome
+        .into_iter()
+        .next()
+        .map(|row| (row.queued, row.scanned >= limit)))
+}
+
+/// One statement: lock the position (skipping when another replica holds it), page the settled
+/// events after it (below the oldest running transaction, as the event readers do, so no later
+/// commit lands behind it), queue their deliveries, and move the position; a page with nothing
+/// in it moves the position up to that horizon.
+const DISPATCH: &str = "\
+WITH position AS (
+    SELECT transaction_id, sequence FROM outbound_dispatch FOR UPDATE SKIP LOCKED
+), horizon AS (
+    SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin
+), page AS (
+    SELECT e.transaction_id, e.sequence, e.event_id, e.account_id, e.event_type
+    FROM events e, position p, horizon h
+    WHERE (e.transaction_id, e.sequence) > (p.transaction_id, p.sequence)
+      AND e.transaction_id < h.xmin
+    ORDER BY e.transaction_id, e.sequence
+    LIMIT $1
+), queued AS (
+    INSERT INTO outbound_deliveries (id, account_id, profile_id, event_id, event_type, status, next_attempt_at)
+    SELECT gen_random_uuid(), page.account_id, w.id, page.event_id, page.event_type, 'PENDING', now()
+    FROM page JOIN webhook_profiles w ON w.account_id = page.account_id
+    WHERE w.status = 'ACTIVE'
+      AND (cardinality(w.event_types) = 0 OR page.event_type = ANY (w.event_types))
+      AND (page.transaction_id, page.sequence) > (w.start_transaction, w.start_sequence)
+    ON CONFLICT (profile_id, event_id) DO NOTHING
+    RETURNING 1
+), last AS (
+    SELECT transaction_id, sequence FROM page ORDER BY transaction_id DESC, sequence DESC LIMIT 1
+), moved AS (
+    UPDATE outbound_dispatch SET
+        transaction_id = COALESCE((SELECT transaction_id FROM last), (SELECT xmin - 1 FROM horizon)),
+        sequence = COALESCE((SELECT sequence FROM last), 9223372036854775807)
+    WHERE EXISTS (SELECT 1 FROM position)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM page) AS scanned, (SELECT count(*) FROM queued) AS queued
+FROM position";
+
+/// A claimed delivery: what its attempt needs.
+#[derive(QueryableByName, Clone, Debug)]
+pub struct Claimed {
+    /// The delivery.
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    /// The tenant.
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub account_id: Uuid,
+    /// The profile.
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub profile_id: Uuid,
+    /// The event.
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub event_id: Uuid,
+    /// A test webhook's body.
+    #[diesel(sql_type = Nullable<Json>)]
+    pub body: Option<serde_json::Value>,
+    /// Where it goes.
+    #[diesel(sql_type = Text)]
+    pub url: String,
+    /// Attempts so far in this round.
+    #[diesel(sql_type = Integer)]
+    pub round_attempts: i32,
+    /// The round's first attempt, if there was one.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub first_attempted_at: Option<DateTime<Utc>>,
+    /// The last attempt's error, for `Meld-Retry-Reason`.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub last_error: Option<String>,
+}
+
+/// Claims up to `limit` due deliveries for `worker` for `lease`, at most `per_profile` held at
+/// once for any one profile (counting what every replica holds), oldest due first. A row
+/// another claimer took in between is skipped: the outer WHERE is checked again on it.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    worker: &str,
+    lease: Duration,
+    limit: i64,
+    per_profile: i64,
+) -> Result<Vec<Claimed>, StoreError> {
+    Ok(diesel::sql_query(CLAIM)
+        .bind::<Text, _>(worker)
+        .bind::<Interval, _>(pg_interval(lease))
+        .bind::<BigInt, _>(per_profile)
+        .bind::<BigInt, _>(limit)
+        .load::<Claimed>(conn)
+        .await?)
+}
+
+const CLAIM: &str = "\
+WITH held AS (
+    SELECT profile_id, count(*) AS n FROM outbound_deliveries
+    WHERE locked_until > now() AND status IN ('PENDING', 'RETRYING')
+    GROUP BY profile_id
+), due AS (
+    SELECT d.id, d.next_attempt_at,
+           row_number() OVER (PARTITION BY d.profile_id ORDER BY d.next_attempt_at, d.id) AS rank,
+           COALESCE(h.n, 0) AS held
+    FROM outbound_deliveries d LEFT JOIN held h USING (profile_id)
+    WHERE d.status IN ('PENDING', 'RETRYING') AND d.next_attempt_at <= now()
+      AND (d.locked_until IS NULL OR d.locked_until <= now())
+), chosen AS (
+    SELECT id FROM due WHERE rank + held <= $3 ORDER BY next_attempt_at, id LIMIT $4
+)
+UPDATE outbound_deliveries d SET locked_by = $1, locked_until = now() + $2
+FROM webhook_profiles w
+WHERE d.id IN (SELECT id FROM chosen) AND w.id = d.profile_id
+  AND d.status IN ('PENDING', 'RETRYING') AND (d.locked_until IS NULL OR d.locked_until <= now())
+RETURNING d.id, d.account_id, d.profile_id, d.event_id, d.body, w.url, d.round_attempts,
+          d.first_attempted_at, d.last_error";
+
+/// A std duration as a PostgreSQL interval.
+fn pg_interval(duration: Duration) -> diesel::pg::data_types::PgInterval {
+    diesel::pg::data_types::PgInterval::from_microseconds(duration.as_micros() as i64)
+}
+
+/// What an attempt leads to, as stored.
+#[derive(Clone, Copy, Debug)]
+pub struct AfterAttempt {
+    /// The delivery's new status.
+    pub status: DeliveryStatus,
+    /// When it is due again (RETRYING).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The round's first attempt.
+    pub first_attempted_at: DateTime<Utc>,
+}
+
+/// Records an attempt of a delivery `worker` holds and what follows it; false when the claim
+/// was lost (the lease ran out and another replica took it, or the profile stopped it).
+pub async fn record_attempt(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    worker: &str,
+    attempt: &Attempt,
+    after: AfterAttempt,
+) -> Result<bool, StoreError> {
+    let attempt = serde_json::to_value(attempt).expect("attempts serialize");
+    let updated = diesel::sql_query(
+        "UPDATE outbound_deliveries SET attempts = attempts || jsonb_build_array($3::jsonb), \
+         status = $4, next_attempt_at = $5, first_attempted_at = $6, \
+         round_attempts = round_attempts + 1, last_error = $3::jsonb->>'error', \
+         locked_by = NULL, locked_until = NULL \
+         WHERE id = $1 AND locked_by = $2 AND status IN ('PENDING', 'RETRYING')",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<Text, _>(worker)
+    .bind::<diesel::sql_types::Jsonb, _>(attempt)
+    .bind::<Text, _>(after.status.as_str())
+    .bind::<Nullable<Timestamptz>, _>(after.next_attempt_at)
+    .bind::<Timestamptz, _>(after.first_attempted_at)
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// Gives back what `worker` holds without an attempt (shutdown), due at once.
+pub async fn release(conn: &mut AsyncPgConnection, worker: &str) -> Result<(), StoreError> {
+    diesel::update(outbound_deliveries::table.filter(outbound_deliveries::locked_by.eq(worker)))
+        .set((
+            outbound_deliveries::locked_by.eq(None::<String>),
+            outbound_deliveries::locked_until.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Fails every pending delivery of a profile (it was disabled by its endpoint).
+pub async fn stop_profile(
+    conn: &mut AsyncPgConnection,
+    profile_id: ProfileId,
+) -> Result<(), StoreError> {
+    diesel::update(
+        outbound_deliveries::table
+            .filter(outbound_deliveries::profile_id.eq(profile_id.0))
+            .filter(outbound_deliveries::status.eq_any(["PENDING", "RETRYING"])),
+    )
+    .set((
+        outbound_deliveries::status.eq(DeliveryStatus::Failed.as_str()),
+        outbound_deliveries::next_attempt_at.eq(None::<DateTime<Utc>>),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Queues events of the tenant's to a profile again: each gets a new round, due now (a
+/// delivery it never had is made). With `only_failed`, only FAILED deliveries are. Answers how
+/// many were queued.
+pub async fn redeliver(
+    conn: &mut AsyncPgConnection,
+    account_id: AccountId,
+    profile_id: ProfileId,
+    which: &Redelivery,
+    only_failed: bool,
+) -> Result<i64, StoreError> {
+    let ids: Option<Vec<Uuid>> = match which {
+        Redelivery::Events(ids) => Some(ids.iter().map(|id| id.0).collect()),
+        Redelivery::Range { .. } => None,
+    };
+    let (since, until) = match which {
+        Redelivery::Range { since, until } => (Some(*since), Some(*until)),
+        Redelivery::Events(_) => (None, None),
+    };
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let count = diesel::sql_query(REDELIVER)
+        .bind::<diesel::sql_types::Uuid, _>(account_id.0)
+        .bind::<diesel::sql_types::Uuid, _>(profile_id.0)
+        .bind::<Nullable<Array<diesel::sql_types::Uuid>>, _>(ids)
+        .bind::<Nullable<Timestamptz>, _>(since)
+        .bind::<Nullable<Timestamptz>, _>(until)
+        .bind::<diesel::sql_types::Bool, _>(only_failed)
+        .get_result::<Count>(conn)
+        .await?;
+    Ok(count.n)
+}
+
+/// By ids: any of the tenant's events named. By range: those the profile receives by type.
+/// Only-failed touches existing FAILED deliveries only.
+const REDELIVER: &str = "\
+WITH chosen AS (
+    SELECT e.event_id, e.event_type FROM events e, webhook_profiles w
+    WHERE w.id = $2 AND w.account_id = $1 AND e.account_id = $1
+      AND (($3::uuid[] IS NOT NULL AND e.event_id = ANY ($3))
+        OR ($3::uuid[] IS NULL AND e.created_at >= $4 AND e.created_at < $5
+            AND (cardinality(w.event_types) = 0 OR e.event_type = ANY (w.event_types))))
+), queued AS (
+    INSERT INTO outbound_deliveries (id, account_id, profile_id, event_id, event_type, status, next_attempt_at)
+    SELECT gen_random_uuid(), $1, $2, c.event_id, c.event_type, 'PENDING', now()
+    FROM chosen c
+    WHERE NOT $6 OR EXISTS (
+        SELECT 1 FROM outbound_deliveries d
+        WHERE d.profile_id = $2 AND d.event_id = c.event_id AND d.status = 'FAILED')
+    ON CONFLICT (profile_id, event_id) DO UPDATE SET
+        status = 'PENDING', next_attempt_at = now(), first_attempted_at = NULL,
+        round_attempts = 0, last_error = NULL
+    WHERE NOT $6 OR outbound_deliveries.status = 'FAILED'
+    RETURNING 1
+)
+SELECT count(*) AS n FROM queued";
+
+/// Claims one delivery by id for `worker`, if it is due or pending and nobody holds it.
+pub async fn claim_one(
+    conn: &mut AsyncPgConnection,
+    id: DeliveryId,
+    worker: &str,
+    lease: Duration,
+) -> Result<Option<Claimed>, StoreError> {
+    Ok(diesel::sql_query(
+        "UPDATE outbound_deliveries d SET locked_by = $2, locked_until = now() + $3 \
+         FROM webhook_profiles w \
+         WHERE d.id = $1 AND w.id = d.profile_id AND d.status IN ('PENDING', 'RETRYING') \
+           AND (d.locked_until IS NULL OR d.locked_until <= now()) \
+         RETURNING d.id, d.account_id, d.profile_id, d.event_id, d.body, w.url, \
+                   d.round_attempts, d.first_attempted_at, d.last_error",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id.0)
+    .bind::<Text, _>(worker)
+    .bind::<Interval, _>(pg_interval(lease))
+    .load::<Claimed>(conn)
+    .await?
+    .into_iter()
+    .next())
+}
