@@ -69,14 +69,15 @@ pub struct WithSecret {
     pub secret: SigningSecret,
 }
 
-/// Checks a URL: its form, then (for a host name) what DNS says of it now.
+/// Checks a URL: its form, then (for a host name) that DNS does not point it anywhere private.
 async fn check_url(ctx: &Context, text: &str) -> Result<Url, ProfileInputError> {
     let allow_private = ctx.delivery().allow_private;
     let url = rules::check_url(text, allow_private)?;
+    // A name that does not resolve yet is taken (its DNS may still be on the way); every
+    // attempt resolves it again and refuses a non-public answer then.
     match address::check_url_host(&url, allow_private).await {
-        Ok(()) => Ok(url),
+        Ok(()) | Err(AddressError::Unresolved) => Ok(url),
         Err(AddressError::NotPublic) => Err(rules::refused_address()),
-        Err(error @ AddressError::Unresolved) => Err(ProfileInputError::Url(error.to_string())),
     }
 }
 

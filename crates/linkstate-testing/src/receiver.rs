@@ -120,7 +120,8 @@ impl Receiver {
             }
             Some(Reply::Drop) => return,
         };
-        let mut answer = format!("HTTP/1.1 {status} Status\r\ncontent-length: 2\r\nconnection: close\r\n");
+        let mut answer =
+            format!("HTTP/1.1 {status} Status\r\ncontent-length: 2\r\nconnection: close\r\n");
         for (name, value) in headers {
             answer.push_str(&format!("{name}: {value}\r\n"));
         }
