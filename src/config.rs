@@ -206,27 +206,27 @@ pub struct EventSettings {
 #[derive(Debug, Clone, Args)]
 pub struct DeliverySettings {
     /// The wait before the first retry; each later one doubles (`60s`).
-    #[arg(long = "delivery-retry-base", env = "LINKSTATE_DELIVERY_RETRY_BASE", default_value = "60s", value_parser = positive_duration)]
+    #[arg(id = "delivery-retry-base", long = "delivery-retry-base", env = "LINKSTATE_DELIVERY_RETRY_BASE", default_value = "60s", value_parser = positive_duration)]
     pub retry_base: Duration,
     /// The longest wait between retries, and the most a `Retry-After` is honoured for (`1h`).
-    #[arg(long = "delivery-retry-max", env = "LINKSTATE_DELIVERY_RETRY_MAX", default_value = "1h", value_parser = positive_duration)]
+    #[arg(id = "delivery-retry-max", long = "delivery-retry-max", env = "LINKSTATE_DELIVERY_RETRY_MAX", default_value = "1h", value_parser = positive_duration)]
     pub retry_max: Duration,
     /// How long after its first attempt a delivery is retried before it FAILS (`72h`).
-    #[arg(long = "delivery-give-up", env = "LINKSTATE_DELIVERY_GIVE_UP", default_value = "72h", value_parser = positive_duration)]
+    #[arg(id = "delivery-give-up", long = "delivery-give-up", env = "LINKSTATE_DELIVERY_GIVE_UP", default_value = "72h", value_parser = positive_duration)]
     pub give_up: Duration,
     /// How long one attempt may take (`10s`).
-    #[arg(long = "delivery-timeout", env = "LINKSTATE_DELIVERY_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    #[arg(id = "delivery-timeout", long = "delivery-timeout", env = "LINKSTATE_DELIVERY_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub timeout: Duration,
     /// Whether endpoints on loopback, private and other non-public addresses (and plain http)
     /// are allowed: for development only.
-    #[arg(long = "delivery-allow-private", env = "LINKSTATE_DELIVERY_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(id = "delivery-allow-private", long = "delivery-allow-private", env = "LINKSTATE_DELIVERY_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_private: bool,
     /// Requests in flight at once, across all profiles, in one process.
-    #[arg(long = "delivery-concurrency", env = "LINKSTATE_DELIVERY_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(id = "delivery-concurrency", long = "delivery-concurrency", env = "LINKSTATE_DELIVERY_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
     /// Requests in flight at once to one profile, in one process: a slow endpoint holds only
     /// these.
-    #[arg(long = "delivery-profile-concurrency", env = "LINKSTATE_DELIVERY_PROFILE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(id = "delivery-profile-concurrency", long = "delivery-profile-concurrency", env = "LINKSTATE_DELIVERY_PROFILE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub profile_concurrency: u32,
 }
 
@@ -381,5 +381,15 @@ impl Settings {
             });
         }
         Ok(url.trim_end_matches('/').to_string())
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+
+    #[test]
+    fn every_argument_is_well_formed_and_named_once() {
+        name_values_by_env(Cli::command()).debug_assert();
     }
 }

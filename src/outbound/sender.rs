@@ -29,7 +29,7 @@ const DISPATCH_PAGE: i64 = 1000;
 /// How often due retries are looked for when nothing wakes the sender.
 const POLL: Duration = Duration::from_millis(250);
 /// What a claim's lease adds to the attempt's timeout, so a live attempt never loses it.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// The client outbound webhooks are sent with: no redirects, the attempt timeout, and a
 /// resolver that refuses non-public addresses unless they are allowed.
@@ -169,22 +169,18 @@ async fn attempt(ctx: &Context, worker: &str, claimed: Claimed) -> Result<(), St
     let profile_id = ProfileId(claimed.profile_id);
     let started_at = Utc::now();
     let first_attempted_at = claimed.first_attempted_at.unwrap_or(started_at);
-    let Some(body) = body(ctx, &claimed).await? else {
-        let attempt = Attempt {
-            attempted_at: started_at,
-            response_status: None,
-            duration_ms: 0,
-            error: Some("the event is no longer retained".into()),
-            response_body: String::new(),
-        };
-        let after = AfterAttempt {
-            status: DeliveryStatus::Failed,
-            next_attempt_at: None,
-            first_attempted_at,
-        };
-        let mut conn = store::connect(ctx.pool()).await?;
-        outbound_deliveries::record_attempt(&mut conn, claimed.id, worker, &attempt, after).await?;
-        return Ok(());
+    let unsendable = match body(ctx, &claimed).await {
+        Ok(Some(body)) => Ok(body),
+        Ok(None) => Err("the event is no longer retained"),
+        Err(StoreError::Corrupt(detail)) => {
+            tracing::error!(%detail, delivery = %claimed.id, "an event that does not read");
+            Err("the event could not be read")
+        }
+        Err(other) => return Err(other),
+    };
+    let body = match unsendable {
+        Ok(body) => body,
+        Err(reason) => return give_up(ctx, worker, &claimed, reason, first_attempted_at).await,
     };
     let signers = {
         let mut conn = store::connect(ctx.pool()).await?;
@@ -225,6 +221,31 @@ async fn attempt(ctx: &Context, worker: &str, claimed: Claimed) -> Result<(), St
         webhook_profiles::disable(&mut conn, profile_id, DisabledReason::EndpointGone).await?;
         outbound_deliveries::stop_profile(&mut conn, profile_id).await?;
     }
+    Ok(())
+}
+
+/// Fails a delivery that cannot be sent at all, recording why as its attempt.
+async fn give_up(
+    ctx: &Context,
+    worker: &str,
+    claimed: &Claimed,
+    reason: &str,
+    first_attempted_at: chrono::DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let attempt = Attempt {
+        attempted_at: Utc::now(),
+        response_status: None,
+        duration_ms: 0,
+        error: Some(reason.to_string()),
+        response_body: String::new(),
+    };
+    let after = AfterAttempt {
+        status: DeliveryStatus::Failed,
+        next_attempt_at: None,
+        first_attempted_at,
+    };
+    let mut conn = store::connect(ctx.pool()).await?;
+    outbound_deliveries::record_attempt(&mut conn, claimed.id, worker, &attempt, after).await?;
     Ok(())
 }
 
