@@ -67,6 +67,15 @@ pub struct Metrics {
     delivery_attempts: Family<Outcome, Counter>,
     /// How long outbound webhook attempts took, in seconds.
     delivery_seconds: Histogram,
+    /// The age of each profile's oldest delivery not yet sent, as last counted.
+    oldest_pending: Family<Profile, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+/// Labels of a per-profile metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Profile {
+    /// The profile's id.
+    pub profile_id: String,
 }
 
 /// The one set of metrics of this process.
@@ -118,8 +127,15 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "How long outbound webhook attempts took",
         delivery_seconds.clone(),
     );
+    let oldest_pending = Family::<Profile, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    registry.register(
+        "linkstate_delivery_oldest_pending_seconds",
+        "Age of each profile's oldest delivery not yet sent (counted every few seconds)",
+        oldest_pending.clone(),
+    );
     Metrics {
         registry,
+        oldest_pending,
         delivery_attempts,
         delivery_seconds,
         imports,
@@ -192,6 +208,25 @@ pub async fn refresh_gauges(ctx: Context, shutdown: CancellationToken) {
                 METRICS.live_jobs.set(n);
             }
             Err(error) => tracing::debug!(%error, "could not count live jobs"),
+        }
+        let pending = async {
+            let mut conn = store::connect(ctx.pool()).await?;
+            store::outbound_deliveries::oldest_pending(&mut conn).await
+        };
+        match pending.await {
+            Ok(ages) => {
+                // Profiles with nothing pending drop out rather than linger at their last age.
+                METRICS.oldest_pending.clear();
+                for (profile_id, seconds) in ages {
+                    METRICS
+                        .oldest_pending
+                        .get_or_create(&Profile {
+                            profile_id: profile_id.to_string(),
+                        })
+                        .set(seconds);
+                }
+            }
+            Err(error) => tracing::debug!(%error, "could not count pending deliveries"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

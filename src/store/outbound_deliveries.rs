@@ -429,3 +429,26 @@ pub async fn claim_one(
     .into_iter()
     .next())
 }
+
+/// Each profile with deliveries not yet sent, and the age in seconds of its oldest one.
+pub async fn oldest_pending(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<(ProfileId, f64)>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Age {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        profile_id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        seconds: f64,
+    }
+    let ages = diesel::sql_query(
+        "SELECT profile_id, extract(epoch FROM now() - min(created_at))::float8 AS seconds \
+         FROM outbound_deliveries WHERE status IN ('PENDING', 'RETRYING') GROUP BY profile_id",
+    )
+    .load::<Age>(conn)
+    .await?;
+    Ok(ages
+        .into_iter()
+        .map(|age| (ProfileId(age.profile_id), age.seconds))
+        .collect())
+}
