@@ -117,10 +117,12 @@ fn main() {
     runtime.block_on(run());
 }
 
-async fn start() -> TestApp {
+/// A process whose sender has `CONCURRENCY` slots, at most `per_profile` of them for one
+/// profile.
+async fn start(per_profile: u32) -> TestApp {
     TestApp::start_with(|config| {
         config.delivery.concurrency = CONCURRENCY;
-        config.delivery.profile_concurrency = CONCURRENCY;
+        config.delivery.profile_concurrency = per_profile;
         config.delivery.timeout = Duration::from_secs(10);
     })
     .await
@@ -128,6 +130,7 @@ async fn start() -> TestApp {
 
 async fn run() {
     let (linkstate, baseline) = drain().await;
+    eprintln!("drain: linkstate {linkstate:?}, baseline {baseline:?}");
     let latency = paced(1).await;
     let isolated = paced(10).await;
     println!("\n## Outbound webhooks (`cargo bench --bench delivery`)\n");
@@ -183,7 +186,8 @@ fn event() -> NewEvent {
 }
 
 async fn drain() -> (Duration, Duration) {
-    let app = start().await;
+    // One profile may use every slot, as the baseline does.
+    let app = start(CONCURRENCY).await;
     let (account, key) = app.account("bench").await;
     let arrivals = Arrivals::default();
     let url = receiver(arrivals.clone()).await;
@@ -283,7 +287,9 @@ async fn bodies(app: &TestApp, account: AccountId) -> Vec<Vec<u8>> {
 /// `profiles` profiles (the first of several never answers); the commit-to-arrival latency of
 /// the answering ones.
 async fn paced(profiles: usize) -> Vec<Duration> {
-    let app = start().await;
+    // The default share: a profile holds at most 8 of the slots, so one that never answers
+    // leaves the rest to the others.
+    let app = start(8).await;
     let (account, key) = app.account("bench").await;
     let mut receivers = Vec::new();
     if profiles > 1 {

@@ -738,3 +738,128 @@ async fn the_import_warns_when_no_profile_receives_accounts_updated() {
     assert!(answer.warnings.is_empty(), "{:?}", answer.warnings);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_updates_and_listings_are_refused_and_change_nothing() {
+    let app = TestApp::start_with(|config| config.delivery.allow_private = false).await;
+    let (_, key) = app.account("acme").await;
+    let profile = create_profile(&app, &key, "https://hooks.example.com/h").await;
+    let mut client = app.profiles().await;
+    let update = |paths: &[&str], url: &str| proto::UpdateWebhookProfileRequest {
+        profile: Some(proto::WebhookProfile {
+            id: profile.id.clone(),
+            name: String::new(),
+            url: url.into(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }),
+    };
+    for (request, message) in [
+        (update(&[], "x"), "updateMask names no field"),
+        (
+            update(&["secret"], "x"),
+            "updateMask: \"secret\" is not a field that can be updated",
+        ),
+        (update(&["name"], "x"), "name is required"),
+        (
+            update(&["url"], "https://192.168.0.10/h"),
+            "url points at a loopback, private or otherwise non-public address",
+        ),
+    ] {
+        let error = client
+            .update_webhook_profile(authed(&key, request))
+            .await
+            .unwrap_err();
+        assert_status(&error, Code::InvalidArgument, message);
+    }
+    let unchanged = client
+        .get_webhook_profile(authed(
+            &key,
+            proto::GetWebhookProfileRequest {
+                profile_id: profile.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unchanged.name, "ops");
+    assert_eq!(unchanged.url, "https://hooks.example.com/h");
+
+    let list = |page_token: &str, statuses: Vec<i32>| proto::ListDeliveriesRequest {
+        profile_id: profile.id.clone(),
+        page_token: page_token.into(),
+        statuses,
+        ..Default::default()
+    };
+    let error = client
+        .list_deliveries(authed(&key, list("not-a-token", Vec::new())))
+        .await
+        .unwrap_err();
+    assert_status(
+        &error,
+        Code::InvalidArgument,
+        "pageToken is not one this service handed out",
+    );
+    let error = client
+        .list_deliveries(authed(&key, list("", vec![99])))
+        .await
+        .unwrap_err();
+    assert_status(
+        &error,
+        Code::InvalidArgument,
+        "statuses has an unknown or unset value",
+    );
+    let error = client
+        .get_webhook_profile(authed(
+            &key,
+            proto::GetWebhookProfileRequest {
+                profile_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&error, Code::InvalidArgument, "profileId is required");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_profile_drops_its_deliveries_and_metrics_count_attempts() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let receiver = Receiver::start(vec![Reply::Status(500, Vec::new())]).await;
+    let profile = create_profile(&app, &key, &receiver.url).await;
+    let mut client = app.profiles().await;
+    client
+        .send_test_webhook(authed(
+            &key,
+            proto::SendTestWebhookRequest {
+                profile_id: profile.id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    let metrics = reqwest::get(format!("http://{}/metrics", app.app.http_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("linkstate_delivery_attempts_total{outcome=\"http_5xx\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("linkstate_delivery_attempt_seconds_count"));
+    client
+        .delete_webhook_profile(authed(
+            &key,
+            proto::DeleteWebhookProfileRequest {
+                profile_id: profile.id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(app.count("outbound_deliveries").await, 0);
+    app.stop().await;
+}

@@ -54,20 +54,25 @@ pub async fn run(ctx: Context, worker: String, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(settings.concurrency as usize));
     let mut batches = ctx.hub().subscribe();
     let mut in_flight = JoinSet::new();
+    // Claims are made for a batch of free slots, not one at a time as attempts end.
+    let batch = (settings.concurrency as usize / 4).max(1);
+    let mut new_events = true;
     loop {
-        if let Err(error) = dispatch_all(&ctx).await {
+        if new_events && let Err(error) = dispatch_all(&ctx).await {
             tracing::warn!(%error, "could not dispatch events to webhook profiles");
         }
-        if let Err(error) = claim_and_send(&ctx, &worker, &slots, &mut in_flight).await {
+        if (new_events || slots.available_permits() >= batch)
+            && let Err(error) = claim_and_send(&ctx, &worker, &slots, &mut in_flight).await
+        {
             tracing::warn!(%error, "could not claim webhook deliveries");
         }
-        tokio::select! {
+        new_events = tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = batches.recv() => {}
-            _ = ctx.senders_woken() => {}
-            Some(_) = in_flight.join_next() => {}
-            _ = tokio::time::sleep(POLL) => {}
-        }
+            _ = batches.recv() => true,
+            _ = ctx.senders_woken() => true,
+            Some(_) = in_flight.join_next() => false,
+            _ = tokio::time::sleep(POLL) => true,
+        };
     }
     // Attempts under way finish (each is bounded by its timeout); what was claimed and not
     // started is given back.
@@ -141,13 +146,15 @@ pub async fn attempt_now(ctx: &Context, id: DeliveryId) -> Result<(), StoreError
 
 /// The body a delivery sends: a test webhook's own, or its event in Meld's envelope. None when
 /// the event is no longer retained.
-async fn body(ctx: &Context, claimed: &Claimed) -> Result<Option<Vec<u8>>, StoreError> {
+async fn body(
+    conn: &mut diesel_async::AsyncPgConnection,
+    claimed: &Claimed,
+) -> Result<Option<Vec<u8>>, StoreError> {
     if let Some(body) = &claimed.body {
         return Ok(Some(serde_json::to_vec(body).expect("JSON serializes")));
     }
-    let mut conn = store::connect(ctx.pool()).await?;
     match events::get(
-        &mut conn,
+        conn,
         AccountId(claimed.account_id),
         EventId(claimed.event_id),
     )
@@ -169,7 +176,8 @@ async fn attempt(ctx: &Context, worker: &str, claimed: Claimed) -> Result<(), St
     let profile_id = ProfileId(claimed.profile_id);
     let started_at = Utc::now();
     let first_attempted_at = claimed.first_attempted_at.unwrap_or(started_at);
-    let unsendable = match body(ctx, &claimed).await {
+    let mut conn = store::connect(ctx.pool()).await?;
+    let unsendable = match body(&mut conn, &claimed).await {
         Ok(Some(body)) => Ok(body),
         Ok(None) => Err("the event is no longer retained"),
         Err(StoreError::Corrupt(detail)) => {
@@ -180,12 +188,14 @@ async fn attempt(ctx: &Context, worker: &str, claimed: Claimed) -> Result<(), St
     };
     let body = match unsendable {
         Ok(body) => body,
-        Err(reason) => return give_up(ctx, worker, &claimed, reason, first_attempted_at).await,
+        Err(reason) => {
+            drop(conn);
+            return give_up(ctx, worker, &claimed, reason, first_attempted_at).await;
+        }
     };
-    let signers = {
-        let mut conn = store::connect(ctx.pool()).await?;
-        webhook_profiles::signers(&mut conn, ctx.cipher(), profile_id, started_at).await?
-    };
+    let signers = webhook_profiles::signers(&mut conn, ctx.cipher(), profile_id, started_at).await?;
+    // Not held across the request: attempts in flight may outnumber the pool.
+    drop(conn);
     let clock = Instant::now();
     let (outcome, response_body) = post(ctx, &claimed, &signers, &body, started_at).await;
     let attempt = Attempt {

@@ -255,13 +255,19 @@ WITH held AS (
     SELECT profile_id, count(*) AS n FROM outbound_deliveries
     WHERE locked_until > now() AND status IN ('PENDING', 'RETRYING')
     GROUP BY profile_id
-), due AS (
-    SELECT d.id, d.next_attempt_at,
-           row_number() OVER (PARTITION BY d.profile_id ORDER BY d.next_attempt_at, d.id) AS rank,
-           COALESCE(h.n, 0) AS held
-    FROM outbound_deliveries d LEFT JOIN held h USING (profile_id)
+), candidates AS (
+    -- The oldest due rows first, by the index: the per-profile share is taken among these, so
+    -- a claim costs the same however long the queue is.
+    SELECT d.id, d.profile_id, d.next_attempt_at FROM outbound_deliveries d
     WHERE d.status IN ('PENDING', 'RETRYING') AND d.next_attempt_at <= now()
       AND (d.locked_until IS NULL OR d.locked_until <= now())
+    ORDER BY d.next_attempt_at
+    LIMIT $4 * 8
+), due AS (
+    SELECT c.id, c.next_attempt_at,
+           row_number() OVER (PARTITION BY c.profile_id ORDER BY c.next_attempt_at, c.id) AS rank,
+           COALESCE(h.n, 0) AS held
+    FROM candidates c LEFT JOIN held h USING (profile_id)
 ), chosen AS (
     SELECT id FROM due WHERE rank + held <= $3 ORDER BY next_attempt_at, id LIMIT $4
 )
