@@ -54,6 +54,9 @@ CREATE TABLE outbound_deliveries (
     created_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (profile_id, event_id)
 );
-CREATE INDEX outbound_deliveries_due ON outbound_deliveries (next_attempt_at)
+-- A profile's due deliveries, oldest first; and the few held by a sender right now.
+CREATE INDEX outbound_deliveries_due ON outbound_deliveries (profile_id, next_attempt_at)
     WHERE status IN ('PENDING', 'RETRYING');
+CREATE INDEX outbound_deliveries_held ON outbound_deliveries (profile_id)
+    WHERE locked_until IS NOT NULL;
 CREATE INDEX outbound_deliveries_profile ON outbound_deliveries (profile_id, created_at DESC, id DESC);

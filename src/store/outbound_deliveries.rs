@@ -253,16 +253,21 @@ pub async fn claim(
 const CLAIM: &str = "\
 WITH held AS (
     SELECT profile_id, count(*) AS n FROM outbound_deliveries
-    WHERE locked_until > now() AND status IN ('PENDING', 'RETRYING')
+    WHERE locked_until IS NOT NULL AND locked_until > now() AND status IN ('PENDING', 'RETRYING')
     GROUP BY profile_id
 ), candidates AS (
-    -- The oldest due rows first, by the index: the per-profile share is taken among these, so
-    -- a claim costs the same however long the queue is.
-    SELECT d.id, d.profile_id, d.next_attempt_at FROM outbound_deliveries d
-    WHERE d.status IN ('PENDING', 'RETRYING') AND d.next_attempt_at <= now()
-      AND (d.locked_until IS NULL OR d.locked_until <= now())
-    ORDER BY d.next_attempt_at
-    LIMIT $4 * 8
+    -- Each ACTIVE profile's own oldest due rows, by its index: a profile with a long queue
+    -- (a dead endpoint) cannot crowd the others out of a claim.
+    SELECT c.id, c.profile_id, c.next_attempt_at FROM webhook_profiles w
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.profile_id, d.next_attempt_at FROM outbound_deliveries d
+        WHERE d.profile_id = w.id AND d.status IN ('PENDING', 'RETRYING')
+          AND d.next_attempt_at <= now()
+          AND (d.locked_until IS NULL OR d.locked_until <= now())
+        ORDER BY d.next_attempt_at
+        LIMIT $3
+    ) c
+    WHERE w.status = 'ACTIVE'
 ), due AS (
     SELECT c.id, c.next_attempt_at,
            row_number() OVER (PARTITION BY c.profile_id ORDER BY c.next_attempt_at, c.id) AS rank,
