@@ -156,7 +156,9 @@ async fn run() {
         "\nlinkstate / baseline: {:.2}x (goal ≥ 0.5x)\n",
         baseline.as_secs_f64() / linkstate.as_secs_f64()
     );
-    println!("| run ({RATE} events/s, {PACED} events) | p50 | p99 | max | not arrived after 30 s |");
+    println!(
+        "| run ({RATE} events/s, {PACED} events) | p50 | p99 | max | not arrived after 30 s |"
+    );
     println!("|---|---:|---:|---:|---:|");
     print_latency("commit → receiver, one profile", &latency);
     print_latency(

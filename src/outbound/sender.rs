@@ -193,7 +193,8 @@ async fn attempt(ctx: &Context, worker: &str, claimed: Claimed) -> Result<(), St
             return give_up(ctx, worker, &claimed, reason, first_attempted_at).await;
         }
     };
-    let signers = webhook_profiles::signers(&mut conn, ctx.cipher(), profile_id, started_at).await?;
+    let signers =
+        webhook_profiles::signers(&mut conn, ctx.cipher(), profile_id, started_at).await?;
     // Not held across the request: attempts in flight may outnumber the pool.
     drop(conn);
     let clock = Instant::now();
