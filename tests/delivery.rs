@@ -863,3 +863,49 @@ async fn deleting_a_profile_drops_its_deliveries_and_metrics_count_attempts() {
     assert_eq!(app.count("outbound_deliveries").await, 0);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_rotation_both_secrets_sign_and_meld_uses_the_new_one() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let receiver = Receiver::start(Vec::new()).await;
+    let old = create_profile(&app, &key, &receiver.url).await;
+    let mut client = app.profiles().await;
+    let new = client
+        .rotate_webhook_profile_secret(authed(
+            &key,
+            proto::RotateWebhookProfileSecretRequest {
+                profile_id: old.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .send_test_webhook(authed(
+            &key,
+            proto::SendTestWebhookRequest {
+                profile_id: old.id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    let received = receiver.wait_for(1, Duration::from_secs(5)).await;
+    let request = &received[0];
+    assert_eq!(
+        request
+            .header("webhook-signature")
+            .unwrap()
+            .split(' ')
+            .count(),
+        2,
+        "the new secret's signature, then the old one's"
+    );
+    standard_verify(&new.secret, request).unwrap();
+    standard_verify(&old.secret, request).unwrap();
+    assert_eq!(
+        request.header("meld-signature").unwrap(),
+        meld_signature(&new.secret, request, &receiver.url)
+    );
+    app.stop().await;
+}
