@@ -526,12 +526,7 @@ async fn acknowledgements_unknown_items_and_stale_webhooks_change_nothing() {
             .await,
         1
     );
-    let metrics = reqwest::get(format!("http://{}/metrics", app.app.http_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics(&app).await;
     assert!(
         metrics.contains("linkstate_unknown_webhooks_total{outcome=\"PLAID\"} 1"),
         "{metrics}"

@@ -9,8 +9,8 @@ use crate::context::Context;
 use crate::domain::delivery::{Delivery, DeliveryStatus, Redelivery};
 use crate::domain::event::EVENT_VERSION;
 use crate::domain::ids::{AccountId, EventId, ProfileId, RequestId};
+use crate::store;
 use crate::store::outbound_deliveries::{self, DeliveryFilter};
-use crate::store::{self, StoreError};
 
 /// Where a page of deliveries ends: the next page starts before it.
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
@@ -106,8 +106,7 @@ pub async fn redeliver(
     let mut conn = store::connect(ctx.pool()).await?;
     let queued =
         outbound_deliveries::redeliver(&mut conn, account_id, profile_id, which, only_failed)
-            .await
-            .map_err(|error: StoreError| ProfileError::Store(error))?;
+            .await?;
     ctx.wake_senders();
     Ok(queued)
 }

@@ -281,3 +281,13 @@ where
     }
     panic!("condition not reached in 10 s");
 }
+
+/// The process's `/metrics` text.
+pub async fn metrics(app: &TestApp) -> String {
+    reqwest::get(format!("http://{}/metrics", app.app.http_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
