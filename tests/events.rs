@@ -4,11 +4,11 @@ mod common;
 
 use std::time::Duration;
 
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use linkstate::domain::event::{EventPayload, EventType, NewEvent};
 use linkstate::proto::{self, stream_events_response::Message};
 use linkstate::store::{self, StoreError, events};
-use linkstate_testing::{TestApp, authed};
+use linkstate_testing::{TestApp, TestDatabase, authed};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::codec::Streaming;
@@ -285,5 +285,59 @@ async fn an_event_no_wake_up_announced_arrives_by_the_poll() {
         .unwrap();
     let received = next_events(&mut stream, 1).await;
     assert_eq!(received[0].event_id, written[0].to_string());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_held_back_by_a_transaction_elsewhere_is_streamed_once_that_ends() {
+    // Polling once a minute: only the hub's own looking can bring the event within the test.
+    let app = TestApp::start_with(|config| {
+        config.events.poll_interval = Duration::from_secs(60);
+    })
+    .await;
+    let (_, key) = app.account("held").await;
+    let mut stream = open(
+        &app,
+        &key,
+        proto::StreamEventsRequest {
+            heartbeat_seconds: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    while !matches!(
+        stream.next().await.unwrap().unwrap().message,
+        Some(Message::Heartbeat(_))
+    ) {}
+    // A transaction in another database of the cluster, older than the import's: until it
+    // ends, the import's events are not settled (transaction ids are cluster-wide).
+    let elsewhere = TestDatabase::new().await;
+    let mut holder = AsyncPgConnection::establish(&elsewhere.url).await.unwrap();
+    holder
+        .batch_execute("BEGIN; SELECT pg_current_xact_id();")
+        .await
+        .unwrap();
+    import(&app, &key, "held-1").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.count("events").await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no event written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Longer than the hub used to keep looking before it left the write to the poll.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    let ended = tokio::time::Instant::now();
+    let message = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Some(Message::Event(event)) = stream.next().await.unwrap().unwrap().message {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the event within 2 s of the holding transaction's end, not at the next poll");
+    assert!(!message.event_id.is_empty());
+    assert!(ended.elapsed() < Duration::from_secs(2));
+    drop(holder);
     app.stop().await;
 }

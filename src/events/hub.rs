@@ -32,18 +32,20 @@ const TAIL_PAGE: PageLimit = PageLimit {
     bytes: 256 * 1024,
 };
 
-/// How soon the hub looks again for a write of this process that was not readable yet.
+/// How soon the hub first looks again for a write of this process that was not settled yet;
+/// the wait doubles up to [`NOT_YET_MAX`].
 const NOT_YET_RETRY: Duration = Duration::from_millis(10);
 
-/// How many times it looks that soon before leaving it to the poll.
-const NOT_YET_RETRIES: u32 = 100;
+/// The longest wait between looks for an unsettled write (the poll interval, when shorter).
+/// A transaction open anywhere in the cluster holds the horizon back, be it seconds.
+const NOT_YET_MAX: Duration = Duration::from_millis(250);
 
 /// What one read of the tail found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Read {
     /// Everything that was announced, or nothing was.
     Done,
-    /// This process announced a write that is not readable yet.
+    /// This process announced a write that is not settled yet.
     NotYet,
 }
 
@@ -128,25 +130,24 @@ impl EventHub {
     pub async fn run(self, pool: DbPool) {
         let shutdown = self.inner.shutdown.clone();
         let mut position = None;
-        let mut unreadable = 0;
+        let mut owed = None;
+        let mut retry = NOT_YET_RETRY;
         loop {
-            let pending = match self.tail_once(&pool, &mut position).await {
+            let pending = match self.tail_once(&pool, &mut position, &mut owed).await {
                 Ok(read) => read == Read::NotYet,
                 Err(error) => {
                     tracing::warn!(%error, "event hub could not read the log");
                     false
                 }
             };
-            // A write of ours not readable yet (an older transaction is still open somewhere)
-            // is looked for again soon rather than at the next poll; a while, not forever, for a
-            // wake-up may have come from a transaction that wrote no event.
-            unreadable = if pending { unreadable + 1 } else { 0 };
-            let pause = if !pending {
-                self.inner.poll_interval
-            } else if unreadable < NOT_YET_RETRIES {
-                NOT_YET_RETRY
+            // A write of ours not settled yet (an older transaction is still open somewhere in
+            // the cluster) is looked for again soon rather than at the next poll, until it is.
+            let pause = if pending {
+                let pause = retry.min(self.inner.poll_interval);
+                retry = (retry * 2).min(NOT_YET_MAX);
+                pause
             } else {
-                self.inner.owe_peers.store(false, Ordering::Release);
+                retry = NOT_YET_RETRY;
                 self.inner.poll_interval
             };
             tokio::select! {
@@ -157,26 +158,35 @@ impl EventHub {
         }
     }
 
-    /// Reads everything settled after `position` and broadcasts it.
+    /// Reads everything settled after `position` and broadcasts it. `owed` is the transaction
+    /// id the log must be settled up to before the other replicas are told: writes of this
+    /// process committed before it.
     async fn tail_once(
         &self,
         pool: &DbPool,
         position: &mut Option<Cursor>,
+        owed: &mut Option<u64>,
     ) -> Result<Read, store::StoreError> {
         let mut conn = store::connect(pool).await?;
         let mut from = match *position {
             Some(cursor) => cursor,
             None => event_store::head(&mut conn).await?,
         };
-        // Taken before reading: a wake that comes during the read is owed at the next one.
-        let owe_peers = self.inner.owe_peers.swap(false, Ordering::AcqRel);
-        let mut read_events = false;
+        // A wake that comes after this is owed at the next read.
+        if self.inner.owe_peers.swap(false, Ordering::AcqRel) {
+            match event_store::next_transaction(&mut conn).await {
+                Ok(next) => *owed = Some(owed.map_or(next, |owed| owed.max(next))),
+                Err(error) => {
+                    self.inner.owe_peers.store(true, Ordering::Release);
+                    return Err(error);
+                }
+            }
+        }
         loop {
             let page =
                 event_store::read_after(&mut conn, None, from, &EventFilter::default(), TAIL_PAGE)
                     .await?;
             let full = page.full;
-            read_events |= !page.events.is_empty();
             if page.scanned_to > from {
                 let batch = Batch {
                     from,
@@ -192,15 +202,16 @@ impl EventHub {
                 break;
             }
         }
-        if owe_peers && !read_events {
-            // What our writer committed is not readable yet: stay in debt until it is.
-            self.inner.owe_peers.store(true, Ordering::Release);
-            return Ok(Read::NotYet);
+        match *owed {
+            Some(next) if from < Cursor::before_transaction(next) => Ok(Read::NotYet),
+            Some(_) => {
+                // One NOTIFY per batch, not one per writing transaction: NOTIFY serializes
+                // commits.
+                event_store::notify_peers(&mut conn, &self.inner.instance).await?;
+                *owed = None;
+                Ok(Read::Done)
+            }
+            None => Ok(Read::Done),
         }
-        if owe_peers {
-            // One NOTIFY per batch, not one per writing transaction: NOTIFY serializes commits.
-            event_store::notify_peers(&mut conn, &self.inner.instance).await?;
-        }
-        Ok(Read::Done)
     }
 }

@@ -164,6 +164,22 @@ async fn settled_below(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> 
     Ok(horizon.xmin)
 }
 
+/// The first transaction id not yet handed out: every transaction that committed before this
+/// call is older, so its events are settled once the horizon reaches this id.
+pub async fn next_transaction(conn: &mut AsyncPgConnection) -> Result<u64, StoreError> {
+    #[derive(QueryableByName)]
+    struct Next {
+        #[diesel(sql_type = BigInt)]
+        xmax: i64,
+    }
+    let next = prepared(diesel::sql_query(
+        "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax",
+    ))
+    .get_result::<Next>(conn)
+    .await?;
+    Ok(next.xmax as u64)
+}
+
 /// Reads events after `after` that match `filter`, for one tenant or (with `None`) for all,
 /// within `limit`. Only settled events are returned, so no later commit can land before them.
 pub async fn read_after(
