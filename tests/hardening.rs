@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
 use linkstate::proto::{self, import_result};
 use linkstate_sim::ErrorRule;
-use linkstate_testing::{TestApp, authed};
+use linkstate_testing::{SIM_CLIENT_ID, SIM_SECRET, TestApp, authed};
 use reqwest::StatusCode;
 use serde_json::json;
 use tonic::Code;
@@ -105,6 +105,39 @@ async fn a_webhook_that_comes_before_its_items_import_committed_is_not_lost() {
         0,
         "looked at again once the connection was there"
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_items_webhook_changed_elsewhere_is_pointed_back_by_the_next_aggregation() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let item = app.sim.create_item("ins_109508");
+    let connection = import(&app, &key, &item).await;
+    let updated =
+        |events: &[proto::Event]| count(events, proto::event::Type::BankLinkingAccountsUpdated);
+    events_until(&app, &key, |events| updated(events) >= 1).await;
+    // The caller's old integration points the item at itself again.
+    let elsewhere = "https://old-integration.example.com/plaid";
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/item/webhook/update", app.sim_addr))
+        .json(&json!({"client_id": SIM_CLIENT_ID, "secret": SIM_SECRET,
+                      "access_token": item.access_token.expose(), "webhook": elsewhere}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        app.sim.item_webhook(&item.item_id).as_deref(),
+        Some(elsewhere)
+    );
+    let updates = app.sim.calls("/item/webhook/update");
+
+    refresh(&app, &key, &connection.id).await.unwrap();
+    events_until(&app, &key, |events| updated(events) >= 2).await;
+    let ours = format!("http://{}/webhooks/plaid", app.app.http_addr);
+    assert_eq!(app.sim.item_webhook(&item.item_id), Some(ours));
+    assert_eq!(app.sim.calls("/item/webhook/update"), updates + 1);
     app.stop().await;
 }
 

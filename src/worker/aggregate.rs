@@ -146,24 +146,42 @@ struct PlaidAggregation<'a> {
 }
 
 impl PlaidAggregation<'_> {
+    /// Has Plaid send the item's webhooks to linkstate, and remembers that it does.
+    async fn point_webhook(&self) -> Result<(), Failed> {
+        let ours = self.ctx.plaid_webhook_url();
+        retrying(|| {
+            self.ctx
+                .plaid()
+                .item_webhook_update(self.access_token, ours)
+        })
+        .await?;
+        let mut conn = store::connect(self.ctx.pool()).await?;
+        connections::set_webhook_url(&mut conn, self.connection.id, ours).await?;
+        Ok(())
+    }
+
     async fn fetch_and_write(
         &self,
         products: &[Product],
         webhook_url: Option<String>,
     ) -> Result<(), Failed> {
         let plaid = self.ctx.plaid();
-        // Seed step 3: the provider sends this connection's webhooks to us from now on.
+        // Seed step 3 (the import did it; this repairs a changed public URL).
         let ours = self.ctx.plaid_webhook_url();
         if webhook_url.as_deref() != Some(ours) {
-            retrying(|| plaid.item_webhook_update(self.access_token, ours)).await?;
-            let mut conn = store::connect(self.ctx.pool()).await?;
-            connections::set_webhook_url(&mut conn, self.connection.id, ours).await?;
+            self.point_webhook().await?;
         }
         let fetched_at = Utc::now();
         let mut fetched = Fetched::default();
         // A transactions-only sync (a provider's "new data" webhook) leaves the accounts be.
         if products.contains(&Product::Balances) {
             let balances = retrying(|| plaid.accounts_balance_get(self.access_token)).await?;
+            // The Item as Plaid has it: a webhook changed elsewhere since (an old integration,
+            // the dashboard) is pointed back, or its notices would stop reaching us.
+            if balances.item.webhook.as_deref() != Some(ours) {
+                tracing::info!(connection = %self.connection.id, "the item's webhook was changed elsewhere; pointing it back");
+                self.point_webhook().await?;
+            }
             fetched.accounts = balances.accounts.iter().map(mapping::account).collect();
             fetched.account_products = true;
         }
