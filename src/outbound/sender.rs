@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use url::{Host, Url};
@@ -14,16 +14,18 @@ use super::address::{AddressError, PublicOnly};
 use crate::config::DeliverySettings;
 use crate::context::Context;
 use crate::domain::delivery::{self, Attempt, DeliveryStatus, Next, Outcome};
-use crate::domain::ids::{AccountId, DeliveryId, EventId, ProfileId};
+use crate::domain::ids::{DeliveryId, ProfileId};
 use crate::domain::input;
 use crate::domain::public_address::is_public;
 use crate::domain::webhook_profile::DisabledReason;
 use crate::domain::webhook_signature::signature_headers;
-use crate::store::outbound_deliveries::{self, AfterAttempt, Claimed};
-use crate::store::{self, StoreError, events, webhook_profiles};
+use crate::store::outbound_deliveries::{self, AfterAttempt, Claimed, Content, Recorded};
+use crate::store::{self, StoreError, webhook_profiles};
 
 /// The most of an answer's body that is read; the rest is not waited for.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Attempts recorded per statement, at most.
+const RECORD_BATCH: usize = 256;
 /// Events turned into deliveries per statement.
 const DISPATCH_PAGE: i64 = 1000;
 /// How often due retries are looked for when nothing wakes the sender.
@@ -48,12 +50,15 @@ pub fn client(settings: &DeliverySettings) -> reqwest::Client {
 }
 
 /// Runs the sender of one process until `shutdown`: new events are dispatched when the hub
-/// sees them, due deliveries claimed while slots are free.
+/// sees them, due deliveries claimed while slots are free, and attempts recorded in batches.
 pub async fn run(ctx: Context, worker: String, shutdown: CancellationToken) {
     let settings = ctx.delivery().clone();
     let slots = Arc::new(Semaphore::new(settings.concurrency as usize));
     let mut batches = ctx.hub().subscribe();
     let mut in_flight = JoinSet::new();
+    // Bounded: an attempt waits (holding its slot) while the recorder is behind.
+    let (finished, to_record) = mpsc::channel(settings.concurrency as usize * 2);
+    let recorder = tokio::spawn(record_all(ctx.clone(), worker.clone(), to_record));
     // Claims are made for a batch of free slots, not one at a time as attempts end.
     let batch = (settings.concurrency as usize / 4).max(1);
     let mut new_events = true;
@@ -62,7 +67,8 @@ pub async fn run(ctx: Context, worker: String, shutdown: CancellationToken) {
             tracing::warn!(%error, "could not dispatch events to webhook profiles");
         }
         if (new_events || slots.available_permits() >= batch)
-            && let Err(error) = claim_and_send(&ctx, &worker, &slots, &mut in_flight).await
+            && let Err(error) =
+                claim_and_send(&ctx, &worker, &slots, &finished, &mut in_flight).await
         {
             tracing::warn!(%error, "could not claim webhook deliveries");
         }
@@ -74,9 +80,11 @@ pub async fn run(ctx: Context, worker: String, shutdown: CancellationToken) {
             _ = tokio::time::sleep(POLL) => true,
         };
     }
-    // Attempts under way finish (each is bounded by its timeout); what was claimed and not
-    // started is given back.
+    // Attempts under way finish (each is bounded by its timeout) and are recorded; what was
+    // claimed and not started is given back.
     while in_flight.join_next().await.is_some() {}
+    drop(finished);
+    let _ = recorder.await;
     if let Ok(mut conn) = store::connect(ctx.pool()).await {
         let _ = outbound_deliveries::release(&mut conn, &worker).await;
     }
@@ -98,6 +106,7 @@ async fn claim_and_send(
     ctx: &Context,
     worker: &str,
     slots: &Arc<Semaphore>,
+    finished: &mpsc::Sender<Finished>,
     in_flight: &mut JoinSet<()>,
 ) -> Result<(), StoreError> {
     let free = slots.available_permits();
@@ -119,20 +128,19 @@ async fn claim_and_send(
             .clone()
             .try_acquire_owned()
             .expect("claimed within the free slots");
-        let (ctx, worker) = (ctx.clone(), worker.to_string());
+        let (ctx, finished) = (ctx.clone(), finished.clone());
         in_flight.spawn(async move {
-            let id = delivery.id;
-            if let Err(error) = attempt(&ctx, &worker, delivery).await {
-                tracing::warn!(%error, delivery = %id, "could not record a webhook attempt");
-            }
+            let done = attempt(&ctx, delivery).await;
+            // The recorder is gone only at shutdown, after every attempt ended.
+            let _ = finished.send(done).await;
             drop(permit);
         });
     }
     Ok(())
 }
 
-/// Attempts one delivery now, outside the sender's loop (a test webhook); nothing happens if
-/// another replica holds it.
+/// Attempts one delivery now, outside the sender's loop (a test webhook), and records it;
+/// nothing happens if another replica holds it.
 pub async fn attempt_now(ctx: &Context, id: DeliveryId) -> Result<(), StoreError> {
     let worker = format!("inline-{}", uuid::Uuid::new_v4().simple());
     let mut conn = store::connect(ctx.pool()).await?;
@@ -141,62 +149,79 @@ pub async fn attempt_now(ctx: &Context, id: DeliveryId) -> Result<(), StoreError
         return Ok(());
     };
     drop(conn);
-    attempt(ctx, &worker, claimed).await
+    let done = attempt(ctx, claimed).await;
+    record(ctx, &worker, &[done]).await
 }
 
-/// The body a delivery sends: a test webhook's own, or its event in Meld's envelope. None when
-/// the event is no longer retained.
-async fn body(
-    conn: &mut diesel_async::AsyncPgConnection,
-    claimed: &Claimed,
-) -> Result<Option<Vec<u8>>, StoreError> {
-    if let Some(body) = &claimed.body {
-        return Ok(Some(serde_json::to_vec(body).expect("JSON serializes")));
-    }
-    match events::get(
-        conn,
-        AccountId(claimed.account_id),
-        EventId(claimed.event_id),
-    )
-    .await
-    {
-        Ok(logged) => {
-            let envelope = logged.event.envelope(Some(claimed.profile_id.to_string()));
-            Ok(Some(
-                serde_json::to_vec(&envelope).expect("envelopes serialize"),
-            ))
+/// An attempt that ended, to be recorded.
+struct Finished {
+    recorded: Recorded,
+    profile_id: ProfileId,
+    /// The endpoint answered 410: its profile is disabled once this is recorded.
+    gone: bool,
+}
+
+/// Records finished attempts as they come: every one waiting goes in one statement (up to
+/// [`RECORD_BATCH`]), so a busy sender writes far fewer statements than it makes attempts.
+async fn record_all(ctx: Context, worker: String, mut to_record: mpsc::Receiver<Finished>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while to_record.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        if let Err(error) = record(&ctx, &worker, &batch).await {
+            // The deliveries stay claimed until their lease ends, then are sent again.
+            tracing::warn!(%error, attempts = batch.len(), "could not record webhook attempts");
         }
-        Err(StoreError::NotFound) => Ok(None),
-        Err(other) => Err(other),
+        batch.clear();
     }
 }
 
-/// One attempt of a claimed delivery, recorded with what follows from it.
-async fn attempt(ctx: &Context, worker: &str, claimed: Claimed) -> Result<(), StoreError> {
-    let profile_id = ProfileId(claimed.profile_id);
-    let started_at = Utc::now();
-    let first_attempted_at = claimed.first_attempted_at.unwrap_or(started_at);
+/// Records a batch of finished attempts, and disables the profiles whose endpoint is gone.
+async fn record(ctx: &Context, worker: &str, batch: &[Finished]) -> Result<(), StoreError> {
+    let recorded: Vec<Recorded> = batch.iter().map(|done| done.recorded.clone()).collect();
     let mut conn = store::connect(ctx.pool()).await?;
-    let unsendable = match body(&mut conn, &claimed).await {
-        Ok(Some(body)) => Ok(body),
-        Ok(None) => Err("the event is no longer retained"),
-        Err(StoreError::Corrupt(detail)) => {
+    outbound_deliveries::record_attempts(&mut conn, worker, &recorded).await?;
+    for done in batch.iter().filter(|done| done.gone) {
+        tracing::info!(profile = %done.profile_id, "the endpoint answered 410: profile disabled");
+        webhook_profiles::disable(&mut conn, done.profile_id, DisabledReason::EndpointGone).await?;
+        outbound_deliveries::stop_profile(&mut conn, done.profile_id).await?;
+    }
+    Ok(())
+}
+
+/// What a delivery sends, or why it cannot be sent at all.
+fn body(claimed: &Claimed) -> Result<Vec<u8>, &'static str> {
+    match &claimed.content {
+        Content::Body(body) => Ok(serde_json::to_vec(body).expect("JSON serializes")),
+        Content::Event(event) => {
+            let envelope = event.envelope(Some(claimed.profile_id.to_string()));
+            Ok(serde_json::to_vec(&envelope).expect("envelopes serialize"))
+        }
+        Content::Missing => Err("the event is no longer retained"),
+        Content::Unreadable(detail) => {
             tracing::error!(%detail, delivery = %claimed.id, "an event that does not read");
             Err("the event could not be read")
         }
-        Err(other) => return Err(other),
+    }
+}
+
+/// One attempt of a claimed delivery, and what follows from it. It reads nothing from the
+/// database: the claim brought the event and the profile's secrets.
+async fn attempt(ctx: &Context, claimed: Claimed) -> Finished {
+    let started_at = Utc::now();
+    let first_attempted_at = claimed.first_attempted_at.unwrap_or(started_at);
+    let sendable = body(&claimed).and_then(|body| {
+        let signers = claimed
+            .secrets
+            .open(ctx.cipher(), claimed.profile_id, started_at)
+            .map_err(|error| {
+                tracing::error!(%error, profile = %claimed.profile_id, "a profile secret that does not open");
+                "the profile's secret could not be opened"
+            })?;
+        Ok((body, signers))
+    });
+    let (body, signers) = match sendable {
+        Ok(sendable) => sendable,
+        Err(reason) => return unsendable(&claimed, reason, first_attempted_at),
     };
-    let body = match unsendable {
-        Ok(body) => body,
-        Err(reason) => {
-            drop(conn);
-            return give_up(ctx, worker, &claimed, reason, first_attempted_at).await;
-        }
-    };
-    let signers =
-        webhook_profiles::signers(&mut conn, ctx.cipher(), profile_id, started_at).await?;
-    // Not held across the request: attempts in flight may outnumber the pool.
-    drop(conn);
     let clock = Instant::now();
     let (outcome, response_body) = post(ctx, &claimed, &signers, &body, started_at).await;
     let attempt = Attempt {
@@ -220,44 +245,46 @@ async fn attempt(ctx: &Context, worker: &str, claimed: Claimed) -> Result<(), St
         Next::Failed | Next::EndpointGone => (DeliveryStatus::Failed, None),
     };
     crate::metrics::delivery_attempted(&outcome, attempt.duration_ms);
-    let mut conn = store::connect(ctx.pool()).await?;
-    let after = AfterAttempt {
-        status,
-        next_attempt_at,
-        first_attempted_at,
-    };
-    outbound_deliveries::record_attempt(&mut conn, claimed.id, worker, &attempt, after).await?;
-    if next == Next::EndpointGone {
-        tracing::info!(profile = %profile_id, "the endpoint answered 410: profile disabled");
-        webhook_profiles::disable(&mut conn, profile_id, DisabledReason::EndpointGone).await?;
-        outbound_deliveries::stop_profile(&mut conn, profile_id).await?;
+    Finished {
+        recorded: Recorded {
+            id: claimed.id,
+            attempt,
+            after: AfterAttempt {
+                status,
+                next_attempt_at,
+                first_attempted_at,
+            },
+        },
+        profile_id: claimed.profile_id,
+        gone: next == Next::EndpointGone,
     }
-    Ok(())
 }
 
-/// Fails a delivery that cannot be sent at all, recording why as its attempt.
-async fn give_up(
-    ctx: &Context,
-    worker: &str,
+/// A delivery that cannot be sent at all fails, with why as its attempt.
+fn unsendable(
     claimed: &Claimed,
     reason: &str,
     first_attempted_at: chrono::DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let attempt = Attempt {
-        attempted_at: Utc::now(),
-        response_status: None,
-        duration_ms: 0,
-        error: Some(reason.to_string()),
-        response_body: String::new(),
-    };
-    let after = AfterAttempt {
-        status: DeliveryStatus::Failed,
-        next_attempt_at: None,
-        first_attempted_at,
-    };
-    let mut conn = store::connect(ctx.pool()).await?;
-    outbound_deliveries::record_attempt(&mut conn, claimed.id, worker, &attempt, after).await?;
-    Ok(())
+) -> Finished {
+    Finished {
+        recorded: Recorded {
+            id: claimed.id,
+            attempt: Attempt {
+                attempted_at: Utc::now(),
+                response_status: None,
+                duration_ms: 0,
+                error: Some(reason.to_string()),
+                response_body: String::new(),
+            },
+            after: AfterAttempt {
+                status: DeliveryStatus::Failed,
+                next_attempt_at: None,
+                first_attempted_at,
+            },
+        },
+        profile_id: claimed.profile_id,
+        gone: false,
+    }
 }
 
 /// POSTs the body to the profile's URL, signed; answers how it went and the start of the

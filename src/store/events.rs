@@ -115,27 +115,54 @@ impl TryFrom<EventRow> for LoggedEvent {
     type Error = StoreError;
 
     fn try_from(row: EventRow) -> Result<Self, StoreError> {
-        let event_type: EventType = row
-            .event_type
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("event type {:?}", row.event_type)))?;
-        let payload: EventPayload = serde_json::from_str(&row.payload)
-            .map_err(|e| StoreError::Corrupt(format!("event {} payload: {e}", row.event_id)))?;
         let size = row.payload.len() + ENVELOPE_BYTES;
+        let cursor = Cursor {
+            transaction: row.transaction_id as u64,
+            sequence: row.sequence,
+        };
+        let event = StoredEvent {
+            event_id: row.event_id,
+            account_id: row.account_id,
+            event_type: row.event_type,
+            created_at: row.created_at,
+            version: row.version,
+            payload: row.payload,
+        }
+        .into_event()?;
         Ok(LoggedEvent {
             size,
-            cursor: Cursor {
-                transaction: row.transaction_id as u64,
-                sequence: row.sequence,
-            },
-            event: Event {
-                event_id: EventId(row.event_id),
-                event_type,
-                timestamp: row.created_at,
-                account_id: AccountId(row.account_id),
-                version: row.version,
-                payload,
-            },
+            cursor,
+            event,
+        })
+    }
+}
+
+/// An event's columns as read, its payload still text.
+pub(super) struct StoredEvent {
+    pub event_id: Uuid,
+    pub account_id: Uuid,
+    pub event_type: String,
+    pub created_at: DateTime<Utc>,
+    pub version: String,
+    pub payload: String,
+}
+
+impl StoredEvent {
+    /// The event, or Corrupt when a column does not read.
+    pub fn into_event(self) -> Result<Event, StoreError> {
+        let event_type: EventType = self
+            .event_type
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("event type {:?}", self.event_type)))?;
+        let payload: EventPayload = serde_json::from_str(&self.payload)
+            .map_err(|e| StoreError::Corrupt(format!("event {} payload: {e}", self.event_id)))?;
+        Ok(Event {
+            event_id: EventId(self.event_id),
+            event_type,
+            timestamp: self.created_at,
+            account_id: AccountId(self.account_id),
+            version: self.version,
+            payload,
         })
     }
 }

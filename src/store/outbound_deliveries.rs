@@ -5,13 +5,19 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Integer, Interval, Json, Nullable, Text, Timestamptz};
+use diesel::sql_types::{
+    Array, BigInt, Bytea, Integer, Interval, Json, Jsonb, Nullable, Text, Timestamptz,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::events::StoredEvent;
+use super::prepared::prepared;
 use super::schema::outbound_deliveries;
+use super::webhook_profiles::SealedSecrets;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, Redelivery};
+use crate::domain::event::Event;
 use crate::domain::ids::{AccountId, DeliveryId, EventId, ProfileId};
 
 /// A delivery row, as lists show it.
@@ -199,37 +205,136 @@ WITH position AS (
 SELECT (SELECT count(*) FROM page) AS scanned, (SELECT count(*) FROM queued) AS queued
 FROM position";
 
-/// A claimed delivery: what its attempt needs.
-#[derive(QueryableByName, Clone, Debug)]
+/// A claimed delivery as read: the row, its profile's URL and sealed secrets, its event.
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    account_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    profile_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    event_id: Uuid,
+    #[diesel(sql_type = Nullable<Json>)]
+    body: Option<serde_json::Value>,
+    #[diesel(sql_type = Text)]
+    url: String,
+    #[diesel(sql_type = Integer)]
+    round_attempts: i32,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    first_attempted_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = Bytea)]
+    secret: Vec<u8>,
+    #[diesel(sql_type = Nullable<Bytea>)]
+    previous_secret: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    previous_secret_until: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    event_type: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    event_created_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    event_version: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    event_payload: Option<String>,
+}
+
+/// What a claimed delivery sends.
+#[derive(Clone, Debug)]
+pub enum Content {
+    /// A test webhook's own body.
+    Body(serde_json::Value),
+    /// Its event, to be sent in Meld's envelope.
+    Event(Box<Event>),
+    /// The event is no longer retained.
+    Missing,
+    /// The event does not read (a corrupt row): why.
+    Unreadable(String),
+}
+
+/// A claimed delivery: all its attempt needs, so that the attempt reads nothing more.
+#[derive(Clone, Debug)]
 pub struct Claimed {
     /// The delivery.
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub id: Uuid,
-    /// The tenant.
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    pub account_id: Uuid,
     /// The profile.
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    pub profile_id: Uuid,
-    /// The event.
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    pub event_id: Uuid,
-    /// A test webhook's body.
-    #[diesel(sql_type = Nullable<Json>)]
-    pub body: Option<serde_json::Value>,
+    pub profile_id: ProfileId,
+    /// The event (`webhook-id`).
+    pub event_id: EventId,
     /// Where it goes.
-    #[diesel(sql_type = Text)]
     pub url: String,
     /// Attempts so far in this round.
-    #[diesel(sql_type = Integer)]
     pub round_attempts: i32,
     /// The round's first attempt, if there was one.
-    #[diesel(sql_type = Nullable<Timestamptz>)]
     pub first_attempted_at: Option<DateTime<Utc>>,
     /// The last attempt's error, for `Meld-Retry-Reason`.
-    #[diesel(sql_type = Nullable<Text>)]
     pub last_error: Option<String>,
+    /// The profile's secrets, still sealed.
+    pub secrets: SealedSecrets,
+    /// What it sends.
+    pub content: Content,
 }
+
+impl From<ClaimedRow> for Claimed {
+    fn from(row: ClaimedRow) -> Self {
+        let content = match (
+            row.body,
+            row.event_type,
+            row.event_created_at,
+            row.event_version,
+            row.event_payload,
+        ) {
+            (Some(body), ..) => Content::Body(body),
+            (None, Some(event_type), Some(created_at), Some(version), Some(payload)) => {
+                let stored = StoredEvent {
+                    event_id: row.event_id,
+                    account_id: row.account_id,
+                    event_type,
+                    created_at,
+                    version,
+                    payload,
+                };
+                match stored.into_event() {
+                    Ok(event) => Content::Event(Box::new(event)),
+                    Err(error) => Content::Unreadable(error.to_string()),
+                }
+            }
+            _ => Content::Missing,
+        };
+        Claimed {
+            id: row.id,
+            profile_id: ProfileId(row.profile_id),
+            event_id: EventId(row.event_id),
+            url: row.url,
+            round_attempts: row.round_attempts,
+            first_attempted_at: row.first_attempted_at,
+            last_error: row.last_error,
+            secrets: SealedSecrets {
+                current: row.secret,
+                previous: row.previous_secret,
+                previous_until: row.previous_secret_until,
+            },
+            content,
+        }
+    }
+}
+
+/// What a claim answers for each row it took: the row, its profile's URL and secrets, and
+/// its event (none for a test webhook, or once the event is no longer retained).
+const CLAIMED: &str = "\
+SELECT c.id, c.account_id, c.profile_id, c.event_id, c.body, c.url, c.round_attempts,
+       c.first_attempted_at, c.last_error, c.secret, c.previous_secret, c.previous_secret_until,
+       e.event_type, e.created_at AS event_created_at, e.version AS event_version,
+       e.payload::text AS event_payload
+FROM claimed c LEFT JOIN events e ON e.event_id = c.event_id AND e.account_id = c.account_id";
+
+/// The columns a claim's UPDATE returns.
+const CLAIM_RETURNING: &str = "RETURNING d.id, d.account_id, d.profile_id, d.event_id, d.body, \
+     w.url, d.round_attempts, d.first_attempted_at, d.last_error, w.secret, w.previous_secret, \
+     w.previous_secret_until";
 
 /// Claims up to `limit` due deliveries for `worker` for `lease`, at most `per_profile` held at
 /// once for any one profile (counting what every replica holds), oldest due first. A row
@@ -241,13 +346,14 @@ pub async fn claim(
     limit: i64,
     per_profile: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
-    Ok(diesel::sql_query(CLAIM)
+    let query = format!("{CLAIM} {CLAIM_RETURNING}) {CLAIMED}");
+    let query = diesel::sql_query(query)
         .bind::<Text, _>(worker)
         .bind::<Interval, _>(pg_interval(lease))
         .bind::<BigInt, _>(per_profile)
-        .bind::<BigInt, _>(limit)
-        .load::<Claimed>(conn)
-        .await?)
+        .bind::<BigInt, _>(limit);
+    let rows = prepared(query).load::<ClaimedRow>(conn).await?;
+    Ok(rows.into_iter().map(Claimed::from).collect())
 }
 
 const CLAIM: &str = "\
@@ -275,13 +381,11 @@ WITH held AS (
     FROM candidates c LEFT JOIN held h USING (profile_id)
 ), chosen AS (
     SELECT id FROM due WHERE rank + held <= $3 ORDER BY next_attempt_at, id LIMIT $4
-)
+), claimed AS (
 UPDATE outbound_deliveries d SET locked_by = $1, locked_until = now() + $2
 FROM webhook_profiles w
 WHERE d.id IN (SELECT id FROM chosen) AND w.id = d.profile_id
-  AND d.status IN ('PENDING', 'RETRYING') AND (d.locked_until IS NULL OR d.locked_until <= now())
-RETURNING d.id, d.account_id, d.profile_id, d.event_id, d.body, w.url, d.round_attempts,
-          d.first_attempted_at, d.last_error";
+  AND d.status IN ('PENDING', 'RETRYING') AND (d.locked_until IS NULL OR d.locked_until <= now())";
 
 /// A std duration as a PostgreSQL interval.
 fn pg_interval(duration: Duration) -> diesel::pg::data_types::PgInterval {
@@ -299,32 +403,52 @@ pub struct AfterAttempt {
     pub first_attempted_at: DateTime<Utc>,
 }
 
-/// Records an attempt of a delivery `worker` holds and what follows it; false when the claim
-/// was lost (the lease ran out and another replica took it, or the profile stopped it).
-pub async fn record_attempt(
+/// An attempt of a delivery, with what follows it, to be recorded.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// The delivery.
+    pub id: Uuid,
+    /// The attempt.
+    pub attempt: Attempt,
+    /// Its consequence.
+    pub after: AfterAttempt,
+}
+
+/// Records attempts of deliveries `worker` holds, in one statement; answers how many were
+/// recorded (a delivery whose claim was lost, to another replica or a stopped profile, is not).
+pub async fn record_attempts(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
     worker: &str,
-    attempt: &Attempt,
-    after: AfterAttempt,
-) -> Result<bool, StoreError> {
-    let attempt = serde_json::to_value(attempt).expect("attempts serialize");
+    recorded: &[Recorded],
+) -> Result<usize, StoreError> {
+    let ids: Vec<Uuid> = recorded.iter().map(|r| r.id).collect();
+    let attempts: Vec<serde_json::Value> = recorded
+        .iter()
+        .map(|r| serde_json::to_value(&r.attempt).expect("attempts serialize"))
+        .collect();
+    let statuses: Vec<&str> = recorded.iter().map(|r| r.after.status.as_str()).collect();
+    let next: Vec<Option<DateTime<Utc>>> =
+        recorded.iter().map(|r| r.after.next_attempt_at).collect();
+    let first: Vec<DateTime<Utc>> = recorded
+        .iter()
+        .map(|r| r.after.first_attempted_at)
+        .collect();
     let updated = diesel::sql_query(
-        "UPDATE outbound_deliveries SET attempts = attempts || jsonb_build_array($3::jsonb), \
-         status = $4, next_attempt_at = $5, first_attempted_at = $6, \
-         round_attempts = round_attempts + 1, last_error = $3::jsonb->>'error', \
+        "UPDATE outbound_deliveries d SET attempts = d.attempts || jsonb_build_array(v.attempt), \
+         status = v.status, next_attempt_at = v.next_at, first_attempted_at = v.first_at, \
+         round_attempts = d.round_attempts + 1, last_error = v.attempt->>'error', \
          locked_by = NULL, locked_until = NULL \
-         WHERE id = $1 AND locked_by = $2 AND status IN ('PENDING', 'RETRYING')",
+         FROM unnest($2::uuid[], $3::jsonb[], $4::text[], $5::timestamptz[], $6::timestamptz[]) \
+              AS v(id, attempt, status, next_at, first_at) \
+         WHERE d.id = v.id AND d.locked_by = $1 AND d.status IN ('PENDING', 'RETRYING')",
     )
-    .bind::<diesel::sql_types::Uuid, _>(id)
     .bind::<Text, _>(worker)
-    .bind::<diesel::sql_types::Jsonb, _>(attempt)
-    .bind::<Text, _>(after.status.as_str())
-    .bind::<Nullable<Timestamptz>, _>(after.next_attempt_at)
-    .bind::<Timestamptz, _>(after.first_attempted_at)
-    .execute(conn)
-    .await?;
-    Ok(updated == 1)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+    .bind::<Array<Jsonb>, _>(attempts)
+    .bind::<Array<Text>, _>(statuses)
+    .bind::<Array<Nullable<Timestamptz>>, _>(next)
+    .bind::<Array<Timestamptz>, _>(first);
+    Ok(prepared(updated).execute(conn).await?)
 }
 
 /// Gives back what `worker` holds without an attempt (shutdown), due at once.
@@ -424,21 +548,20 @@ pub async fn claim_one(
     worker: &str,
     lease: Duration,
 ) -> Result<Option<Claimed>, StoreError> {
-    Ok(diesel::sql_query(
-        "UPDATE outbound_deliveries d SET locked_by = $2, locked_until = now() + $3 \
-         FROM webhook_profiles w \
+    let query = format!(
+        "WITH claimed AS (UPDATE outbound_deliveries d SET locked_by = $2, \
+         locked_until = now() + $3 FROM webhook_profiles w \
          WHERE d.id = $1 AND w.id = d.profile_id AND d.status IN ('PENDING', 'RETRYING') \
            AND (d.locked_until IS NULL OR d.locked_until <= now()) \
-         RETURNING d.id, d.account_id, d.profile_id, d.event_id, d.body, w.url, \
-                   d.round_attempts, d.first_attempted_at, d.last_error",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(id.0)
-    .bind::<Text, _>(worker)
-    .bind::<Interval, _>(pg_interval(lease))
-    .load::<Claimed>(conn)
-    .await?
-    .into_iter()
-    .next())
+         {CLAIM_RETURNING}) {CLAIMED}"
+    );
+    let rows = diesel::sql_query(query)
+        .bind::<diesel::sql_types::Uuid, _>(id.0)
+        .bind::<Text, _>(worker)
+        .bind::<Interval, _>(pg_interval(lease))
+        .load::<ClaimedRow>(conn)
+        .await?;
+    Ok(rows.into_iter().next().map(Claimed::from))
 }
 
 /// Each profile with deliveries not yet sent, and the age in seconds of its oldest one.

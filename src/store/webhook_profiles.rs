@@ -277,30 +277,34 @@ pub async fn rotate(
     get(conn, account_id, id).await
 }
 
-/// The secrets that sign a profile's requests at `now`.
-pub async fn signers(
-    conn: &mut AsyncPgConnection,
-    cipher: &Cipher,
-    id: ProfileId,
-    now: DateTime<Utc>,
-) -> Result<Signers, StoreError> {
-    let (secret, previous, until) = webhook_profiles::table
-        .find(id.0)
-        .select((
-            webhook_profiles::secret,
-            webhook_profiles::previous_secret,
-            webhook_profiles::previous_secret_until,
-        ))
-        .first::<(Vec<u8>, Option<Vec<u8>>, Option<DateTime<Utc>>)>(conn)
-        .await?;
-    let previous = match (previous, until) {
-        (Some(sealed), Some(until)) if until > now => Some(open(cipher, id, &sealed)?),
-        _ => None,
-    };
-    Ok(Signers {
-        current: open(cipher, id, &secret)?,
-        previous,
-    })
+/// A profile's secrets as stored, sealed: a claimed delivery carries them.
+#[derive(Clone, Debug)]
+pub struct SealedSecrets {
+    /// The newest secret.
+    pub current: Vec<u8>,
+    /// The secret before the last rotation.
+    pub previous: Option<Vec<u8>>,
+    /// Until when the previous one still signs.
+    pub previous_until: Option<DateTime<Utc>>,
+}
+
+impl SealedSecrets {
+    /// The profile's signers at `now`: the previous secret only while it still signs.
+    pub fn open(
+        &self,
+        cipher: &Cipher,
+        id: ProfileId,
+        now: DateTime<Utc>,
+    ) -> Result<Signers, StoreError> {
+        let previous = match (&self.previous, self.previous_until) {
+            (Some(sealed), Some(until)) if until > now => Some(open(cipher, id, sealed)?),
+            _ => None,
+        };
+        Ok(Signers {
+            current: open(cipher, id, &self.current)?,
+            previous,
+        })
+    }
 }
 
 /// Disables a profile (the endpoint is gone).
