@@ -1,5 +1,6 @@
 //! A webhook receiver on 127.0.0.1:0 that records every request and answers from a script:
-//! a status (with headers), a hang, or a dropped connection; 200 once the script is used up.
+//! a status (with headers), a hang, or an endless body; 200 once the script is used up. It can
+//! stop listening for a while, so that connections are refused.
 //! A small HTTP/1.1 server of its own, so a test decides exactly what reaches the sender.
 
 use std::collections::{HashMap, VecDeque};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 /// One scripted answer.
 #[derive(Clone, Debug)]
@@ -17,8 +18,9 @@ pub enum Reply {
     Status(u16, Vec<(&'static str, String)>),
     /// No answer for this long (longer than the sender's timeout: a timeout).
     Hang(Duration),
-    /// The connection is closed without an answer.
-    Drop,
+    /// This status and a body announced as 100 MiB, of which 128 KiB are sent before the
+    /// receiver stops sending (a sender reading it all would wait for its timeout).
+    Endless(u16),
 }
 
 /// A request as the receiver got it.
@@ -59,29 +61,69 @@ pub struct Receiver {
     pub url: String,
     state: Arc<Mutex<State>>,
     arrived: Arc<Notify>,
+    /// Whether it listens: while not, connections to its port are refused.
+    listening: Arc<watch::Sender<bool>>,
 }
 
 impl Receiver {
     /// A receiver answering `script` in order, then 200.
     pub async fn start(script: Vec<Reply>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
+        let (listening, mut told) = watch::channel(true);
         let receiver = Receiver {
-            url,
+            url: format!("http://{addr}/hook"),
             state: Arc::new(Mutex::new(State {
                 script: script.into(),
                 received: Vec::new(),
             })),
             arrived: Arc::new(Notify::new()),
+            listening: Arc::new(listening),
         };
         let serving = receiver.clone();
         tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let serving = serving.clone();
-                tokio::spawn(async move { serving.serve(stream).await });
+            let mut listener = Some(listener);
+            loop {
+                let Some(open) = &listener else {
+                    if told.changed().await.is_err() {
+                        return;
+                    }
+                    if *told.borrow() {
+                        // The same port again (SO_REUSEADDR is set on Unix).
+                        listener = Some(TcpListener::bind(addr).await.unwrap());
+                    }
+                    continue;
+                };
+                let close = tokio::select! {
+                    accepted = open.accept() => {
+                        let Ok((stream, _)) = accepted else { return };
+                        let serving = serving.clone();
+                        tokio::spawn(async move { serving.serve(stream).await });
+                        false
+                    }
+                    changed = told.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        !*told.borrow()
+                    }
+                };
+                if close {
+                    listener = None;
+                }
             }
         });
         receiver
+    }
+
+    /// Stops listening: connections are refused until [`Receiver::reopen`].
+    pub fn refuse(&self) {
+        self.listening.send_replace(false);
+    }
+
+    /// Listens again on the same port.
+    pub fn reopen(&self) {
+        self.listening.send_replace(true);
     }
 
     /// Every request so far.
@@ -118,7 +160,13 @@ impl Receiver {
                 tokio::time::sleep(duration).await;
                 return;
             }
-            Some(Reply::Drop) => return,
+            Some(Reply::Endless(status)) => {
+                let head = format!("HTTP/1.1 {status} Status\r\ncontent-length: 104857600\r\n\r\n");
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&vec![b'x'; 128 * 1024]).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                return;
+            }
         };
         let mut answer =
             format!("HTTP/1.1 {status} Status\r\ncontent-length: 2\r\nconnection: close\r\n");
