@@ -23,6 +23,7 @@ pub mod product;
 pub mod public_address;
 pub mod secret;
 pub mod service_provider;
+pub mod transaction_window;
 pub mod transactions;
 pub mod webhook_profile;
 pub mod webhook_signature;
