@@ -484,33 +484,46 @@ fn at(attempt: &proto::DeliveryAttempt) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(at.seconds, at.nanos as u32).unwrap()
 }
 
-/// The profile's only delivery once it has `n` attempts (10 s at most).
-async fn wait_attempts(app: &TestApp, key: &str, profile_id: &str, n: usize) -> proto::Delivery {
+/// The profile's first delivery for which `done` holds (10 s at most, looking every 20 ms).
+async fn wait_delivery(
+    app: &TestApp,
+    key: &str,
+    profile_id: &str,
+    what: &str,
+    done: impl Fn(&proto::Delivery) -> bool,
+) -> proto::Delivery {
     for _ in 0..500 {
-        let listed = deliveries(app, key, profile_id).await;
-        if let Some(found) = listed.into_iter().find(|d| d.attempts.len() >= n) {
+        if let Some(found) = deliveries(app, key, profile_id)
+            .await
+            .into_iter()
+            .find(&done)
+        {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("no delivery with {n} attempts within 10 s");
+    panic!("no delivery {what} within 10 s");
 }
 
-/// The profile's only delivery once it is in `status` (10 s at most).
+/// The profile's delivery once it has `n` attempts.
+async fn wait_attempts(app: &TestApp, key: &str, profile_id: &str, n: usize) -> proto::Delivery {
+    wait_delivery(app, key, profile_id, &format!("with {n} attempts"), |d| {
+        d.attempts.len() >= n
+    })
+    .await
+}
+
+/// The profile's delivery once it is in `status`.
 async fn wait_status(
     app: &TestApp,
     key: &str,
     profile_id: &str,
     status: proto::delivery::Status,
 ) -> proto::Delivery {
-    for _ in 0..200 {
-        let listed = deliveries(app, key, profile_id).await;
-        if let Some(found) = listed.into_iter().find(|d| d.status == status as i32) {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no delivery in {status:?} within 10 s");
+    wait_delivery(app, key, profile_id, &format!("in {status:?}"), |d| {
+        d.status == status as i32
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -930,7 +943,11 @@ async fn an_endless_answer_is_read_only_up_to_its_first_64_kib() {
         .unwrap()
         .into_inner();
     // Reading stopped at the cap: had it read on, the attempt would have hit the 2 s timeout.
-    assert_eq!(delivery.status, proto::delivery::Status::Succeeded as i32);
+    assert_eq!(
+        delivery.status,
+        proto::delivery::Status::Succeeded as i32,
+        "{delivery:?}"
+    );
     let attempt = &delivery.attempts[0];
     assert_eq!((attempt.response_status, attempt.error.as_str()), (200, ""));
     assert!(attempt.duration_ms < 2000, "{} ms", attempt.duration_ms);

@@ -41,6 +41,24 @@ async fn open(
 }
 
 /// The next `n` events of a stream, skipping heartbeats.
+/// A live stream with a heartbeat every second, once its first heartbeat came (it is open).
+async fn live(app: &TestApp, key: &str) -> Streaming<proto::StreamEventsResponse> {
+    let mut stream = open(
+        app,
+        key,
+        proto::StreamEventsRequest {
+            heartbeat_seconds: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    while !matches!(
+        stream.next().await.unwrap().unwrap().message,
+        Some(Message::Heartbeat(_))
+    ) {}
+    stream
+}
+
 async fn next_events(
     stream: &mut Streaming<proto::StreamEventsResponse>,
     n: usize,
@@ -257,20 +275,7 @@ async fn bad_stream_requests_are_invalid_arguments() {
 async fn an_event_no_wake_up_announced_arrives_by_the_poll() {
     let app = TestApp::start().await;
     let (account, key) = app.account("quiet").await;
-    let mut stream = open(
-        &app,
-        &key,
-        proto::StreamEventsRequest {
-            heartbeat_seconds: 1,
-            ..Default::default()
-        },
-    )
-    .await;
-    // Open once the first heartbeat came.
-    while !matches!(
-        stream.next().await.unwrap().unwrap().message,
-        Some(Message::Heartbeat(_))
-    ) {}
+    let mut stream = live(&app, &key).await;
     // Written as a replica whose notification got lost would: no wake-up, no NOTIFY.
     let mut conn = store::connect(&app.pool).await.unwrap();
     let written = conn
@@ -296,19 +301,7 @@ async fn a_write_held_back_by_a_transaction_elsewhere_is_streamed_once_that_ends
     })
     .await;
     let (_, key) = app.account("held").await;
-    let mut stream = open(
-        &app,
-        &key,
-        proto::StreamEventsRequest {
-            heartbeat_seconds: 1,
-            ..Default::default()
-        },
-    )
-    .await;
-    while !matches!(
-        stream.next().await.unwrap().unwrap().message,
-        Some(Message::Heartbeat(_))
-    ) {}
+    let mut stream = live(&app, &key).await;
     // A transaction in another database of the cluster, older than the import's: until it
     // ends, the import's events are not settled (transaction ids are cluster-wide).
     let elsewhere = TestDatabase::new().await;

@@ -172,20 +172,24 @@ impl EventHub {
             Some(cursor) => cursor,
             None => event_store::head(&mut conn).await?,
         };
-        // A wake that comes after this is owed at the next read.
-        if self.inner.owe_peers.swap(false, Ordering::AcqRel) {
-            match event_store::next_transaction(&mut conn).await {
-                Ok(next) => *owed = Some(owed.map_or(next, |owed| owed.max(next))),
-                Err(error) => {
-                    self.inner.owe_peers.store(true, Ordering::Release);
-                    return Err(error);
+        // Taken before the first page's snapshot, which then names a transaction id above
+        // every write announced so far; a wake that comes later is owed at the next read.
+        let mut newly_owed = self.inner.owe_peers.swap(false, Ordering::AcqRel);
+        loop {
+            let read =
+                event_store::read_after(&mut conn, None, from, &EventFilter::default(), TAIL_PAGE)
+                    .await;
+            if newly_owed {
+                newly_owed = false;
+                match &read {
+                    Ok(page) => {
+                        let next = page.next_transaction;
+                        *owed = Some(owed.map_or(next, |owed| owed.max(next)));
+                    }
+                    Err(_) => self.inner.owe_peers.store(true, Ordering::Release),
                 }
             }
-        }
-        loop {
-            let page =
-                event_store::read_after(&mut conn, None, from, &EventFilter::default(), TAIL_PAGE)
-                    .await?;
+            let page = read?;
             let full = page.full;
             if page.scanned_to > from {
                 let batch = Batch {

@@ -85,11 +85,15 @@ pub async fn send_test(
         "version": EVENT_VERSION,
         "payload": {"requestId": RequestId::generate()},
     });
+    // Held from the start by this call, so the background sender cannot take it first.
+    let worker = format!("inline-{}", uuid::Uuid::new_v4().simple());
+    let held = (worker.as_str(), sender::lease(ctx.delivery()));
     let mut conn = store::connect(ctx.pool()).await?;
-    let id = outbound_deliveries::insert_test(&mut conn, account_id, profile_id, event_id, &body)
-        .await?;
+    let id =
+        outbound_deliveries::insert_test(&mut conn, account_id, profile_id, event_id, &body, held)
+            .await?;
     drop(conn);
-    sender::attempt_now(ctx, id).await?;
+    sender::attempt_now(ctx, id, &worker).await?;
     let mut conn = store::connect(ctx.pool()).await?;
     Ok(outbound_deliveries::get(&mut conn, account_id, id).await?)
 }

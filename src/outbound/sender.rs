@@ -118,7 +118,7 @@ async fn claim_and_send(
     let claimed = outbound_deliveries::claim(
         &mut conn,
         worker,
-        settings.timeout + LEASE_MARGIN,
+        lease(settings),
         free as i64,
         settings.profile_concurrency as i64,
     )
@@ -139,18 +139,23 @@ async fn claim_and_send(
     Ok(())
 }
 
-/// Attempts one delivery now, outside the sender's loop (a test webhook), and records it;
-/// nothing happens if another replica holds it.
-pub async fn attempt_now(ctx: &Context, id: DeliveryId) -> Result<(), StoreError> {
-    let worker = format!("inline-{}", uuid::Uuid::new_v4().simple());
+/// How long a claim holds a delivery: the attempt's timeout and a margin, so a live attempt
+/// never loses it.
+pub fn lease(settings: &DeliverySettings) -> Duration {
+    settings.timeout + LEASE_MARGIN
+}
+
+/// Attempts one delivery `worker` made already held (a test webhook) now, outside the sender's
+/// loop, and records it.
+pub async fn attempt_now(ctx: &Context, id: DeliveryId, worker: &str) -> Result<(), StoreError> {
     let mut conn = store::connect(ctx.pool()).await?;
-    let lease = ctx.delivery().timeout + LEASE_MARGIN;
-    let Some(claimed) = outbound_deliveries::claim_one(&mut conn, id, &worker, lease).await? else {
+    let lease = lease(ctx.delivery());
+    let Some(claimed) = outbound_deliveries::claim_one(&mut conn, id, worker, lease).await? else {
         return Ok(());
     };
     drop(conn);
     let done = attempt(ctx, claimed).await;
-    record(ctx, &worker, &[done]).await
+    record(ctx, worker, &[done]).await
 }
 
 /// An attempt that ended, to be recorded.
@@ -176,7 +181,7 @@ async fn record_all(ctx: Context, worker: String, mut to_record: mpsc::Receiver<
 
 /// Records a batch of finished attempts, and disables the profiles whose endpoint is gone.
 async fn record(ctx: &Context, worker: &str, batch: &[Finished]) -> Result<(), StoreError> {
-    let recorded: Vec<Recorded> = batch.iter().map(|done| done.recorded.clone()).collect();
+    let recorded: Vec<&Recorded> = batch.iter().map(|done| &done.recorded).collect();
     let mut conn = store::connect(ctx.pool()).await?;
     outbound_deliveries::record_attempts(&mut conn, worker, &recorded).await?;
     for done in batch.iter().filter(|done| done.gone) {

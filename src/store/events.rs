@@ -48,6 +48,9 @@ pub struct EventPage {
     pub scanned_to: Cursor,
     /// Whether the page stopped at its limit, so more may follow at once.
     pub full: bool,
+    /// The first transaction id not yet handed out when the page was read: whatever committed
+    /// before the read is settled once a later page's `scanned_to` reaches it.
+    pub next_transaction: u64,
 }
 
 /// Appends events; call inside the transaction that makes the change they describe.
@@ -176,35 +179,25 @@ const PAGE_SELECT: &str = "SELECT transaction_id, sequence, event_id, account_id
      sum(octet_length(payload::text)) OVER (ORDER BY transaction_id, sequence)::bigint \
          AS running_bytes FROM events";
 
-/// The oldest transaction still running: every event of an older transaction is settled.
-async fn settled_below(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
-    #[derive(QueryableByName)]
-    struct Horizon {
-        #[diesel(sql_type = BigInt)]
-        xmin: i64,
-    }
-    let horizon = prepared(diesel::sql_query(
-        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin",
-    ))
-    .get_result::<Horizon>(conn)
-    .await?;
-    Ok(horizon.xmin)
+/// Where the log stands for a reader right now.
+#[derive(QueryableByName)]
+struct Snapshot {
+    /// The oldest transaction still running: every event of an older one is settled.
+    #[diesel(sql_type = BigInt)]
+    xmin: i64,
+    /// The first transaction id not yet handed out: every transaction that committed before
+    /// now is older.
+    #[diesel(sql_type = BigInt)]
+    xmax: i64,
 }
 
-/// The first transaction id not yet handed out: every transaction that committed before this
-/// call is older, so its events are settled once the horizon reaches this id.
-pub async fn next_transaction(conn: &mut AsyncPgConnection) -> Result<u64, StoreError> {
-    #[derive(QueryableByName)]
-    struct Next {
-        #[diesel(sql_type = BigInt)]
-        xmax: i64,
-    }
-    let next = prepared(diesel::sql_query(
-        "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax",
+async fn snapshot(conn: &mut AsyncPgConnection) -> Result<Snapshot, StoreError> {
+    Ok(prepared(diesel::sql_query(
+        "SELECT pg_snapshot_xmin(s)::text::bigint AS xmin, \
+         pg_snapshot_xmax(s)::text::bigint AS xmax FROM pg_current_snapshot() s",
     ))
-    .get_result::<Next>(conn)
-    .await?;
-    Ok(next.xmax as u64)
+    .get_result::<Snapshot>(conn)
+    .await?)
 }
 
 /// Reads events after `after` that match `filter`, for one tenant or (with `None`) for all,
@@ -218,7 +211,8 @@ pub async fn read_after(
 ) -> Result<EventPage, StoreError> {
     // Taken before the read: every transaction below it had finished, so the read sees all of
     // their events.
-    let horizon = settled_below(conn).await?;
+    let snapshot = snapshot(conn).await?;
+    let horizon = snapshot.xmin;
     let mut query = diesel::sql_query("SELECT * FROM (")
         .into_boxed()
         .sql(PAGE_SELECT)
@@ -290,6 +284,7 @@ pub async fn read_after(
         events,
         scanned_to,
         full,
+        next_transaction: snapshot.xmax as u64,
     })
 }
 
@@ -334,7 +329,7 @@ pub async fn listen(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
 /// The position after every settled event: where a live stream starts.
 pub async fn head(conn: &mut AsyncPgConnection) -> Result<Cursor, StoreError> {
     Ok(Cursor::before_transaction(
-        settled_below(conn).await? as u64,
+        snapshot(conn).await?.xmin as u64,
     ))
 }
 

@@ -52,14 +52,17 @@ impl TryFrom<DeliveryRow> for Delivery {
     }
 }
 
-/// Queues a test webhook with its body; it is due at once.
+/// Queues a test webhook with its body, due at once and already held by `held` (a worker and
+/// its lease) for the attempt its caller makes now.
 pub async fn insert_test(
     conn: &mut AsyncPgConnection,
     account_id: AccountId,
     profile_id: ProfileId,
     event_id: EventId,
     body: &serde_json::Value,
+    held: (&str, Duration),
 ) -> Result<DeliveryId, StoreError> {
+    let (worker, lease) = held;
     let id = DeliveryId::generate();
     diesel::insert_into(outbound_deliveries::table)
         .values((
@@ -71,6 +74,8 @@ pub async fn insert_test(
             outbound_deliveries::body.eq(body),
             outbound_deliveries::status.eq(DeliveryStatus::Pending.as_str()),
             outbound_deliveries::next_attempt_at.eq(diesel::dsl::now),
+            outbound_deliveries::locked_by.eq(worker),
+            outbound_deliveries::locked_until.eq(Utc::now() + lease),
         ))
         .execute(conn)
         .await?;
@@ -404,7 +409,7 @@ pub struct AfterAttempt {
 }
 
 /// An attempt of a delivery, with what follows it, to be recorded.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Recorded {
     /// The delivery.
     pub id: Uuid,
@@ -419,7 +424,7 @@ pub struct Recorded {
 pub async fn record_attempts(
     conn: &mut AsyncPgConnection,
     worker: &str,
-    recorded: &[Recorded],
+    recorded: &[&Recorded],
 ) -> Result<usize, StoreError> {
     let ids: Vec<Uuid> = recorded.iter().map(|r| r.id).collect();
     let attempts: Vec<serde_json::Value> = recorded
@@ -541,7 +546,7 @@ WITH chosen AS (
 )
 SELECT count(*) AS n FROM queued";
 
-/// Claims one delivery by id for `worker`, if it is due or pending and nobody holds it.
+/// Claims one delivery by id for `worker`, if it is due or pending and nobody else holds it.
 pub async fn claim_one(
     conn: &mut AsyncPgConnection,
     id: DeliveryId,
@@ -552,7 +557,7 @@ pub async fn claim_one(
         "WITH claimed AS (UPDATE outbound_deliveries d SET locked_by = $2, \
          locked_until = now() + $3 FROM webhook_profiles w \
          WHERE d.id = $1 AND w.id = d.profile_id AND d.status IN ('PENDING', 'RETRYING') \
-           AND (d.locked_until IS NULL OR d.locked_until <= now()) \
+           AND (d.locked_until IS NULL OR d.locked_until <= now() OR d.locked_by = $2) \
          {CLAIM_RETURNING}) {CLAIMED}"
     );
     let rows = diesel::sql_query(query)
