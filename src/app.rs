@@ -13,6 +13,7 @@ use crate::cipher::Cipher;
 use crate::config::{DeliverySettings, EventSettings, WorkerSettings};
 use crate::context::{Context, Limits};
 use crate::events::hub::EventHub;
+use crate::providers::akoya::{AkoyaClient, AkoyaConfig};
 use crate::providers::plaid::{PlaidClient, PlaidConfig};
 use crate::{api, events, store, worker};
 
@@ -32,6 +33,8 @@ pub struct AppConfig {
     pub cipher: Cipher,
     /// The Plaid client's configuration.
     pub plaid: PlaidConfig,
+    /// The Akoya client's configuration.
+    pub akoya: AkoyaConfig,
     /// The job workers and background refresh.
     pub worker: WorkerSettings,
     /// The event log and its streams.
@@ -65,7 +68,10 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
     let ctx = Context::new(
         pool.clone(),
         config.cipher,
-        PlaidClient::new(config.plaid),
+        (
+            PlaidClient::new(config.plaid),
+            AkoyaClient::new(config.akoya),
+        ),
         hub.clone(),
         Limits {
             public_url: &config.public_url,

@@ -10,6 +10,7 @@ use crate::api::grpc::GrpcLimits;
 use crate::api::http::HttpLimits;
 use crate::cipher::Cipher;
 use crate::domain::secret::Secret;
+use crate::providers::akoya::AkoyaConfig;
 use crate::providers::plaid::PlaidConfig;
 
 /// The Plaid client id the simulator accepts by default, and `dev` uses.
@@ -118,6 +119,9 @@ pub struct Settings {
     /// The Plaid API.
     #[command(flatten)]
     pub plaid: PlaidSettings,
+    /// The Akoya API.
+    #[command(flatten)]
+    pub akoya: AkoyaSettings,
     /// The job workers and background refresh.
     #[command(flatten)]
     pub worker: WorkerSettings,
@@ -155,6 +159,48 @@ impl PlaidSettings {
             client_id: self.plaid_client_id.clone().filter(|s| !s.is_empty()),
             secret: self
                 .plaid_secret
+                .clone()
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The Akoya API and the app's credentials.
+#[derive(Debug, Clone, Args)]
+pub struct AkoyaSettings {
+    /// Akoya's data API base.
+    #[arg(
+        long,
+        env = "AKOYA_PRODUCTS_URL",
+        default_value = "https://sandbox-products.ddp.akoya.com"
+    )]
+    pub akoya_products_url: String,
+    /// Akoya's token endpoint base (`{idp}/token`).
+    #[arg(
+        long,
+        env = "AKOYA_IDP_URL",
+        default_value = "https://sandbox-idp.ddp.akoya.com"
+    )]
+    pub akoya_idp_url: String,
+    /// Akoya client id.
+    #[arg(long, env = "AKOYA_CLIENT_ID")]
+    pub akoya_client_id: Option<String>,
+    /// Akoya client secret.
+    #[arg(long, env = "AKOYA_CLIENT_SECRET", hide_env_values = true)]
+    pub akoya_client_secret: Option<String>,
+}
+
+impl AkoyaSettings {
+    /// The Akoya client's configuration.
+    pub fn client(&self) -> AkoyaConfig {
+        AkoyaConfig {
+            products_url: self.akoya_products_url.trim_end_matches('/').to_string(),
+            idp_url: self.akoya_idp_url.trim_end_matches('/').to_string(),
+            client_id: self.akoya_client_id.clone().filter(|s| !s.is_empty()),
+            client_secret: self
+                .akoya_client_secret
                 .clone()
                 .filter(|s| !s.is_empty())
                 .map(Secret::new),

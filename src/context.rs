@@ -9,6 +9,7 @@ use crate::api::http::HttpLimits;
 use crate::cipher::Cipher;
 use crate::config::{DeliverySettings, EventSettings, WorkerSettings};
 use crate::events::hub::EventHub;
+use crate::providers::akoya::AkoyaClient;
 use crate::providers::plaid::PlaidClient;
 use crate::providers::plaid::verify::Verifier;
 use crate::store::DbPool;
@@ -23,6 +24,7 @@ struct Inner {
     pool: DbPool,
     cipher: Cipher,
     plaid: PlaidClient,
+    akoya: AkoyaClient,
     plaid_webhook_url: String,
     hub: EventHub,
     jobs_wake: Notify,
@@ -62,7 +64,7 @@ impl Context {
     pub fn new(
         pool: DbPool,
         cipher: Cipher,
-        plaid: PlaidClient,
+        (plaid, akoya): (PlaidClient, AkoyaClient),
         hub: EventHub,
         limits: Limits<'_>,
     ) -> Self {
@@ -74,6 +76,7 @@ impl Context {
                 cipher,
                 plaid_verifier: Verifier::new(plaid.clone()),
                 plaid,
+                akoya,
                 plaid_webhook_url,
                 webhook_max_bytes: limits.http.max_body_bytes,
                 event_retention: chrono_duration(limits.events.retention),
@@ -112,6 +115,11 @@ impl Context {
     /// The Plaid client.
     pub fn plaid(&self) -> &PlaidClient {
         &self.inner.plaid
+    }
+
+    /// The Akoya client.
+    pub fn akoya(&self) -> &AkoyaClient {
+        &self.inner.akoya
     }
 
     /// Where Plaid items are told to send their webhooks.

@@ -42,6 +42,11 @@ pub async fn dev(mut settings: DevSettings) -> anyhow::Result<()> {
     service.plaid.plaid_base_url = format!("http://{sim_addr}");
     service.plaid.plaid_client_id = Some(SIM_CLIENT_ID.into());
     service.plaid.plaid_secret = Some(SIM_SECRET.into());
+    // The simulator serves Akoya's token endpoint and data API on the same port.
+    service.akoya.akoya_products_url = format!("http://{sim_addr}");
+    service.akoya.akoya_idp_url = format!("http://{sim_addr}");
+    service.akoya.akoya_client_id = Some(SIM_CLIENT_ID.into());
+    service.akoya.akoya_client_secret = Some(SIM_SECRET.into());
     // The local receiver is on loopback, over plain http.
     service.delivery.allow_private = true;
     let receiver = receiver(settings.receiver_addr, data_dir.join("last-webhook.json")).await?;

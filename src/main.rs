@@ -182,6 +182,7 @@ async fn start(
         cipher,
         pool_size: settings.pool_size as usize,
         plaid: settings.plaid.client(),
+        akoya: settings.akoya.client(),
         worker: settings.worker.clone(),
         events: settings.events.clone(),
         delivery: settings.delivery.clone(),

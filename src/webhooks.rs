@@ -1,6 +1,7 @@
 //! Recording provider webhooks: verify on the raw body, record the delivery and the job that
 //! will process it in one transaction, and answer only then. The HTTP adapter and
-//! `WebhookService.RecordWebhook` both come through here.
+//! `WebhookService.RecordWebhook` both come through here. Akoya's notifications are not
+//! signed: they are recorded the same way, and only confirmed at Akoya before acting.
 
 use chrono::Utc;
 use uuid::Uuid;
@@ -8,6 +9,7 @@ use uuid::Uuid;
 use crate::context::Context;
 use crate::domain::input;
 use crate::jobs::Job;
+use crate::providers::akoya::Notification;
 use crate::providers::plaid::verify::{UnverifiedWebhook, VerifyError};
 use crate::providers::plaid::{self, PlaidWebhook};
 use crate::store::{self, StoreError, webhooks};
@@ -36,6 +38,9 @@ pub enum RecordError {
     /// Not what the provider sends (400).
     #[error("body is not a Plaid webhook: {0}")]
     Malformed(String),
+    /// Not an Akoya notification (400).
+    #[error("body is not an Akoya notification: {0}")]
+    NotANotification(String),
     /// The database or the provider's key endpoint is unreachable (503): the provider retries.
     /// The detail is for the log; the sender is told only to retry.
     #[error("cannot record the webhook now; retry later")]
@@ -93,6 +98,51 @@ pub async fn record_plaid(
     }
     Ok(recorded)
 }
+
+/// Records one Akoya notification. Akoya signs nothing, so it is only a hint: it is kept
+/// durably (the 200 means that), and its job confirms it at Akoya before anything changes.
+pub async fn record_akoya(ctx: &Context, body: &[u8]) -> Result<Recorded, RecordError> {
+    let limit = ctx.webhook_max_bytes();
+    if body.len() > limit {
+        return Err(RecordError::TooLarge { limit });
+    }
+    let notification: Notification = serde_json::from_slice(body)
+        .map_err(|e| RecordError::NotANotification(input::clip(&e.to_string())))?;
+    let check = |field: &'static str, value: &str| {
+        input::text(field, value, MAX_NOTIFICATION_FIELD)
+            .map_err(|e| RecordError::NotANotification(e.to_string()))
+    };
+    check("category", &notification.category)?;
+    check("type", &notification.notification_type)?;
+    let subject = notification.subject_id();
+    if let Some(subject) = subject {
+        check("notificationPayload.id", subject)?;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(Sha256::digest(body));
+    let delivery = webhooks::NewDelivery {
+        id: Uuid::now_v7(),
+        service_provider: "AKOYA",
+        body_sha256: &digest,
+        body,
+        // Nothing signs it: when it came is all that is known.
+        signed_at: Utc::now(),
+        webhook_type: &notification.category,
+        webhook_code: &notification.notification_type,
+        provider_connection_id: subject,
+    };
+    let recorded = save(ctx, delivery).await.map_err(|e| match e {
+        StoreError::Unavailable(reason) => RecordError::Unavailable(reason),
+        other => RecordError::Internal(other.to_string()),
+    })?;
+    if !recorded.duplicate {
+        ctx.wake_workers();
+    }
+    Ok(recorded)
+}
+
+/// Longest category, type or id an Akoya notification may carry.
+const MAX_NOTIFICATION_FIELD: usize = 255;
 
 /// The delivery and, when it is new, its processing job: one statement, so both or neither.
 async fn save(ctx: &Context, delivery: webhooks::NewDelivery<'_>) -> Result<Recorded, StoreError> {

@@ -26,6 +26,8 @@ pub enum AggregationFailure {
     LoginRequired,
     /// The provider no longer accepts the credentials (revoked, removed).
     CredentialsRejected,
+    /// The consent's token is refused (Akoya's rotated, expired or revoked refresh token).
+    TokenExpired,
     /// The institution is down.
     InstitutionUnavailable,
     /// The institution needs something done on its side.
@@ -169,6 +171,10 @@ fn after_failure(state: ConnectionState, failure: AggregationFailure) -> Connect
             ConnectionStatus::ReconnectRequired,
             Some(StatusReason::Other),
         ),
+        F::TokenExpired => (
+            ConnectionStatus::ReconnectRequired,
+            Some(StatusReason::TokenExpired),
+        ),
         F::InstitutionUnavailable => (
             ConnectionStatus::Degraded,
             Some(StatusReason::InstitutionCurrentlyUnavailable),
@@ -297,6 +303,7 @@ mod properties {
         prop_oneof![
             Just(AggregationFailure::LoginRequired),
             Just(AggregationFailure::CredentialsRejected),
+            Just(AggregationFailure::TokenExpired),
             Just(AggregationFailure::InstitutionUnavailable),
             Just(AggregationFailure::InstitutionActionRequired),
             Just(AggregationFailure::ProviderUnavailable),

@@ -10,7 +10,8 @@ use chrono::{Days, NaiveDate};
 
 use super::transactions::{ProviderTransaction, SyncChange};
 
-/// The stretch a pull covered: these accounts, transactions dated `from` to `to` inclusive.
+/// The stretch a pull covered: these accounts, transactions dated `from` to `to` inclusive, by
+/// the day a provider filters on: the posting day, or the transaction day while pending.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Window {
     /// The provider ids of the accounts whose transactions were read in full.
@@ -25,8 +26,15 @@ impl Window {
     /// Whether a stored transaction is one this pull must list again if it still exists.
     pub fn covers(&self, transaction: &ProviderTransaction) -> bool {
         self.accounts.contains(&transaction.provider_account_id)
-            && (self.from..=self.to).contains(&transaction.transaction_date)
+            && (self.from..=self.to).contains(&filtered_day(transaction))
     }
+}
+
+/// The day a window filters a transaction on.
+pub fn filtered_day(transaction: &ProviderTransaction) -> NaiveDate {
+    transaction
+        .posted_date
+        .unwrap_or(transaction.transaction_date)
 }
 
 /// Days read at a connection's first pull.

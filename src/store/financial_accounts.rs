@@ -254,6 +254,20 @@ pub async fn ids_by_provider_id(
         .collect())
 }
 
+/// The provider ids of a connection's ACTIVE accounts.
+pub async fn active_provider_ids(
+    conn: &mut AsyncPgConnection,
+    connection_id: ConnectionId,
+) -> Result<std::collections::BTreeSet<String>, StoreError> {
+    let rows = financial_accounts::table
+        .filter(financial_accounts::connection_id.eq(connection_id.0))
+        .filter(financial_accounts::status.eq(<&str>::from(FinancialAccountStatus::Active)))
+        .select(financial_accounts::provider_account_id)
+        .load::<String>(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Marks every account of a connection INACTIVE (its data stays readable); answers their ids
 /// in id order.
 pub async fn deactivate_all(

@@ -65,6 +65,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    consumed_refresh_tokens (token_sha256) {
+        token_sha256 -> Bytea,
+        connection_id -> Uuid,
+        consumed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     webhook_deliveries (id) {
         id -> Uuid,
         service_provider -> Text,
@@ -211,6 +219,7 @@ diesel::table! {
 }
 
 diesel::joinable!(api_keys -> accounts (account_id));
+diesel::joinable!(consumed_refresh_tokens -> connections (connection_id));
 diesel::joinable!(connections -> customers (customer_id));
 diesel::joinable!(connections -> institutions (institution_id));
 diesel::joinable!(financial_accounts -> connections (connection_id));
@@ -219,6 +228,7 @@ diesel::joinable!(outbound_deliveries -> webhook_profiles (profile_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
+    consumed_refresh_tokens,
     api_keys,
     customers,
     institutions,

@@ -139,6 +139,58 @@ pub async fn delete(
     Ok(deleted)
 }
 
+/// The stored transactions a pull of a date window compares with: those of `accounts` whose
+/// posting day (the transaction day while pending) is `from` to `to`, as the provider filters,
+/// and any with one of `also` as provider id (one that moved in from outside the window).
+pub async fn in_window(
+    conn: &mut AsyncPgConnection,
+    connection_id: ConnectionId,
+    accounts: &[String],
+    (from, to): (NaiveDate, NaiveDate),
+    also: &[String],
+) -> Result<Vec<ProviderTransaction>, StoreError> {
+    let rows = transactions::table
+        .inner_join(financial_accounts::table)
+        .filter(transactions::connection_id.eq(connection_id.0))
+        .filter(
+            financial_accounts::provider_account_id
+                .eq_any(accounts)
+                .and(
+                    diesel::dsl::sql::<diesel::sql_types::Date>(
+                        "coalesce(transactions.posted_date, transactions.transaction_date)",
+                    )
+                    .between(from, to),
+                )
+                .or(transactions::provider_transaction_id.eq_any(also)),
+        )
+        .select((
+            financial_accounts::provider_account_id,
+            TransactionRow::as_select(),
+        ))
+        .load::<(String, TransactionRow)>(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(account, row)| {
+            let status = row.status.parse().map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "transaction {} has status {:?}",
+                    row.id, row.status
+                ))
+            })?;
+            Ok(ProviderTransaction {
+                provider_transaction_id: row.provider_transaction_id,
+                provider_account_id: account,
+                amount: row.amount,
+                currency: row.currency,
+                description: row.description,
+                status,
+                transaction_date: row.transaction_date,
+                posted_date: row.posted_date,
+            })
+        })
+        .collect()
+}
+
 /// A transaction as stored.
 #[derive(Clone, Debug, PartialEq, Queryable, Selectable)]
 #[diesel(table_name = transactions)]

@@ -38,6 +38,8 @@ pub struct NewDelivery<'a> {
 pub struct Delivery {
     /// Its id.
     pub id: Uuid,
+    /// PLAID or AKOYA.
+    pub service_provider: String,
     /// The raw body.
     pub body: Vec<u8>,
     /// When the provider signed it.

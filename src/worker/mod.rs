@@ -1,6 +1,7 @@
 //! Background work: jobs claimed from the queue, run, and finished, retried or buried.
 
 pub mod aggregate;
+pub mod notice;
 pub mod schedule;
 pub mod webhook;
 
@@ -181,7 +182,7 @@ async fn run_one(ctx: &Context, settings: &Runner, claimed: ClaimedJob) -> bool 
     let worker_id = settings.id.as_str();
     let outcome = match serde_json::from_value::<Job>(claimed.payload.clone()) {
         Ok(Job::Aggregate(job)) => aggregate::run(ctx, worker_id, settings.lease(), &job).await,
-        Ok(Job::Webhook(job)) => webhook::run(ctx, &job).await,
+        Ok(Job::Webhook(job)) => webhook::run(ctx, worker_id, settings.lease(), &job).await,
         Err(error) => Err(JobError::Permanent(format!("unreadable job: {error}"))),
     };
     let finished = async {

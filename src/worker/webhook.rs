@@ -27,10 +27,23 @@ use crate::store::{self, StoreError, connections, events, financial_accounts, we
 const IMPORT_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// Processes the delivery; a delivery already processed is left alone.
-pub async fn run(ctx: &Context, job: &WebhookJob) -> Result<(), JobError> {
+pub async fn run(
+    ctx: &Context,
+    worker_id: &str,
+    lease: std::time::Duration,
+    job: &WebhookJob,
+) -> Result<(), JobError> {
     let mut conn = store::connect(ctx.pool()).await?;
     let delivery = webhooks::get(&mut conn, job.delivery_id).await?;
     if delivery.processed_at.is_some() {
+        return Ok(());
+    }
+    if delivery.service_provider == ServiceProvider::Akoya.as_str() {
+        drop(conn);
+        let outcome = super::notice::run(ctx, worker_id, lease, &delivery).await?;
+        let mut conn = store::connect(ctx.pool()).await?;
+        webhooks::mark_processed(&mut conn, job.delivery_id, outcome).await?;
+        ctx.hub().wake();
         return Ok(());
     }
     let webhook: PlaidWebhook = serde_json::from_slice(&delivery.body)

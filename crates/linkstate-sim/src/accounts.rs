@@ -71,20 +71,39 @@ const fn template(
     }
 }
 
+/// How many accounts a new Item has.
+pub const SANDBOX_ACCOUNTS: usize = TEMPLATES.len();
+
+/// The shape of the accounts shared later (an Akoya consent gaining an account).
+const EXTRA: Template = template(
+    "Plaid Extra Saving",
+    "Plaid Silver Standard 0.1% Interest Saving",
+    "depository",
+    "savings",
+    "5000",
+);
+
 /// The accounts of the Item `item_id`; the same id always gives the same accounts.
 pub fn generate(item_id: &str) -> Vec<AccountBase> {
     TEMPLATES
         .iter()
-        .map(|template| account(item_id, template))
+        .map(|template| account(item_id, template, template.mask))
         .collect()
 }
 
-fn account(item_id: &str, template: &Template) -> AccountBase {
-    let seed = format!("{item_id}:{}", template.mask);
+/// The Item's `n`th account beyond the first five: a savings account, as stable as the others,
+/// its mask counting up from 5000 so each looks different (and wrapping to stay four digits).
+pub fn extra(item_id: &str, n: usize) -> AccountBase {
+    let mask = format!("{:04}", 5000 + n % 5000);
+    account(item_id, &EXTRA, &mask)
+}
+
+fn account(item_id: &str, template: &Template, mask: &str) -> AccountBase {
+    let seed = format!("{item_id}:{mask}");
     AccountBase {
         account_id: ids::derived_id(&seed),
         balances: balances(&seed, template),
-        mask: Some(template.mask.to_owned()),
+        mask: Some(mask.to_owned()),
         name: template.name.to_owned(),
         official_name: Some(template.official_name.to_owned()),
         r#type: template.r#type.to_owned(),
@@ -174,6 +193,27 @@ mod tests {
             "a CD has no available balance"
         );
         assert!(accounts[3].balances.limit.is_some(), "a card has a limit");
+    }
+
+    #[test]
+    fn extra_accounts_are_new_savings_accounts() {
+        let first = extra("item-a", 0);
+        assert_eq!(first.subtype.as_deref(), Some("savings"));
+        assert_eq!(first.mask.as_deref(), Some("5000"));
+        let again = extra("item-a", 0);
+        assert_eq!(
+            serde_json::to_value(&first).unwrap(),
+            serde_json::to_value(&again).unwrap(),
+            "stable"
+        );
+        let second = extra("item-a", 1);
+        assert_eq!(second.mask.as_deref(), Some("5001"));
+        assert_ne!(first.account_id, second.account_id);
+        assert!(
+            generate("item-a")
+                .iter()
+                .all(|account| account.account_id != first.account_id)
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Sending webhooks: endpoints queue bodies while they hold the state, the simulator signs and
-//! posts them afterwards from spawned tasks, so an answer never waits for a webhook.
+//! posts them afterwards from spawned tasks, so an answer never waits for a webhook. Akoya's
+//! notifications go out the same way, unsigned.
 
 use std::time::Duration;
 
@@ -57,16 +58,30 @@ pub fn client() -> reqwest::Client {
 /// Posts `outgoing` with its `Plaid-Verification` header from a spawned task; failures are
 /// logged and dropped (Plaid would retry; the simulator does not).
 pub fn send(http: &reqwest::Client, outgoing: Outgoing, verification: String) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!(url = %outgoing.url, "no async runtime: webhook not sent");
-        return;
-    };
     let request = http
         .post(&outgoing.url)
         .header("Content-Type", "application/json")
         .header("Plaid-Verification", verification)
         .body(outgoing.body);
-    let url = outgoing.url;
+    spawn(request, outgoing.url);
+}
+
+/// Posts a JSON `body` to `url` from a spawned task, with nothing to authenticate it, as Akoya
+/// sends its notifications; failures are logged and dropped.
+pub fn send_unsigned(http: &reqwest::Client, url: &str, body: Vec<u8>) {
+    let request = http
+        .post(url)
+        .header("Content-Type", "application/json")
+        .body(body);
+    spawn(request, url.to_owned());
+}
+
+/// Sends `request` from a task of the current runtime, logging how it went.
+fn spawn(request: reqwest::RequestBuilder, url: String) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!(%url, "no async runtime: webhook not sent");
+        return;
+    };
     runtime.spawn(async move {
         match request.send().await {
             Ok(response) if response.status().is_success() => {

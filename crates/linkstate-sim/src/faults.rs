@@ -1,4 +1,5 @@
-//! Injected trouble: a delay before every Plaid answer, and error answers on chosen endpoints.
+//! Injected trouble: a delay before every Plaid and Akoya answer, and error answers on chosen
+//! endpoints (Plaid) or paths (Akoya).
 
 use std::time::Duration;
 
@@ -30,12 +31,32 @@ pub struct ErrorRule {
     pub times: Option<u32>,
 }
 
+/// An error to answer instead of Akoya's real response: `http_status` with `body` as JSON.
+///
+/// Over HTTP (`POST /sim/akoya/errors`) it is JSON in camelCase, `times` optional:
+/// `{"pathPrefix": "/transactions/v2", "httpStatus": 429,
+///   "body": {"code": 1207, "message": "Too many requests"}, "times": 1}`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AkoyaErrorRule {
+    /// The start of the paths it applies to, e.g. `/token` or `/transactions/v2`.
+    pub path_prefix: String,
+    /// The HTTP status of the error answer.
+    pub http_status: u16,
+    /// The body of the error answer.
+    pub body: serde_json::Value,
+    /// How many requests it applies to; `None` until the rules are cleared.
+    #[serde(default)]
+    pub times: Option<u32>,
+}
+
 /// The injected latency and error rules.
 #[derive(Debug, Default)]
 pub struct Faults {
-    /// The delay before every Plaid answer.
+    /// The delay before every Plaid and Akoya answer.
     pub latency: Duration,
     rules: Vec<ErrorRule>,
+    akoya_rules: Vec<AkoyaErrorRule>,
 }
 
 impl Faults {
@@ -47,9 +68,10 @@ impl Faults {
         self.rules.push(rule);
     }
 
-    /// Removes every rule.
+    /// Removes every rule, Plaid's and Akoya's.
     pub fn clear(&mut self) {
         self.rules.clear();
+        self.akoya_rules.clear();
     }
 
     /// The rule for this request, if any, counting it as used.
@@ -64,6 +86,31 @@ impl Faults {
             *times -= 1;
             if *times == 0 {
                 self.rules.remove(index);
+            }
+        }
+        Some(taken)
+    }
+
+    /// Adds an Akoya rule; earlier rules win when several match.
+    pub fn add_akoya(&mut self, mut rule: AkoyaErrorRule) {
+        if !rule.path_prefix.starts_with('/') {
+            rule.path_prefix.insert(0, '/');
+        }
+        self.akoya_rules.push(rule);
+    }
+
+    /// The Akoya rule for a request to `path`, if any, counting it as used.
+    pub fn take_akoya(&mut self, path: &str) -> Option<AkoyaErrorRule> {
+        let index = self
+            .akoya_rules
+            .iter()
+            .position(|rule| rule.times != Some(0) && path.starts_with(&rule.path_prefix))?;
+        let rule = &mut self.akoya_rules[index];
+        let taken = rule.clone();
+        if let Some(times) = rule.times.as_mut() {
+            *times -= 1;
+            if *times == 0 {
+                self.akoya_rules.remove(index);
             }
         }
         Some(taken)
@@ -117,6 +164,41 @@ mod tests {
         );
         faults.clear();
         assert!(faults.take("/accounts/get", Some("t1")).is_none());
+    }
+
+    #[test]
+    fn akoya_rules_match_path_prefixes_and_run_out() {
+        let mut faults = Faults::default();
+        faults.add_akoya(AkoyaErrorRule {
+            path_prefix: "transactions/v2".into(),
+            http_status: 429,
+            body: serde_json::json!({"code": 1207, "message": "Too many requests"}),
+            times: Some(1),
+        });
+        assert!(faults.take_akoya("/balances/v2/mikomo").is_none());
+        let rule = faults.take_akoya("/transactions/v2/mikomo/acct").unwrap();
+        assert_eq!(rule.body["code"], 1207);
+        assert!(faults.take_akoya("/transactions/v2/mikomo/acct").is_none());
+
+        faults.add_akoya(AkoyaErrorRule {
+            times: None,
+            ..rule
+        });
+        assert!(faults.take_akoya("/transactions/v2/mikomo/acct").is_some());
+        faults.clear();
+        assert!(faults.take_akoya("/transactions/v2/mikomo/acct").is_none());
+    }
+
+    #[test]
+    fn akoya_rules_read_camel_case_json() {
+        let json = r#"{"pathPrefix": "/token", "httpStatus": 503,
+            "body": {"error": "temporarily_unavailable"}}"#;
+        let rule: AkoyaErrorRule = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            (rule.path_prefix.as_str(), rule.http_status),
+            ("/token", 503)
+        );
+        assert_eq!(rule.times, None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Identifiers shaped like Plaid's: 37-character base62 ids, 15-character request ids,
-//! `access-sandbox-<uuid>` and `public-sandbox-<uuid>` tokens.
+//! `access-sandbox-<uuid>` and `public-sandbox-<uuid>` tokens; and Akoya's opaque tokens.
 
 use rand::RngExt;
 use sha2::{Digest, Sha256};
@@ -28,6 +28,16 @@ pub fn access_token() -> String {
 /// A fresh sandbox public token.
 pub fn public_token() -> String {
     format!("public-sandbox-{}", uuid::Uuid::new_v4())
+}
+
+/// A fresh Akoya refresh token, opaque as Dex's.
+pub fn akoya_refresh_token() -> String {
+    format!("akoya-refresh-{}", random_base62(43))
+}
+
+/// A fresh Dex access token; Akoya's data API wants the id token instead.
+pub fn akoya_access_token() -> String {
+    format!("akoya-access-{}", random_base62(43))
 }
 
 /// A stable id derived from `seed`, so an item's accounts keep their ids.
@@ -70,6 +80,8 @@ mod tests {
         assert_eq!(request_id().len(), 15);
         assert!(access_token().starts_with("access-sandbox-"));
         assert!(public_token().starts_with("public-sandbox-"));
+        assert!(akoya_refresh_token().starts_with("akoya-refresh-"));
+        assert_ne!(akoya_refresh_token(), akoya_refresh_token());
     }
 
     #[test]

@@ -225,11 +225,44 @@ impl Ledger {
         &self.visible
     }
 
+    /// Every transaction, the held-back history too: Akoya has no historical update, so it
+    /// serves all of them from the start.
+    pub fn all(&self) -> impl Iterator<Item = &Transaction> {
+        self.visible.values().chain(&self.held_back)
+    }
+
+    /// Adds transactions made elsewhere (those of an account shared later), as additions.
+    pub fn insert(&mut self, transactions: Vec<Transaction>) {
+        self.add_all(transactions);
+    }
+
     fn add_all(&mut self, transactions: Vec<Transaction>) {
         for transaction in transactions {
             self.visible
                 .insert(transaction.transaction_id.clone(), transaction.clone());
             self.log.push(Change::Added(transaction));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::accounts;
+
+    #[test]
+    fn all_includes_the_held_back_history() {
+        let today = NaiveDate::from_ymd_opt(2025, 6, 30).unwrap();
+        let mut ledger = Ledger::new("item-a", &accounts::generate("item-a"), 300, today);
+        let all: BTreeSet<_> = ledger.all().map(|t| t.transaction_id.clone()).collect();
+        assert_eq!(all.len(), 300);
+        assert!(ledger.visible().len() < all.len(), "some are held back");
+        assert!(ledger.visible().keys().all(|id| all.contains(id)));
+
+        ledger.complete_historical();
+        let after: BTreeSet<_> = ledger.all().map(|t| t.transaction_id.clone()).collect();
+        assert_eq!(after, all, "the same transactions, none twice");
     }
 }

@@ -1,20 +1,29 @@
-//! The provider simulator: a Plaid-sandbox compatible HTTP API for `dev`, `simulate` and tests.
+//! The provider simulator: a Plaid-sandbox compatible HTTP API for `dev`, `simulate` and tests,
+//! and an Akoya-compatible one on the same port.
 //!
 //! It keeps Items in memory with two years of generated transactions, answers Plaid's shapes
 //! (the types of `linkstate-wire`, which linkstate's client uses too), sends webhooks signed as Plaid signs them, and can be told to be
 //! slow or to fail, in process ([`Simulator::set_latency`], [`Simulator::inject_error`]) or over
 //! HTTP (`/sim/latency`, `/sim/errors`). Tests drive an Item's transactions with
 //! [`Simulator::set_history`], [`Simulator::mutate`] and [`Simulator::complete_historical`].
+//!
+//! An Akoya consent ([`Simulator::create_akoya_consent`]) is an Item too, reached by rotating
+//! refresh tokens and id tokens instead of an access token: the same accounts and transactions,
+//! served in Akoya's shapes (all of them at once, as Akoya has no historical update).
 
 #![warn(missing_docs)]
 
 mod accounts;
+mod akoya;
+mod consents;
 mod control;
 mod delivery;
 mod dice;
 mod endpoints;
 mod errors;
 mod faults;
+mod fdx;
+mod form;
 mod history;
 mod ids;
 mod institutions;
@@ -40,7 +49,7 @@ use std::time::Duration;
 use axum::Router;
 use serde_json::Value;
 
-pub use faults::ErrorRule;
+pub use faults::{AkoyaErrorRule, ErrorRule};
 pub use history::DEFAULT_TRANSACTIONS;
 use ledger::Ledger;
 pub use ledger::{Mutation, MutationOutcome};
@@ -75,6 +84,19 @@ pub struct SandboxItem {
     pub item_id: String,
 }
 
+/// An Akoya consent made by [`Simulator::create_akoya_consent`].
+#[derive(Debug, Clone)]
+pub struct AkoyaConsent {
+    /// Its first refresh token, as a connect flow hands it over.
+    pub refresh_token: Secret,
+    /// Its id, the `grant_id` of its id tokens.
+    pub consent_id: String,
+    /// Akoya's provider id (the institution).
+    pub provider_id: String,
+    /// The Item holding its accounts and transactions, for [`Simulator::mutate`] and the like.
+    pub item_id: String,
+}
+
 impl Simulator {
     /// A simulator with no Items and a fresh webhook signing key.
     ///
@@ -88,14 +110,17 @@ impl Simulator {
         }
     }
 
-    /// The HTTP API: Plaid's endpoints and the `/sim` controls.
+    /// The HTTP API: Plaid's endpoints, Akoya's and the `/sim` controls.
     pub fn router(&self) -> Router {
         plaid::routes()
+            .merge(akoya::routes())
             .merge(control::routes())
             .with_state(self.clone())
     }
 
-    /// How many requests `endpoint` (e.g. `/item/get`) has received so far.
+    /// How many requests `endpoint` (e.g. `/item/get`) has received so far; Akoya's count by
+    /// kind, whatever the provider and account in the path: `/token`, `/accounts-info`,
+    /// `/balances`, `/customers`, `/transactions`.
     pub fn calls(&self, endpoint: &str) -> usize {
         self.lock().calls.get(endpoint).copied().unwrap_or(0)
     }
@@ -140,7 +165,7 @@ impl Simulator {
         }
     }
 
-    /// Delays every Plaid answer by `latency` (zero to stop).
+    /// Delays every Plaid and Akoya answer by `latency` (zero to stop).
     pub fn set_latency(&self, latency: Duration) {
         self.lock().faults.latency = latency;
     }
@@ -150,7 +175,7 @@ impl Simulator {
         self.lock().faults.add(rule);
     }
 
-    /// Removes every injected error.
+    /// Removes every injected error, Plaid's and Akoya's.
     pub fn clear_errors(&self) {
         self.lock().faults.clear();
     }
@@ -271,6 +296,99 @@ impl Simulator {
             .iter()
             .map(|seed| (seed.id.to_owned(), seed.name.to_owned()))
             .collect()
+    }
+
+    /// Creates an Akoya consent at `provider_id` (any name, e.g. `mikomo`) sharing the five
+    /// accounts of a new Item, with its two years of transactions.
+    ///
+    /// # Panics
+    /// If `provider_id` is empty.
+    pub fn create_akoya_consent(&self, provider_id: &str) -> AkoyaConsent {
+        assert!(!provider_id.is_empty(), "an Akoya provider id is not empty");
+        let mut state = self.lock();
+        let consent = state.create_consent(provider_id);
+        AkoyaConsent {
+            refresh_token: Secret::new(consent.refresh_token.clone()),
+            consent_id: consent.consent_id.clone(),
+            provider_id: consent.provider_id.clone(),
+            item_id: consent.item_id.clone(),
+        }
+    }
+
+    /// The refresh token that works now (the newest), `None` once revoked or unknown.
+    pub fn akoya_refresh_token(&self, consent_id: &str) -> Option<Secret> {
+        self.lock()
+            .consents
+            .refresh_token(consent_id)
+            .map(Secret::new)
+    }
+
+    /// Refresh attempts refused because the token was stale (already rotated away), unknown or
+    /// revoked.
+    pub fn akoya_refused_refreshes(&self) -> usize {
+        self.lock().consents.refused
+    }
+
+    /// Successful refreshes of this consent so far.
+    pub fn akoya_refreshes(&self, consent_id: &str) -> usize {
+        let state = self.lock();
+        state.consents.get(consent_id).map_or(0, |c| c.refreshes)
+    }
+
+    /// Revokes the consent: its refresh token gets 400 `invalid_request`, its id tokens 401
+    /// `{"code": 602, "message": "Customer not authorized"}`. Does nothing if unknown.
+    pub fn revoke_akoya_consent(&self, consent_id: &str) {
+        self.lock().consents.revoke(consent_id);
+    }
+
+    /// The consent stops sharing this account: accounts-info, balances and transactions no
+    /// longer list it (and its transactions answer 404 701).
+    pub fn drop_akoya_account(&self, consent_id: &str, account_id: &str) {
+        if let Some(consent) = self.lock().consents.get_mut(consent_id) {
+            consent.shared.retain(|shared| shared != account_id);
+        }
+    }
+
+    /// The consent shares one more account (a new savings account with a few transactions of
+    /// the last days); answers its id.
+    ///
+    /// # Panics
+    /// If the simulator has no consent `consent_id`.
+    pub fn add_akoya_account(&self, consent_id: &str) -> String {
+        self.lock()
+            .add_consent_account(consent_id)
+            .unwrap_or_else(|| panic!("the simulator has no Akoya consent {consent_id}"))
+    }
+
+    /// The account ids the consent shares now.
+    pub fn akoya_account_ids(&self, consent_id: &str) -> Vec<String> {
+        let state = self.lock();
+        let consent = state.consents.get(consent_id);
+        consent.map(|c| c.shared.clone()).unwrap_or_default()
+    }
+
+    /// How long id tokens issued from now on live (by default 24 h, `expires_in: 86399` as Dex
+    /// answers); those issued before keep their expiry.
+    pub fn set_akoya_id_token_lifetime(&self, lifetime: Duration) {
+        self.lock().consents.id_token_lifetime = lifetime;
+    }
+
+    /// Answers an error on matching Akoya requests from now on.
+    pub fn inject_akoya_error(&self, rule: AkoyaErrorRule) {
+        self.lock().faults.add_akoya(rule);
+    }
+
+    /// Posts a notification's JSON `body` to `url` with no authentication, as Akoya does, from
+    /// a background task; answers at once.
+    pub fn send_akoya_notification(&self, url: &str, body: &Value) {
+        let body = serde_json::to_vec(body).expect("JSON values serialize");
+        delivery::send_unsigned(&self.webhooks, url, body);
+    }
+
+    /// A notification body of Akoya's test-event shape: `category`, `type` (`kind`),
+    /// `notificationPayload {id, idType, customFields [{PROVIDER: provider_id}]}`, `url`.
+    pub fn akoya_notification(category: &str, kind: &str, id: &str, provider_id: &str) -> Value {
+        webhooks::akoya_notification(category, kind, id, provider_id)
     }
 
     /// Runs `change` on the Item, then sends the webhook it answers, if any.

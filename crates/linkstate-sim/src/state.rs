@@ -1,16 +1,18 @@
 //! The simulator's memory: Items with their accounts and transactions, the tokens that reach
-//! them, the injected faults, the webhook signing key and the webhooks waiting to go out.
+//! them (Plaid's access tokens, Akoya's consents), the injected faults, the webhook signing key
+//! and the webhooks waiting to go out.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 
+use super::consents::{Consent, Consents};
 use super::delivery::Outbox;
 use super::errors::SimError;
 use super::faults::Faults;
-use super::history::DEFAULT_TRANSACTIONS;
-use super::institutions::InstitutionSeed;
+use super::history::{DEFAULT_TRANSACTIONS, Generator};
+use super::institutions::{self, InstitutionSeed};
 use super::keys::WebhookKey;
 use super::ledger::Ledger;
 use super::merchants::Kind;
@@ -36,6 +38,8 @@ pub struct SimState {
     pub auto_historical: bool,
     /// Requests received per endpoint (whatever they were answered), for tests to count calls.
     pub calls: HashMap<String, usize>,
+    /// Akoya's consents, each opening an Item of its own.
+    pub consents: Consents,
 }
 
 /// One Item: what Plaid knows about a login at an institution.
@@ -76,11 +80,30 @@ impl SimState {
             outbox: Outbox::default(),
             auto_historical: true,
             calls: HashMap::new(),
+            consents: Consents::new(),
         }
     }
 
     /// Creates an Item and answers a public token for it, as `/sandbox/public_token/create` does.
     pub fn create_item(
+        &mut self,
+        institution: &'static InstitutionSeed,
+        products: Vec<String>,
+        webhook: Option<String>,
+    ) -> String {
+        let item_id = self.add_item(institution, products, webhook);
+        let public_token = ids::public_token();
+        let expires_at = Instant::now() + PUBLIC_TOKEN_LIFETIME;
+        let pending = PublicToken {
+            item_id,
+            expires_at,
+        };
+        self.public_tokens.insert(public_token.clone(), pending);
+        public_token
+    }
+
+    /// Creates an Item that no token reaches yet; answers its id.
+    fn add_item(
         &mut self,
         institution: &'static InstitutionSeed,
         products: Vec<String>,
@@ -100,14 +123,32 @@ impl SimState {
             created_at: Utc::now().trunc_subsecs(0),
         };
         self.items.insert(item_id.clone(), item);
-        let public_token = ids::public_token();
-        let expires_at = Instant::now() + PUBLIC_TOKEN_LIFETIME;
-        let pending = PublicToken {
-            item_id,
-            expires_at,
-        };
-        self.public_tokens.insert(public_token.clone(), pending);
-        public_token
+        item_id
+    }
+
+    /// Creates an Akoya consent at `provider_id` sharing every account of a new Item. The Item
+    /// has no webhook URL (Akoya sends no data webhooks) and no Plaid token reaches it. Its
+    /// institution is the catalog's first: Akoya's providers are not Plaid institutions, and
+    /// nothing reads it.
+    pub fn create_consent(&mut self, provider_id: &str) -> &Consent {
+        let institution = &institutions::all()[0];
+        let item_id = self.add_item(institution, vec!["transactions".to_owned()], None);
+        let accounts = self.items[&item_id]
+            .accounts
+            .iter()
+            .map(|account| account.account_id.clone())
+            .collect();
+        self.consents.create(provider_id, &item_id, accounts)
+    }
+
+    /// Shares one more account with the consent: a new account of its Item, with a few recent
+    /// transactions. Answers its id; `None` if the consent is unknown.
+    pub fn add_consent_account(&mut self, consent_id: &str) -> Option<String> {
+        let consent = self.consents.get_mut(consent_id)?;
+        let item = self.items.get_mut(&consent.item_id)?;
+        let account_id = item.add_account();
+        consent.shared.push(account_id.clone());
+        Some(account_id)
     }
 
     /// Trades a public token, once, for a new access token: `(access_token, item_id)`.
@@ -206,6 +247,28 @@ impl SimItem {
             .filter(|account| Kind::of(account.subtype.as_deref()).is_some())
             .cloned()
             .collect()
+    }
+
+    /// Adds an account with a few transactions of the last days (some pending); answers its id.
+    pub fn add_account(&mut self) -> String {
+        /// Enough to see the account in a default window, few enough to read at a glance.
+        const TRANSACTIONS: usize = 5;
+        let extras = self
+            .accounts
+            .len()
+            .saturating_sub(accounts::SANDBOX_ACCOUNTS);
+        let account = accounts::extra(&self.item_id, extras);
+        let account_id = account.account_id.clone();
+        // Its own dice, so the Item's other transactions stay as they were.
+        let seed = format!("{}:{account_id}", self.item_id);
+        let mut generator = Generator::new(&seed, std::slice::from_ref(&account));
+        let today = Utc::now().date_naive();
+        let transactions = (0..TRANSACTIONS)
+            .filter_map(|_| generator.fresh(today))
+            .collect();
+        self.accounts.push(account);
+        self.ledger.insert(transactions);
+        account_id
     }
 
     /// The institution's products the Item was not created with.

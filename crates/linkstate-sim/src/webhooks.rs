@@ -1,4 +1,5 @@
-//! The bodies of the webhooks the simulator sends, as Plaid's spec writes them.
+//! The bodies of the webhooks the simulator sends, as Plaid's spec writes them, and of Akoya's
+//! notifications, in the shape of its sandbox test events.
 
 use serde_json::{Value, json};
 
@@ -16,6 +17,31 @@ pub fn sync_updates_available(item_id: &str, historical_update_complete: bool) -
         "initial_update_complete": true,
         "historical_update_complete": historical_update_complete,
         "environment": ENVIRONMENT,
+    })
+}
+
+/// Where Akoya keeps notification details, in its sandbox.
+const AKOYA_API: &str = "https://sandbox-api.akoya.com";
+
+/// An Akoya notification of `category` (CONSENT, MAINTENANCE) and `kind` (CONSENT_REVOKED, ...)
+/// about `id` (a consent id for consent events) at `provider_id`.
+pub fn akoya_notification(category: &str, kind: &str, id: &str, provider_id: &str) -> Value {
+    let href = if category == "CONSENT" {
+        format!("{AKOYA_API}/consents/v1/{id}")
+    } else {
+        format!("{AKOYA_API}/notifications/v1/maintenance/{id}")
+    };
+    json!({
+        "notificationId": uuid::Uuid::new_v4().to_string(),
+        "sentOn": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "category": category,
+        "type": kind,
+        "notificationPayload": {
+            "id": id,
+            "idType": category,
+            "customFields": [{"name": "PROVIDER", "value": provider_id}],
+        },
+        "url": {"href": href, "action": "GET"},
     })
 }
 
@@ -85,6 +111,7 @@ pub fn sandbox(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use linkstate_wire::akoya::Notification;
     use linkstate_wire::plaid::PlaidWebhook;
 
     #[test]
@@ -113,5 +140,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(body["webhook_type"], "HOLDINGS");
+    }
+
+    #[test]
+    fn akoya_notifications_read_as_akoyas() {
+        let body = akoya_notification("CONSENT", "CONSENT_REVOKED", "grant-1", "mikomo");
+        let notification: Notification = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!(notification.provider(), Some("mikomo"));
+        assert_eq!(notification.subject_id(), Some("grant-1"));
+        assert_eq!(notification.notification_type, "CONSENT_REVOKED");
+        assert_eq!(
+            body["url"]["href"],
+            "https://sandbox-api.akoya.com/consents/v1/grant-1"
+        );
+        let outage = akoya_notification("MAINTENANCE", "PLANNED_OUTAGE", "m-1", "mikomo");
+        assert_eq!(outage["notificationPayload"]["idType"], "MAINTENANCE");
+        assert!(
+            outage["url"]["href"]
+                .as_str()
+                .unwrap()
+                .ends_with("/maintenance/m-1")
+        );
     }
 }

@@ -22,6 +22,7 @@ use linkstate::cipher::Cipher;
 use linkstate::config::{DeliverySettings, EventSettings, WorkerSettings};
 use linkstate::domain::ids::AccountId;
 use linkstate::proto;
+use linkstate::providers::akoya::AkoyaConfig;
 use linkstate::providers::plaid::PlaidConfig;
 use linkstate::store::embedded::EmbeddedCluster;
 use linkstate::store::{self, DbPool, accounts, migrations};
@@ -230,6 +231,13 @@ impl TestApp {
                 base_url: format!("http://{sim_addr}"),
                 client_id: Some(SIM_CLIENT_ID.into()),
                 secret: Some(linkstate::domain::secret::Secret::new(SIM_SECRET)),
+                timeout: Duration::from_secs(2),
+            },
+            akoya: AkoyaConfig {
+                products_url: format!("http://{sim_addr}"),
+                idp_url: format!("http://{sim_addr}"),
+                client_id: Some(SIM_CLIENT_ID.into()),
+                client_secret: Some(linkstate::domain::secret::Secret::new(SIM_SECRET)),
                 timeout: Duration::from_secs(2),
             },
             worker: WorkerSettings {

@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod akoya;
 pub mod plaid;
 mod secret;
 

@@ -42,7 +42,9 @@ impl From<ProfileError> for Status {
 impl From<ImportError> for Status {
     fn from(error: ImportError) -> Self {
         match error {
-            ImportError::ProviderNotConfigured(_) => Status::failed_precondition(error.to_string()),
+            ImportError::ProviderNotConfigured { .. } => {
+                Status::failed_precondition(error.to_string())
+            }
         }
     }
 }
@@ -88,7 +90,9 @@ impl From<RecordError> for Status {
         match error {
             RecordError::TooLarge { .. } => Status::resource_exhausted(message),
             RecordError::Unverified(_) => Status::unauthenticated(message),
-            RecordError::Malformed(_) => Status::invalid_argument(message),
+            RecordError::Malformed(_) | RecordError::NotANotification(_) => {
+                Status::invalid_argument(message)
+            }
             RecordError::Unavailable(detail) => {
                 tracing::warn!(%detail, "webhook not recorded; the sender should retry");
                 Status::unavailable(message)

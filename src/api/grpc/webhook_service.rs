@@ -32,7 +32,11 @@ impl WebhookService for Webhooks {
         match proto::service_provider::Value::try_from(request.service_provider) {
             Ok(proto::service_provider::Value::Plaid) => {}
             Ok(proto::service_provider::Value::Akoya) => {
-                return Err(Status::unimplemented("AKOYA webhooks are not handled yet"));
+                let recorded = webhooks::record_akoya(&self.ctx, &request.body).await?;
+                return Ok(Response::new(proto::RecordWebhookResponse {
+                    webhook_id: recorded.webhook_id.to_string(),
+                    duplicate: recorded.duplicate,
+                }));
             }
             _ => {
                 return Err(Status::invalid_argument(

@@ -24,6 +24,7 @@ pub fn router(ctx: Context) -> Router {
     let limit = DefaultBodyLimit::max(ctx.webhook_max_bytes());
     Router::new()
         .route("/webhooks/plaid", post(plaid_webhook).layer(limit))
+        .route("/webhooks/akoya", post(akoya_webhook).layer(limit))
         .layer(axum::middleware::from_fn(observe))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -87,6 +88,18 @@ async fn plaid_webhook(State(ctx): State<Context>, headers: HeaderMap, body: Byt
     }
 }
 
+/// Akoya's notifications: 200 only once recorded; acted on only once confirmed at Akoya.
+async fn akoya_webhook(State(ctx): State<Context>, body: Bytes) -> Response {
+    match webhooks::record_akoya(&ctx, &body).await {
+        Ok(recorded) => Json(serde_json::json!({
+            "webhookId": recorded.webhook_id.to_string(),
+            "duplicate": recorded.duplicate,
+        }))
+        .into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
 /// The webhook path's errors as HTTP answers, in one place: 503 only while the database (or
 /// Plaid's key endpoint) is unreachable, so that the provider retries; the detail of a 500 or a
 /// 503 goes to the log, never into the answer.
@@ -95,7 +108,7 @@ impl IntoResponse for RecordError {
         let code = match &self {
             RecordError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RecordError::Unverified(_) => StatusCode::UNAUTHORIZED,
-            RecordError::Malformed(_) => StatusCode::BAD_REQUEST,
+            RecordError::Malformed(_) | RecordError::NotANotification(_) => StatusCode::BAD_REQUEST,
             RecordError::Unavailable(detail) => {
                 tracing::warn!(%detail, "webhook not recorded; the provider will retry");
                 StatusCode::SERVICE_UNAVAILABLE

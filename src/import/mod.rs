@@ -6,6 +6,8 @@
 //! ACCOUNTS_UPDATING and the aggregation job that sends ACCOUNTS_UPDATED. An item is complete
 //! when the answer says so; a failed item writes nothing, whatever happened to the others.
 
+mod akoya;
+
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::StreamExt;
@@ -66,8 +68,19 @@ pub const NO_PROFILE_WARNING: &str = "no ACTIVE webhook profile of this account 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// A provider named in the request has no API keys configured.
-    #[error("{0} is not configured: set {0}_CLIENT_ID and {0}_SECRET")]
-    ProviderNotConfigured(ServiceProvider),
+    #[error("{provider} is not configured: set {}", settings_of(*.provider))]
+    ProviderNotConfigured {
+        /// The provider.
+        provider: ServiceProvider,
+    },
+}
+
+/// The settings that configure a provider's client.
+fn settings_of(provider: ServiceProvider) -> &'static str {
+    match provider {
+        ServiceProvider::Akoya => "AKOYA_CLIENT_ID and AKOYA_CLIENT_SECRET",
+        _ => "PLAID_CLIENT_ID and PLAID_SECRET",
+    }
 }
 
 /// Imports validated items for a tenant.
@@ -80,7 +93,17 @@ pub async fn import(
         .iter()
         .any(|item| matches!(item.credentials, ProviderCredentials::Plaid { .. }));
     if needs_plaid && !ctx.plaid().is_configured() {
-        return Err(ImportError::ProviderNotConfigured(ServiceProvider::Plaid));
+        return Err(ImportError::ProviderNotConfigured {
+            provider: ServiceProvider::Plaid,
+        });
+    }
+    let needs_akoya = items
+        .iter()
+        .any(|item| matches!(item.credentials, ProviderCredentials::Akoya { .. }));
+    if needs_akoya && !ctx.akoya().is_configured() {
+        return Err(ImportError::ProviderNotConfigured {
+            provider: ServiceProvider::Akoya,
+        });
     }
     let request_id = RequestId::generate();
     let results: Vec<Result<Connection, ItemFailure>> = futures::stream::iter(items)
@@ -127,14 +150,7 @@ async fn import_one(
     let access_token = match &item.credentials {
         ProviderCredentials::Plaid { access_token } => access_token,
         ProviderCredentials::Akoya { .. } => {
-            return Err(ItemFailure {
-                code: "UNIMPLEMENTED",
-                message: "importing AKOYA connections is not available yet".into(),
-                provider_details: serde_json::Map::from_iter([(
-                    "serviceProvider".to_string(),
-                    "AKOYA".into(),
-                )]),
-            });
+            return akoya::import_one(ctx, account_id, request_id, &item).await;
         }
     };
     let fetched = fetch_plaid_item(ctx, access_token)
