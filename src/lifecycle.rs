@@ -19,10 +19,14 @@ use crate::domain::ids::{AccountId, ConnectionId, InstitutionId, RequestId};
 use crate::domain::import::ProviderCredentials;
 use crate::domain::input::excerpt;
 use crate::domain::lifecycle_events;
+use crate::domain::product::AKOYA_PRODUCTS;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
 use crate::jobs::{self, Job};
+use crate::providers::akoya::AkoyaError;
+use crate::providers::akoya::tokens::{self, Refreshed};
 use crate::providers::plaid::{ItemSummary, PlaidError, PlaidErrorKind, describe_item};
+use crate::store::credentials::AkoyaTokens;
 use crate::store::flows::{self, FlowConnection, ProviderLink};
 use crate::store::institutions::{self, InstitutionOwner};
 use crate::store::jobs::OnDuplicate;
@@ -98,6 +102,9 @@ pub enum LifecycleError {
     /// The provider is down, slow or throttling; retrying later may work.
     #[error("Plaid is unavailable, retry later: {0}")]
     ProviderUnavailable(PlaidError),
+    /// Akoya refused or failed the completion's token refresh; nothing was written.
+    #[error("Akoya could not refresh the refreshToken: {0}")]
+    Akoya(AkoyaError),
     /// The database failed.
     #[error(transparent)]
     Store(StoreError),
@@ -247,6 +254,33 @@ pub async fn complete(
         }
         _ => None,
     };
+    // Akoya rotates the token now: from here on the only live one is in hand, and it is
+    // written with the completion below.
+    let akoya = match &completion.credentials {
+        Some(ProviderCredentials::Akoya {
+            refresh_token,
+            provider_id,
+        }) => Some(AkoyaLink {
+            refreshed: tokens::refresh(ctx.akoya(), refresh_token)
+                .await
+                .map_err(LifecycleError::Akoya)?,
+            provider_id: provider_id.clone(),
+        }),
+        _ => None,
+    };
+    // Akoya's consent is the id token's grant: it names the connection, whatever was sent.
+    let provider_connection_id = akoya
+        .as_ref()
+        .map_or(completion.provider_connection_id.as_str(), |a| {
+            a.refreshed.grant_id.as_str()
+        });
+    let credentials = match &akoya {
+        Some(link) => Some(ProviderCredentials::Akoya {
+            refresh_token: link.refreshed.refresh_token.clone(),
+            provider_id: link.provider_id.clone(),
+        }),
+        None => completion.credentials.clone(),
+    };
     let request_id = RequestId::generate();
     let mut conn = store::connect(ctx.pool()).await?;
     let completed = conn
@@ -257,33 +291,57 @@ pub async fn complete(
                 Some(item) => item_institution(conn, item, connection.institution_id).await?,
                 None => connection.institution_id,
             };
-            let products = item.iter().flat_map(|item| &item.products);
+            let products: Vec<String> = match &akoya {
+                Some(_) => AKOYA_PRODUCTS
+                    .iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
+                None => item
+                    .iter()
+                    .flat_map(|item| &item.products)
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
+            };
             let link = ProviderLink {
-                provider_connection_id: &completion.provider_connection_id,
-                credentials: completion.credentials.as_ref(),
-                products: products.map(|p| p.as_str().to_string()).collect(),
+                provider_connection_id,
+                credentials: credentials.as_ref(),
+                products,
                 institution_id,
             };
             flows::link_provider(conn, ctx.cipher(), id, link).await?;
+            if let Some(akoya) = &akoya {
+                let tokens = AkoyaTokens {
+                    refresh_token: akoya.refreshed.refresh_token.clone(),
+                    provider_id: akoya.provider_id.clone(),
+                    id_token: Some((akoya.refreshed.id_token.clone(), akoya.refreshed.expires_at)),
+                };
+                credentials::set_akoya_tokens(conn, ctx.cipher(), id, &tokens).await?;
+            }
             flows::end_flow(conn, id, ConnectionStatus::Active).await?;
             let completed = connections::get(conn, account_id, id).await?;
             let new_events = lifecycle_events::flow_completed(&completed.facts(), &request_id);
             events::append(conn, account_id, &new_events).await?;
-            if item.is_some() {
+            if item.is_some() || akoya.is_some() {
                 queue_first_aggregation(conn, ctx, &completed, &request_id).await?;
             }
             Ok(completed)
         })
         .await
-        .map_err(|error| already_linked(error, &completion.provider_connection_id))?;
+        .map_err(|error| already_linked(error, provider_connection_id))?;
     ctx.hub().wake();
     ctx.wake_workers();
     Ok(completed)
 }
 
-/// Whether linkstate can aggregate the provider's connections (Plaid only, so far).
+/// Whether linkstate can aggregate the provider's connections (Plaid and Akoya, so far).
 fn aggregates(provider: ServiceProvider) -> bool {
-    provider == ServiceProvider::Plaid
+    matches!(provider, ServiceProvider::Plaid | ServiceProvider::Akoya)
+}
+
+/// A completed Akoya consent: its rotated tokens and institution.
+struct AkoyaLink {
+    refreshed: Refreshed,
+    provider_id: String,
 }
 
 /// Queues the aggregation that sends ACCOUNTS_UPDATING and the rest under the completion's

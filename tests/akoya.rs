@@ -638,3 +638,92 @@ async fn credentials_are_never_in_clear_in_the_database_or_in_answers() {
         assert!(!answer.contains(secret.as_str()));
     }
 }
+
+async fn create_flow(app: &TestApp, key: &str) -> proto::Connection {
+    app.connections()
+        .await
+        .create_connection(authed(
+            key,
+            proto::CreateConnectionRequest {
+                service_provider: proto::service_provider::Value::Akoya as i32,
+                external_customer_id: "customer-1".into(),
+                institution_id: "mikomo".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn complete_flow(
+    app: &TestApp,
+    key: &str,
+    id: &str,
+    refresh_token: &str,
+) -> Result<proto::Connection, tonic::Status> {
+    app.connections()
+        .await
+        .complete_connection(authed(
+            key,
+            proto::CompleteConnectionRequest {
+                connection_id: id.into(),
+                refresh_token: refresh_token.into(),
+                provider_id: "mikomo".into(),
+                service_provider_connection_id: "consent-from-the-flow".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connect_flow_completed_with_an_akoya_consent_is_aggregated_as_an_import_is() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("akoya").await;
+    let flow = create_flow(&app, &key).await;
+    // A refused token completes nothing: the flow still runs.
+    let refused = complete_flow(&app, &key, &flow.id, "akoya-refresh-never-issued")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("invalid_request"), "{refused:?}");
+    assert_eq!(
+        connection_now(&app, &key, &flow.id).await.status,
+        connection::Status::InProgress as i32
+    );
+
+    let consent = app.sim.create_akoya_consent("mikomo");
+    let completed = complete_flow(&app, &key, &flow.id, consent.refresh_token.expose())
+        .await
+        .unwrap();
+    assert_eq!(completed.status, connection::Status::Active as i32);
+    assert_eq!(
+        completed
+            .service_provider_details
+            .unwrap()
+            .service_provider_connection_id,
+        consent.consent_id,
+        "the consent Akoya names, not the one sent"
+    );
+    let events = events_until(&app, &key, |events| {
+        count(events, Type::BankLinkingHistoricalTransactionsAggregated) == 1
+    })
+    .await;
+    assert_eq!(
+        types(&events),
+        [
+            Type::BankLinkingConnectionCompleted,
+            Type::BankLinkingConnectionStatusChange,
+            Type::BankLinkingAccountsUpdating,
+            Type::BankLinkingAccountsUpdated,
+            Type::BankLinkingTransactionsAggregated,
+            Type::BankLinkingHistoricalTransactionsAggregated,
+        ]
+    );
+    let stored = stored_tokens(&app, &flow.id).await.refresh_token;
+    assert_eq!(
+        Some(stored),
+        app.sim.akoya_refresh_token(&consent.consent_id)
+    );
+}

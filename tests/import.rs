@@ -276,33 +276,6 @@ async fn plaid_without_api_keys_is_a_failed_precondition() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn akoya_items_answer_unimplemented_for_now() {
-    let app = TestApp::start().await;
-    let (_, key) = app.account("acme").await;
-    let response = app
-        .connections()
-        .await
-        .import_connections(authed(
-            &key,
-            import_request(vec![proto::ImportConnection {
-                service_provider: proto::service_provider::Value::Akoya as i32,
-                refresh_token: "refresh".into(),
-                provider_id: "mikomo".into(),
-                ..Default::default()
-            }]),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(import_result::Result::Error(error)) = &response.results[0].result else {
-        panic!("akoya imported");
-    };
-    assert_eq!(error.code, "UNIMPLEMENTED");
-    assert_nothing_written(&app).await;
-    app.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_sealed_at_rest() {
     let app = TestApp::start().await;
     let (_, key) = app.account("acme").await;

@@ -466,21 +466,6 @@ async fn completing_a_flow_of_a_provider_linkstate_cannot_aggregate_is_unimpleme
     let (_, key) = app.account("acme").await;
     use proto::service_provider::Value as P;
 
-    let akoya = create(&app, &key, P::Akoya, "customer-1", "mikomo")
-        .await
-        .unwrap();
-    let request = proto::CompleteConnectionRequest {
-        connection_id: akoya.id.clone(),
-        refresh_token: "refresh-1".into(),
-        provider_id: "mikomo".into(),
-        service_provider_connection_id: "consent-1".into(),
-        ..Default::default()
-    };
-    assert_refused(
-        complete(&app, &key, request).await,
-        Code::Unimplemented,
-        "aggregation for AKOYA is not supported yet",
-    );
     for (provider, name) in [(P::Finicity, "FINICITY"), (P::Mx, "MX")] {
         let flow = create(&app, &key, provider, "customer-1", "101732")
             .await
@@ -502,12 +487,11 @@ async fn completing_a_flow_of_a_provider_linkstate_cannot_aggregate_is_unimpleme
             Err(StoreError::NotFound)
         ));
     }
-    assert_eq!(connection(&app, &key, &akoya.id).await, akoya);
     assert_eq!(app.count("events").await, 0);
     assert_eq!(app.count("jobs").await, 0);
     assert_eq!(
         connections_where(&app, "status = 'IN_PROGRESS' AND credentials IS NULL").await,
-        3
+        2
     );
     app.stop().await;
 }

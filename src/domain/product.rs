@@ -14,3 +14,7 @@ meld_name_enum! {
         Transactions,
     }
 }
+
+/// What an Akoya consent gives: balances (with the accounts), the customer, transactions.
+pub const AKOYA_PRODUCTS: [Product; 3] =
+    [Product::Balances, Product::Owners, Product::Transactions];

@@ -15,7 +15,7 @@ use crate::domain::connection::Connection;
 use crate::domain::connection_events;
 use crate::domain::ids::{AccountId, RequestId};
 use crate::domain::import::{ImportItem, ProviderCredentials};
-use crate::domain::product::Product;
+use crate::domain::product::AKOYA_PRODUCTS;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
 use crate::jobs::{self, Job};
@@ -28,9 +28,6 @@ use crate::store::jobs::OnDuplicate;
 use crate::store::{
     self, StoreError, connections, customers, events, financial_accounts, refresh_schedule,
 };
-
-/// What an Akoya consent gives: balances (with the accounts), the customer, transactions.
-const PRODUCTS: [Product; 3] = [Product::Balances, Product::Owners, Product::Transactions];
 
 /// Imports one Akoya consent.
 pub async fn import_one(
@@ -178,7 +175,10 @@ async fn write_consent(
             institution_id,
             provider_connection_id: &refreshed.grant_id,
             credentials: &credentials,
-            products: PRODUCTS.iter().map(|p| p.as_str().to_string()).collect(),
+            products: AKOYA_PRODUCTS
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
             webhook_url: None,
         },
     )

@@ -9,6 +9,7 @@ use crate::events::stream::StreamError;
 use crate::import::ImportError;
 use crate::lifecycle::LifecycleError;
 use crate::outbound::profiles::ProfileError;
+use crate::providers::akoya::AkoyaErrorKind;
 use crate::refresh::RefreshError;
 use crate::store::StoreError;
 use crate::webhooks::RecordError;
@@ -79,6 +80,17 @@ impl From<LifecycleError> for Status {
             E::NotSupported(_) => Status::unimplemented(error.to_string()),
             E::CompletedMeanwhile => Status::aborted(error.to_string()),
             E::ProviderUnavailable(_) => Status::unavailable(error.to_string()),
+            E::Akoya(ref akoya) => match akoya.kind() {
+                AkoyaErrorKind::NotConfigured | AkoyaErrorKind::ClientRefused => {
+                    Status::failed_precondition(error.to_string())
+                }
+                AkoyaErrorKind::ConsentRefused | AkoyaErrorKind::Refused => {
+                    Status::invalid_argument(error.to_string())
+                }
+                AkoyaErrorKind::RateLimited => Status::resource_exhausted(error.to_string()),
+                AkoyaErrorKind::Unavailable => Status::unavailable(error.to_string()),
+                AkoyaErrorKind::Unexpected => Status::internal(error.to_string()),
+            },
             E::Store(error) => error.into(),
         }
     }
