@@ -1,12 +1,20 @@
 //! Work leases on connections: one job works on a connection at a time, across replicas.
 
 use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::{Bool, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::StoreError;
 use super::schema::connections;
 use crate::domain::ids::ConnectionId;
+
+/// The holder of a lease: one job of one worker. Two jobs of one worker (an aggregation and an
+/// Akoya notice, say) are two holders, so they never work on one connection at once.
+pub fn holder(worker: &str, job: uuid::Uuid) -> String {
+    format!("{worker}/{job}")
+}
 
 /// Takes the connection's work lease for `owner` until `until`; false while another holds it.
 ///
@@ -51,32 +59,40 @@ pub async fn release_lease(
     Ok(())
 }
 
-/// Renews every connection lease `owner` holds, for `lease` from now.
+/// Renews every connection lease the jobs of `worker` hold, for `lease` from now.
 pub async fn renew_leases_of(
     conn: &mut AsyncPgConnection,
-    owner: &str,
+    worker: &str,
     lease: std::time::Duration,
 ) -> Result<(), StoreError> {
     let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-    diesel::update(connections::table.filter(connections::lease_owner.eq(owner)))
+    diesel::update(connections::table)
+        .filter(
+            sql::<Bool>("starts_with(lease_owner, ")
+                .bind::<Text, _>(format!("{worker}/"))
+                .sql(")"),
+        )
         .set(connections::lease_until.eq(until))
         .execute(conn)
         .await?;
     Ok(())
 }
 
-/// Gives back every connection lease `owner` holds.
+/// Gives back every connection lease the jobs of `worker` hold.
 pub async fn release_leases_of(
     conn: &mut AsyncPgConnection,
-    owner: &str,
+    worker: &str,
 ) -> Result<usize, StoreError> {
-    Ok(
-        diesel::update(connections::table.filter(connections::lease_owner.eq(owner)))
-            .set((
-                connections::lease_owner.eq(None::<String>),
-                connections::lease_until.eq(None::<DateTime<Utc>>),
-            ))
-            .execute(conn)
-            .await?,
-    )
+    Ok(diesel::update(connections::table)
+        .filter(
+            sql::<Bool>("starts_with(lease_owner, ")
+                .bind::<Text, _>(format!("{worker}/"))
+                .sql(")"),
+        )
+        .set((
+            connections::lease_owner.eq(None::<String>),
+            connections::lease_until.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?)
 }

@@ -180,9 +180,11 @@ async fn claim(ctx: &Context, worker_id: &str, lease: Duration, limit: i32) -> V
 /// Runs one claimed job and records its outcome; true when it finished.
 async fn run_one(ctx: &Context, settings: &Runner, claimed: ClaimedJob) -> bool {
     let worker_id = settings.id.as_str();
+    // Connection leases are held per job: two jobs of this worker never share one.
+    let holder = leases::holder(worker_id, claimed.id);
     let outcome = match serde_json::from_value::<Job>(claimed.payload.clone()) {
-        Ok(Job::Aggregate(job)) => aggregate::run(ctx, worker_id, settings.lease(), &job).await,
-        Ok(Job::Webhook(job)) => webhook::run(ctx, worker_id, settings.lease(), &job).await,
+        Ok(Job::Aggregate(job)) => aggregate::run(ctx, &holder, settings.lease(), &job).await,
+        Ok(Job::Webhook(job)) => webhook::run(ctx, &holder, settings.lease(), &job).await,
         Err(error) => Err(JobError::Permanent(format!("unreadable job: {error}"))),
     };
     let finished = async {

@@ -44,7 +44,7 @@ enum Confirmed {
 /// Confirms and acts on one notification; answers the outcome recorded with it.
 pub async fn run(
     ctx: &Context,
-    worker_id: &str,
+    holder: &str,
     lease: std::time::Duration,
     delivery: &Delivery,
 ) -> Result<&'static str, JobError> {
@@ -71,7 +71,7 @@ pub async fn run(
     let raw = input::bounded_details(raw, delivery.body.len(), &["category", "type"]);
     let mut outcome = "confirmed_unchanged";
     for connection in targets.iter().filter(|c| c.status.allows_refresh()) {
-        match confirm(ctx, worker_id, lease, connection).await? {
+        match confirm(ctx, holder, lease, connection).await? {
             Confirmed::Revoked => {
                 revoke(ctx, connection, &raw).await?;
                 outcome = "confirmed_revoked";
@@ -92,20 +92,20 @@ pub async fn run(
 /// Asks Akoya about the consent under the connection's lease: a fresh token, then its accounts.
 async fn confirm(
     ctx: &Context,
-    worker_id: &str,
+    holder: &str,
     lease: std::time::Duration,
     connection: &Connection,
 ) -> Result<Confirmed, JobError> {
     let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
     {
         let mut conn = store::connect(ctx.pool()).await?;
-        if !leases::try_lease(&mut conn, connection.id, worker_id, until).await? {
+        if !leases::try_lease(&mut conn, connection.id, holder, until).await? {
             return Err(JobError::Busy);
         }
     }
     let asked = ask(ctx, connection).await;
     let mut conn = store::connect(ctx.pool()).await?;
-    leases::release_lease(&mut conn, connection.id, worker_id).await?;
+    leases::release_lease(&mut conn, connection.id, holder).await?;
     asked
 }
 

@@ -29,7 +29,7 @@ const IMPORT_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// Processes the delivery; a delivery already processed is left alone.
 pub async fn run(
     ctx: &Context,
-    worker_id: &str,
+    holder: &str,
     lease: std::time::Duration,
     job: &WebhookJob,
 ) -> Result<(), JobError> {
@@ -40,7 +40,7 @@ pub async fn run(
     }
     if delivery.service_provider == ServiceProvider::Akoya.as_str() {
         drop(conn);
-        let outcome = super::notice::run(ctx, worker_id, lease, &delivery).await?;
+        let outcome = super::notice::run(ctx, holder, lease, &delivery).await?;
         let mut conn = store::connect(ctx.pool()).await?;
         webhooks::mark_processed(&mut conn, job.delivery_id, outcome).await?;
         ctx.hub().wake();

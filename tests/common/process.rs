@@ -99,6 +99,10 @@ impl Replicas {
             .env("PLAID_BASE_URL", &self.sim_url)
             .env("PLAID_CLIENT_ID", SIM_CLIENT_ID)
             .env("PLAID_SECRET", SIM_SECRET)
+            .env("AKOYA_PRODUCTS_URL", &self.sim_url)
+            .env("AKOYA_IDP_URL", &self.sim_url)
+            .env("AKOYA_CLIENT_ID", SIM_CLIENT_ID)
+            .env("AKOYA_CLIENT_SECRET", SIM_SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(stderr);

@@ -40,24 +40,24 @@ const HISTORICAL_AFTER_DAYS: i64 = 30;
 /// never arrives.
 const HISTORICAL_POLL: ChronoDuration = ChronoDuration::minutes(15);
 
-/// Runs the job under the connection's lease, taken for `lease` (and renewed, like the job's,
-/// by the worker's heartbeat while it runs).
+/// Runs the job under the connection's lease, taken by `holder` (this job of this worker) for
+/// `lease`, and renewed, like the job's, by the worker's heartbeat while it runs.
 pub async fn run(
     ctx: &Context,
-    worker_id: &str,
+    holder: &str,
     lease: Duration,
     job: &AggregateJob,
 ) -> Result<(), JobError> {
     let until = Utc::now() + ChronoDuration::from_std(lease).unwrap_or(ChronoDuration::MAX);
     {
         let mut conn = store::connect(ctx.pool()).await?;
-        if !leases::try_lease(&mut conn, job.connection_id, worker_id, until).await? {
+        if !leases::try_lease(&mut conn, job.connection_id, holder, until).await? {
             return Err(JobError::Busy);
         }
     }
     let outcome = aggregate(ctx, job).await;
     let mut conn = store::connect(ctx.pool()).await?;
-    leases::release_lease(&mut conn, job.connection_id, worker_id).await?;
+    leases::release_lease(&mut conn, job.connection_id, holder).await?;
     outcome
 }
 
