@@ -61,8 +61,10 @@ pub async fn import_one(
     .map_err(|error| lost_token_failure(error, &refreshed))?;
     let akoya = ctx.akoya();
     let listed = async {
-        let infos = retrying(|| akoya.accounts_info(&refreshed.id_token, provider_id)).await?;
-        let balances = retrying(|| akoya.balances(&refreshed.id_token, provider_id)).await?;
+        let (infos, balances) = tokio::try_join!(
+            retrying(|| akoya.accounts_info(&refreshed.id_token, provider_id)),
+            retrying(|| akoya.balances(&refreshed.id_token, provider_id)),
+        )?;
         Ok::<_, AkoyaError>(mapping::accounts(&infos.accounts, &balances.accounts))
     };
     match listed.await {
