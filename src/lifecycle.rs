@@ -23,8 +23,8 @@ use crate::domain::product::AKOYA_PRODUCTS;
 use crate::domain::secret::Secret;
 use crate::domain::service_provider::ServiceProvider;
 use crate::jobs::{self, Job};
-use crate::providers::akoya::AkoyaError;
 use crate::providers::akoya::tokens::{self, Refreshed};
+use crate::providers::akoya::{AkoyaError, AkoyaErrorKind, retrying as akoya_retrying};
 use crate::providers::plaid::{ItemSummary, PlaidError, PlaidErrorKind, describe_item};
 use crate::store::credentials::AkoyaTokens;
 use crate::store::flows::{self, FlowConnection, ProviderLink};
@@ -465,7 +465,7 @@ fn require_in_progress(
 }
 
 /// Deletes a connection from any status but DELETED: severs the provider link first (Plaid
-/// `/item/remove`), then marks it DELETED without credentials, its accounts INACTIVE, and sends
+/// `/item/remove`, Akoya's `/revoke`), then marks it DELETED without credentials, its accounts INACTIVE, and sends
 /// CONNECTION_DELETED and ACCOUNTS_REMOVED. Its data stays readable.
 pub async fn delete(
     ctx: &Context,
@@ -481,9 +481,12 @@ pub async fn delete(
         let credentials = stored_credentials(&mut conn, ctx, id).await?;
         (connection, credentials)
     };
-    // Akoya consents are not revoked yet: erasing the token is all linkstate can do.
-    if let Some(ProviderCredentials::Plaid { access_token }) = &credentials {
-        remove_plaid_item(ctx, access_token).await?;
+    match &credentials {
+        Some(ProviderCredentials::Plaid { access_token }) => {
+            remove_plaid_item(ctx, access_token).await?;
+        }
+        Some(ProviderCredentials::Akoya { .. }) => revoke_akoya_consent(ctx, id).await?,
+        None => {}
     }
     let mut conn = store::connect(ctx.pool()).await?;
     let deleted = conn
@@ -519,6 +522,21 @@ async fn stored_credentials(
         Ok(credentials) => Ok(Some(credentials)),
         Err(StoreError::NotFound) => Ok(None),
         Err(error) => Err(error),
+    }
+}
+
+/// Revokes the consent at Akoya, with the newest token (read now: an aggregation may have just
+/// rotated it). A token Akoya no longer takes is a consent already ended, which is what a
+/// delete wants.
+async fn revoke_akoya_consent(ctx: &Context, id: ConnectionId) -> Result<(), LifecycleError> {
+    let tokens = {
+        let mut conn = store::connect(ctx.pool()).await?;
+        credentials::akoya_tokens(&mut conn, ctx.cipher(), id).await?
+    };
+    match akoya_retrying(|| ctx.akoya().revoke(&tokens.refresh_token)).await {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == AkoyaErrorKind::ConsentRefused => Ok(()),
+        Err(error) => Err(LifecycleError::Akoya(error)),
     }
 }
 

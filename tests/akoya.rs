@@ -727,3 +727,38 @@ async fn a_connect_flow_completed_with_an_akoya_consent_is_aggregated_as_an_impo
         app.sim.akoya_refresh_token(&consent.consent_id)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_an_akoya_connection_revokes_the_consent_at_akoya() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("akoya").await;
+    let consent = app.sim.create_akoya_consent("mikomo");
+    let connection = import(&app, &key, &consent).await;
+    let deleted = app
+        .connections()
+        .await
+        .delete_connection(authed(
+            &key,
+            proto::DeleteConnectionRequest {
+                connection_id: connection.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.status, connection::Status::Deleted as i32);
+    assert_eq!(
+        app.sim.akoya_refresh_token(&consent.consent_id),
+        None,
+        "revoked at Akoya"
+    );
+    let events = all_events(&app, &key).await;
+    let tail: Vec<_> = types(&events).into_iter().rev().take(2).collect();
+    assert_eq!(
+        tail,
+        [
+            Type::BankLinkingAccountsRemoved,
+            Type::BankLinkingConnectionDeleted
+        ]
+    );
+}

@@ -36,6 +36,7 @@ const MAX_LIMIT: usize = 100;
 pub fn routes() -> Router<Simulator> {
     Router::new()
         .route("/token", post(token))
+        .route("/revoke", post(revoke))
         .route("/accounts-info/v2/{provider_id}", get(accounts_info))
         .route("/balances/v2/{provider_id}", get(balances))
         .route("/customers/v2/{provider_id}/current", get(customer))
@@ -104,6 +105,31 @@ async fn token(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) ->
     count(&sim, "/token");
     tokio::time::sleep(sim.latency()).await;
     answer(refresh(&sim, &headers, &body))
+}
+
+/// `POST {idp}/revoke` (`token_type_hint=refresh_token`, `token`, the client's credentials):
+/// 200 with an empty body, after which the consent's tokens are refused; 400 `invalid_request`
+/// for a token that works nowhere, 401 `unauthorized_client` for wrong credentials.
+async fn revoke(State(sim): State<Simulator>, body: Bytes) -> Response {
+    count(&sim, "/revoke");
+    tokio::time::sleep(sim.latency()).await;
+    let form = form::parse(&String::from_utf8_lossy(&body));
+    let field = |name: &str| form.get(name).map(String::as_str);
+    let refuse = |status: StatusCode, error: &str| {
+        (status, axum::Json(serde_json::json!({ "error": error }))).into_response()
+    };
+    if !sim.accepts(field("client_id"), field("client_secret")) {
+        return refuse(StatusCode::UNAUTHORIZED, "unauthorized_client");
+    }
+    if field("token_type_hint") != Some("refresh_token") {
+        return refuse(StatusCode::BAD_REQUEST, "unsupported_token_type");
+    }
+    let token = field("token").unwrap_or_default();
+    if sim.lock().consents.revoke_by_token(token) {
+        StatusCode::OK.into_response()
+    } else {
+        refuse(StatusCode::BAD_REQUEST, "invalid_request")
+    }
 }
 
 /// Checks the request in Dex's order (grant type, token present, client, token valid) and

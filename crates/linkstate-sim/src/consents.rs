@@ -183,6 +183,15 @@ impl Consents {
         true
     }
 
+    /// Revokes the consent whose current refresh token this is, as `{idp}/revoke` does; false
+    /// for a token that works nowhere.
+    pub fn revoke_by_token(&mut self, refresh_token: &str) -> bool {
+        match self.refresh_tokens.get(refresh_token).cloned() {
+            Some(consent_id) => self.revoke(&consent_id),
+            None => false,
+        }
+    }
+
     /// The consent an id token opens at `provider_id`: one signed here, not expired, whose
     /// consent is not revoked and is at that provider.
     pub fn authorize(

@@ -107,6 +107,37 @@ impl AkoyaClient {
         }
     }
 
+    /// `POST {idp}/revoke`: ends the consent; its tokens stop working.
+    pub async fn revoke(&self, refresh_token: &Secret) -> Result<(), AkoyaError> {
+        let (client_id, secret) = self.keys.as_ref().ok_or(AkoyaError::NotConfigured)?;
+        let form = [
+            ("token_type_hint", "refresh_token"),
+            ("token", refresh_token.expose()),
+            ("client_id", client_id.as_str()),
+            ("client_secret", secret.expose()),
+        ];
+        let response = self
+            .http
+            .post(format!("{}/revoke", self.idp_url))
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let (status, body) = read_bounded(response).await?;
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        match serde_json::from_slice::<TokenError>(&body) {
+            Ok(error) => Err(AkoyaError::Token {
+                http_status: status,
+                error,
+            }),
+            Err(_) => Err(AkoyaError::UnexpectedResponse {
+                http_status: status,
+            }),
+        }
+    }
+
     /// `/accounts-info/v2/{providerId}`: the consent's accounts.
     pub async fn accounts_info(
         &self,
