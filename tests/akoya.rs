@@ -550,11 +550,13 @@ async fn notifications_that_are_not_one_are_refused_and_maintenance_changes_noth
     let consent = app.sim.create_akoya_consent("mikomo");
     let connection = import(&app, &key, &consent).await;
     let before = all_events(&app, &key).await.len();
-    let outage =
-        Simulator::akoya_notification("MAINTENANCE", "PLANNED_OUTAGE", "notice-1", "mikomo");
-    let (status, _) = notify(&app, &serde_json::to_vec(&outage).unwrap()).await;
-    assert_eq!(status, 200);
-    common::wait_processed(&app, 1).await;
+    for (n, kind) in ["PLANNED_OUTAGE", "SERVICE"].into_iter().enumerate() {
+        let outage =
+            Simulator::akoya_notification("MAINTENANCE", kind, &format!("notice-{n}"), "mikomo");
+        let (status, _) = notify(&app, &serde_json::to_vec(&outage).unwrap()).await;
+        assert_eq!(status, 200);
+        common::wait_processed(&app, n as i64 + 1).await;
+    }
     assert_eq!(all_events(&app, &key).await.len(), before);
     assert_eq!(
         connection_now(&app, &key, &connection.id).await.status,
@@ -761,4 +763,34 @@ async fn deleting_an_akoya_connection_revokes_the_consent_at_akoya() {
             Type::BankLinkingConnectionDeleted
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_akoya_outage_degrades_the_connection_after_retries_and_the_next_pull_heals_it() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("akoya").await;
+    let consent = app.sim.create_akoya_consent("mikomo");
+    let connection = import(&app, &key, &consent).await;
+    app.sim.inject_akoya_error(AkoyaErrorRule {
+        path_prefix: "/balances/v2".into(),
+        http_status: 503,
+        body: json!({"code": 503, "message": "System is down for maintenance"}),
+        times: None,
+    });
+    let calls = app.sim.calls("/balances");
+    common::refresh(&app, &key, &connection.id).await.unwrap();
+    wait_status(&app, &key, &connection.id, connection::Status::Degraded).await;
+    let now = connection_now(&app, &key, &connection.id).await;
+    assert_eq!(
+        now.status_reason,
+        Some(connection::StatusReason::InstitutionCurrentlyUnavailable as i32)
+    );
+    assert_eq!(
+        app.sim.calls("/balances") - calls,
+        4,
+        "tried once and retried three times"
+    );
+    app.sim.clear_errors();
+    common::refresh(&app, &key, &connection.id).await.unwrap();
+    wait_status(&app, &key, &connection.id, connection::Status::Active).await;
 }

@@ -223,3 +223,62 @@ async fn sigkills_during_a_hundred_refreshes_leave_no_consent_stuck() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_ever_reaches_the_log() {
+    let setup = Setup::new().await;
+    setup
+        .sim
+        .set_akoya_id_token_lifetime(Duration::from_secs(60));
+    let (_, key) = setup.api_key().await;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let service = setup.replicas.start_logging(
+        common::process::free_port(),
+        common::process::free_port(),
+        &[("RUST_LOG", "debug")],
+        log.reopen().unwrap(),
+    );
+    service.wait_ready().await;
+    let consent = setup.sim.create_akoya_consent("mikomo");
+    let id = import(&service, &key, std::slice::from_ref(&consent))
+        .await
+        .remove(0);
+    wait_drained(&setup, Duration::from_secs(20)).await;
+    refresh(&service, &key, &id).await;
+    wait_drained(&setup, Duration::from_secs(20)).await;
+    let refused = proto::ImportConnection {
+        service_provider: proto::service_provider::Value::Akoya as i32,
+        refresh_token: "akoya-refresh-a-secret-never-issued".into(),
+        provider_id: "mikomo".into(),
+        ..Default::default()
+    };
+    let _ = client(&service)
+        .await
+        .import_connections(authed(
+            &key,
+            proto::ImportConnectionsRequest {
+                connections: vec![refused],
+            },
+        ))
+        .await;
+    drop(service);
+    let logged = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        logged.contains("DEBUG"),
+        "the log was written at debug level"
+    );
+    let newest = setup.sim.akoya_refresh_token(&consent.consent_id).unwrap();
+    for secret in [
+        consent.refresh_token.expose(),
+        newest.expose(),
+        "akoya-refresh-a-secret-never-issued",
+        setup.replicas.key.as_str(),
+    ] {
+        assert!(!logged.contains(secret), "a secret in the log");
+    }
+    // Nor the id tokens: every JWT the simulator issues starts with the same header.
+    assert!(
+        !logged.contains("eyJ0eXAiOiJKV1Qi") && !logged.contains("eyJhbGciOi"),
+        "an id token in the log"
+    );
+}
