@@ -8,7 +8,7 @@
 mod akoya;
 mod plaid;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
@@ -245,34 +245,7 @@ impl Aggregation<'_> {
         let mut fetched = Fetched::default();
         // A transactions-only sync (a provider's "new data" webhook) leaves the accounts be.
         if products.contains(&Product::Balances) {
-            let listed = source.accounts().await?;
-            let known = {
-                let mut conn = store::connect(self.ctx.pool()).await?;
-                financial_accounts::ids_by_provider_id(&mut conn, self.connection.id).await?
-            };
-            let has_new = listed
-                .accounts
-                .iter()
-                .any(|a| !known.contains_key(&a.provider_account_id));
-            if listed.complete {
-                fetched.dropped = known
-                    .keys()
-                    .filter(|id| {
-                        !listed
-                            .accounts
-                            .iter()
-                            .any(|a| &a.provider_account_id == *id)
-                    })
-                    .cloned()
-                    .collect();
-            }
-            fetched.dropped.extend(listed.closed);
-            fetched.accounts = listed.accounts;
-            fetched.account_products = true;
-            // New accounts are announced as new (`newAccount`) whatever asked for this run.
-            if self.job.announce || (listed.complete && has_new && !known.is_empty()) {
-                self.announce(&fetched.accounts, fetched_at).await?;
-            }
+            self.accounts(source, &mut fetched, fetched_at).await?;
         }
         if products.contains(&Product::Identifiers) {
             fetched.identifiers = source.identifiers().await?;
@@ -297,6 +270,42 @@ impl Aggregation<'_> {
             };
             self.write(load, Utc::now()).await?;
             self.ctx.hub().wake();
+        }
+        Ok(())
+    }
+
+    /// The accounts as the provider lists them now, and those to mark INACTIVE: closed ones
+    /// and, when the list is the consent's whole list, the ones it no longer has. Accounts new
+    /// to a known connection are announced (`newAccount`) whatever asked for this run.
+    async fn accounts(
+        &self,
+        source: &mut Source<'_>,
+        fetched: &mut Fetched,
+        at: DateTime<Utc>,
+    ) -> Result<(), Failed> {
+        let listed = source.accounts().await?;
+        let known = {
+            let mut conn = store::connect(self.ctx.pool()).await?;
+            financial_accounts::ids_by_provider_id(&mut conn, self.connection.id).await?
+        };
+        let ids: BTreeSet<&str> = listed
+            .accounts
+            .iter()
+            .map(|a| a.provider_account_id.as_str())
+            .collect();
+        let has_new = ids.iter().any(|id| !known.contains_key(*id));
+        if listed.complete {
+            fetched.dropped = known
+                .keys()
+                .filter(|id| !ids.contains(id.as_str()))
+                .cloned()
+                .collect();
+        }
+        fetched.dropped.extend(listed.closed);
+        fetched.accounts = listed.accounts;
+        fetched.account_products = true;
+        if self.job.announce || (listed.complete && has_new && !known.is_empty()) {
+            self.announce(&fetched.accounts, at).await?;
         }
         Ok(())
     }
