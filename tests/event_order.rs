@@ -31,6 +31,30 @@ fn event(connection: ConnectionId) -> NewEvent {
     }
 }
 
+/// The account's committed events in log order (transaction, then sequence), by id.
+async fn committed_log(
+    app: &TestApp,
+    account_id: linkstate::domain::ids::AccountId,
+) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+    }
+    use diesel_async::RunQueryDsl;
+    let mut conn = store::connect(&app.pool).await.unwrap();
+    diesel::sql_query(
+        "SELECT event_id::text AS id FROM events WHERE account_id = $1 ORDER BY transaction_id, sequence",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(account_id.0)
+    .load::<Row>(&mut conn)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|row| row.id)
+    .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_resuming_anywhere_see_exactly_the_committed_log() {
     let app = TestApp::start().await;
@@ -73,18 +97,25 @@ async fn readers_resuming_anywhere_see_exactly_the_committed_log() {
         }));
     }
 
-    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // How many events were committed, once the writers are done (0 until then).
+    let target = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut readers = Vec::new();
     for _ in 0..READERS {
         let app_events = app.events().await;
-        let (key, writing) = (key.clone(), writing.clone());
+        let (key, target) = (key.clone(), target.clone());
         readers.push(tokio::spawn(async move {
             let mut client = app_events;
             let mut seen: Vec<String> = Vec::new();
             let mut cursor = String::new();
-            let mut idle_rounds = 0;
-            // Reconnect again and again, each time after a random number of messages.
-            while idle_rounds < 3 {
+            let started = std::time::Instant::now();
+            // Reconnect again and again, each time after a random number of messages, until
+            // the whole committed log has come (a transaction elsewhere in the cluster, such
+            // as a parallel test's CREATE DATABASE, may hold the newest events back a while).
+            let done = |seen: &[String]| {
+                let committed = target.load(std::sync::atomic::Ordering::SeqCst);
+                committed > 0 && seen.len() >= committed
+            };
+            while !done(&seen) && started.elapsed() < Duration::from_secs(120) {
                 let request = proto::StreamEventsRequest {
                     after_cursor: cursor.clone(),
                     from_earliest: cursor.is_empty(),
@@ -97,7 +128,6 @@ async fn readers_resuming_anywhere_see_exactly_the_committed_log() {
                     .unwrap()
                     .into_inner();
                 let take = rand::rng().random_range(1..200);
-                let mut got_event = false;
                 for _ in 0..take {
                     let next = tokio::time::timeout(Duration::from_secs(3), stream.next()).await;
                     let Ok(Some(Ok(message))) = next else { break };
@@ -105,7 +135,6 @@ async fn readers_resuming_anywhere_see_exactly_the_committed_log() {
                         Some(Message::Event(event)) => {
                             cursor = event.cursor.clone();
                             seen.push(event.event_id);
-                            got_event = true;
                         }
                         Some(Message::Heartbeat(heartbeat)) => {
                             cursor = heartbeat.cursor;
@@ -114,13 +143,6 @@ async fn readers_resuming_anywhere_see_exactly_the_committed_log() {
                         None => {}
                     }
                 }
-                // Done once the writers are and nothing new came for a few rounds.
-                let still_writing = writing.load(std::sync::atomic::Ordering::SeqCst);
-                idle_rounds = if got_event || still_writing {
-                    0
-                } else {
-                    idle_rounds + 1
-                };
             }
             seen
         }));
@@ -129,12 +151,10 @@ async fn readers_resuming_anywhere_see_exactly_the_committed_log() {
     for writer in writers {
         writer.await.unwrap();
     }
-    writing.store(false, std::sync::atomic::Ordering::SeqCst);
-    let committed: Vec<String> = common::all_events(&app, &key)
-        .await
-        .into_iter()
-        .map(|e| e.event_id)
-        .collect();
+    // The committed log, read from the table itself: ListEvents would stop at the horizon,
+    // which another test's transaction may hold back.
+    let committed = committed_log(&app, account_id).await;
+    target.store(committed.len(), std::sync::atomic::Ordering::SeqCst);
     assert!(
         committed.len() > WRITERS * TRANSACTIONS_PER_WRITER,
         "{} events",
