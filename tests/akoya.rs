@@ -754,7 +754,10 @@ async fn deleting_an_akoya_connection_revokes_the_consent_at_akoya() {
         None,
         "revoked at Akoya"
     );
-    let events = all_events(&app, &key).await;
+    let events = events_until(&app, &key, |events| {
+        count(events, Type::BankLinkingAccountsRemoved) == 1
+    })
+    .await;
     let tail: Vec<_> = types(&events).into_iter().rev().take(2).collect();
     assert_eq!(
         tail,
@@ -793,4 +796,34 @@ async fn an_akoya_outage_degrades_the_connection_after_retries_and_the_next_pull
     app.sim.clear_errors();
     common::refresh(&app, &key, &connection.id).await.unwrap();
     wait_status(&app, &key, &connection.id, connection::Status::Active).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn akoya_without_app_credentials_is_a_failed_precondition_and_writes_nothing() {
+    let app = TestApp::start_with(|config| config.akoya.client_secret = None).await;
+    let (_, key) = app.account("akoya").await;
+    let consent = app.sim.create_akoya_consent("mikomo");
+    let item = akoya_item("customer-1", consent.refresh_token.expose(), "mikomo");
+    let status = app
+        .connections()
+        .await
+        .import_connections(authed(
+            &key,
+            proto::ImportConnectionsRequest {
+                connections: vec![item],
+            },
+        ))
+        .await
+        .unwrap_err();
+    common::assert_status(
+        &status,
+        tonic::Code::FailedPrecondition,
+        "AKOYA is not configured: set AKOYA_CLIENT_ID and AKOYA_CLIENT_SECRET",
+    );
+    common::assert_nothing_written(&app).await;
+    assert_eq!(
+        app.sim.akoya_refreshes(&consent.consent_id),
+        0,
+        "the token is untouched"
+    );
 }

@@ -4,7 +4,6 @@
 //! transaction. An import retried after a lost answer finds its connection by the dead
 //! token's digest instead of failing on it.
 
-use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
@@ -118,7 +117,7 @@ async fn commit_consent(
     provider_id: &str,
     refreshed: &Refreshed,
 ) -> Result<(Connection, bool), StoreError> {
-    let commit = || async {
+    store::persistently(|| async {
         let mut conn = store::connect(ctx.pool()).await?;
         conn.transaction::<_, StoreError, _>(async |conn| {
             write_consent(
@@ -133,15 +132,8 @@ async fn commit_consent(
             .await
         })
         .await
-    };
-    commit
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(std::time::Duration::from_millis(100))
-                .with_max_times(6),
-        )
-        .when(|error| matches!(error, StoreError::Unavailable(_) | StoreError::Conflict(_)))
-        .await
+    })
+    .await
 }
 
 async fn write_consent(

@@ -89,21 +89,16 @@ pub async fn import(
     account_id: AccountId,
     items: Vec<ImportItem>,
 ) -> Result<ImportOutcome, ImportError> {
-    let needs_plaid = items
-        .iter()
-        .any(|item| matches!(item.credentials, ProviderCredentials::Plaid { .. }));
-    if needs_plaid && !ctx.plaid().is_configured() {
-        return Err(ImportError::ProviderNotConfigured {
-            provider: ServiceProvider::Plaid,
-        });
-    }
-    let needs_akoya = items
-        .iter()
-        .any(|item| matches!(item.credentials, ProviderCredentials::Akoya { .. }));
-    if needs_akoya && !ctx.akoya().is_configured() {
-        return Err(ImportError::ProviderNotConfigured {
-            provider: ServiceProvider::Akoya,
-        });
+    for (provider, configured) in [
+        (ServiceProvider::Plaid, ctx.plaid().is_configured()),
+        (ServiceProvider::Akoya, ctx.akoya().is_configured()),
+    ] {
+        let needed = items
+            .iter()
+            .any(|item| item.credentials.service_provider() == provider);
+        if needed && !configured {
+            return Err(ImportError::ProviderNotConfigured { provider });
+        }
     }
     let request_id = RequestId::generate();
     let results: Vec<Result<Connection, ItemFailure>> = futures::stream::iter(items)

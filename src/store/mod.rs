@@ -124,6 +124,25 @@ pub async fn connect(pool: &DbPool) -> Result<DbConn, StoreError> {
     Ok(pool.get().await?)
 }
 
+/// Runs `write` again while the database is briefly away, or a concurrent writer took its key
+/// (six more times, from 100 ms): for a write that must not be lost, such as a rotated token
+/// already in hand.
+pub async fn persistently<T, F, Fut>(write: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    use backon::{ExponentialBuilder, Retryable};
+    write
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_times(6),
+        )
+        .when(|error| matches!(error, StoreError::Unavailable(_) | StoreError::Conflict(_)))
+        .await
+}
+
 /// Whether the database answers a trivial query.
 pub async fn ping(pool: &DbPool) -> bool {
     use diesel_async::RunQueryDsl;

@@ -7,7 +7,6 @@
 //! Refreshing must be serialized per consent (two refreshes with one token kill the consent):
 //! callers hold the connection's lease, as aggregation does.
 
-use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Duration, Utc};
 
 use linkstate_wire::akoya::IdTokenClaims;
@@ -137,20 +136,13 @@ async fn refresh_stored(
         provider_id: stored.provider_id,
         id_token: Some((refreshed.id_token.clone(), refreshed.expires_at)),
     };
-    // One UPDATE, committed on its own; tried again while the database is briefly away,
-    // since the only live refresh token is in hand.
-    let commit = || async {
+    // One UPDATE, committed on its own, and tried again while the database is briefly away:
+    // the only live refresh token is in hand.
+    store::persistently(|| async {
         let mut conn = store::connect(pool).await?;
         credentials::set_akoya_tokens(&mut conn, cipher, id, &tokens).await
-    };
-    commit
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(std::time::Duration::from_millis(100))
-                .with_max_times(6),
-        )
-        .when(|error| matches!(error, StoreError::Unavailable(_)))
-        .await?;
+    })
+    .await?;
     tracing::debug!(connection = %id, "Akoya token rotated and stored");
     Ok(refreshed.id_token)
 }
