@@ -147,6 +147,11 @@ async fn an_akoya_import_brings_accounts_owners_and_two_years_of_transactions_to
     );
     assert_ne!(tokens.refresh_token, consent.refresh_token);
     assert_eq!(app.sim.akoya_refused_refreshes(), 0);
+    assert_eq!(
+        app.sim.akoya_refreshes(&consent.consent_id),
+        1,
+        "the aggregation used the id token the import got: nothing refreshes just to read"
+    );
     let (id_token, _) = tokens.id_token.unwrap();
 
     // Balances, as Akoya lists them.

@@ -3,6 +3,10 @@
 pub mod akoya;
 pub mod plaid;
 
+use std::error::Error as _;
+use std::time::Duration;
+
+use backon::ExponentialBuilder;
 use serde_json::{Map, Value};
 
 use crate::domain::connection_state::AggregationFailure;
@@ -38,4 +42,30 @@ impl From<akoya::AkoyaError> for ProviderFailure {
             message: error.to_string(),
         }
     }
+}
+
+/// The quick retries of one provider call: three more tries, from 100 ms doubling to at most
+/// 2 s, with jitter so that calls failing together do not retry together.
+pub fn quick_retries() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(3)
+        .with_jitter()
+}
+
+/// What a failed HTTP call to a provider was: None for a timeout, else its cause chain (URLs
+/// and causes carry no secrets; bodies, never read here, do).
+pub fn transport_failure(error: &reqwest::Error) -> Option<String> {
+    if error.is_timeout() {
+        return None;
+    }
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    Some(text)
 }

@@ -1,7 +1,6 @@
 //! The HTTP client of Akoya's API: the token endpoint (form-encoded, the app's credentials in
 //! the body) and the data API (`GET`, the id token as bearer).
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -78,54 +77,54 @@ impl AkoyaClient {
     /// `POST {idp}/token` with `grant_type=refresh_token`: a new id token and a new refresh
     /// token; the one sent stops working.
     pub async fn refresh(&self, refresh_token: &Secret) -> Result<TokenResponse, AkoyaError> {
-        let (client_id, secret) = self.keys.as_ref().ok_or(AkoyaError::NotConfigured)?;
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token.expose()),
-            ("client_id", client_id.as_str()),
-            ("client_secret", secret.expose()),
-        ];
-        let response = self
-            .http
-            .post(format!("{}/token", self.idp_url))
-            .form(&form)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let (status, body) = read_bounded(response).await?;
-        if (200..300).contains(&status) {
-            return decode(&body);
-        }
-        match serde_json::from_slice::<TokenError>(&body) {
-            Ok(error) => Err(AkoyaError::Token {
-                http_status: status,
-                error,
-            }),
-            Err(_) => Err(AkoyaError::UnexpectedResponse {
-                http_status: status,
-            }),
-        }
+        let body = self
+            .post_to_idp(
+                "/token",
+                [
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token.expose()),
+                ],
+            )
+            .await?;
+        decode(&body)
     }
 
     /// `POST {idp}/revoke`: ends the consent; its tokens stop working.
     pub async fn revoke(&self, refresh_token: &Secret) -> Result<(), AkoyaError> {
+        self.post_to_idp(
+            "/revoke",
+            [
+                ("token_type_hint", "refresh_token"),
+                ("token", refresh_token.expose()),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Posts `fields` and the app's credentials, form-encoded (Dex reads nothing else), to the
+    /// IDP's `path`; answers a 2xx body, or the OAuth error.
+    async fn post_to_idp(
+        &self,
+        path: &str,
+        fields: [(&str, &str); 2],
+    ) -> Result<Vec<u8>, AkoyaError> {
         let (client_id, secret) = self.keys.as_ref().ok_or(AkoyaError::NotConfigured)?;
-        let form = [
-            ("token_type_hint", "refresh_token"),
-            ("token", refresh_token.expose()),
+        let credentials = [
             ("client_id", client_id.as_str()),
             ("client_secret", secret.expose()),
         ];
+        let form: Vec<(&str, &str)> = fields.into_iter().chain(credentials).collect();
         let response = self
             .http
-            .post(format!("{}/revoke", self.idp_url))
+            .post(format!("{}{path}", self.idp_url))
             .form(&form)
             .send()
             .await
             .map_err(transport_error)?;
         let (status, body) = read_bounded(response).await?;
         if (200..300).contains(&status) {
-            return Ok(());
+            return Ok(body);
         }
         match serde_json::from_slice::<TokenError>(&body) {
             Ok(error) => Err(AkoyaError::Token {
@@ -271,19 +270,12 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, AkoyaError> {
     })
 }
 
-/// Maps a reqwest failure, keeping the cause chain (URLs and causes carry no secrets).
+/// Maps a reqwest failure.
 fn transport_error(error: reqwest::Error) -> AkoyaError {
-    if error.is_timeout() {
-        return AkoyaError::Timeout;
+    match crate::providers::transport_failure(&error) {
+        None => AkoyaError::Timeout,
+        Some(text) => AkoyaError::Transport(text),
     }
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    AkoyaError::Transport(text)
 }
 
 #[cfg(test)]

@@ -7,9 +7,7 @@ mod error;
 pub mod mapping;
 pub mod tokens;
 
-use std::time::Duration;
-
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 
 pub use client::{AkoyaClient, AkoyaConfig, TRANSACTIONS_PAGE};
 pub use error::{AkoyaError, AkoyaErrorKind, CUSTOMER_NOT_AUTHORIZED, TOO_MANY_REQUESTS};
@@ -22,13 +20,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, AkoyaError>>,
 {
-    call.retry(
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(2))
-            .with_max_times(3)
-            .with_jitter(),
-    )
-    .when(AkoyaError::is_retryable)
-    .await
+    call.retry(super::quick_retries())
+        .when(AkoyaError::is_retryable)
+        .await
 }

@@ -1,6 +1,5 @@
 //! The HTTP client of Plaid's API: every call is a JSON `POST` carrying `client_id` and `secret`.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -312,19 +311,12 @@ fn redact(error: &serde_json::Error) -> String {
     }
 }
 
-/// Maps a reqwest failure, keeping the cause chain (URLs and causes carry no secrets: bodies do).
+/// Maps a reqwest failure.
 fn transport_error(error: reqwest::Error) -> PlaidError {
-    if error.is_timeout() {
-        return PlaidError::Timeout;
+    match crate::providers::transport_failure(&error) {
+        None => PlaidError::Timeout,
+        Some(text) => PlaidError::Transport(text),
     }
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    PlaidError::Transport(text)
 }
 
 #[cfg(test)]

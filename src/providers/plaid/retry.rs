@@ -1,9 +1,7 @@
 //! Quick retries of one Plaid call: transient failures (timeouts, 5xx, 429) are tried again a
 //! few times with exponential backoff and jitter; what still fails is the caller's to record.
 
-use std::time::Duration;
-
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 
 use super::PlaidError;
 
@@ -13,13 +11,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, PlaidError>>,
 {
-    call.retry(
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(2))
-            .with_max_times(3)
-            .with_jitter(),
-    )
-    .when(PlaidError::is_retryable)
-    .await
+    call.retry(crate::providers::quick_retries())
+        .when(PlaidError::is_retryable)
+        .await
 }
