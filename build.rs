@@ -5,6 +5,7 @@ use std::path::PathBuf;
 const PROTOS: &[&str] = &[
     "linkstate/v1/common.proto",
     "linkstate/v1/connection.proto",
+    "linkstate/v1/customer.proto",
     "linkstate/v1/financial_data.proto",
     "linkstate/v1/event.proto",
     "linkstate/v1/webhook.proto",

@@ -44,6 +44,10 @@ pub struct AggregateJob {
     /// Why it runs.
     #[serde(default)]
     pub trigger: Trigger,
+    /// Whether the connection's accounts are compared with its customer's other connections
+    /// when written (after a completion or a repair: an import compares them itself).
+    #[serde(default)]
+    pub settle_duplicates: bool,
 }
 
 /// Process one recorded provider webhook.
@@ -93,6 +97,22 @@ impl Job {
             request_id.clone(),
             Trigger::Refresh,
         )
+        .settling_duplicates()
+    }
+
+    /// The aggregation after a repair: ACCOUNTS_UPDATING marks the accounts not seen before.
+    pub fn after_repair(
+        account_id: AccountId,
+        connection_id: ConnectionId,
+        request_id: &RequestId,
+    ) -> Self {
+        Self::aggregate(
+            account_id,
+            connection_id,
+            request_id.clone(),
+            Trigger::Refresh,
+        )
+        .settling_duplicates()
     }
 
     /// A refresh RefreshConnection asked for, of `products` (all when empty).
@@ -132,6 +152,7 @@ impl Job {
             announce: false,
             products: vec![Product::Transactions],
             trigger: Trigger::Webhook,
+            settle_duplicates: false,
         })
     }
 
@@ -153,7 +174,15 @@ impl Job {
             announce: true,
             products: Vec::new(),
             trigger,
+            settle_duplicates: false,
         })
+    }
+
+    fn settling_duplicates(mut self) -> Self {
+        if let Job::Aggregate(aggregate) = &mut self {
+            aggregate.settle_duplicates = true;
+        }
+        self
     }
 
     fn announcing(mut self, announce: bool) -> Self {

@@ -25,6 +25,9 @@ pub enum RefreshError {
         "connection is {0}: a refresh is allowed only from ACTIVE, PARTIALLY_ACTIVE, DEGRADED or UNDETERMINED"
     )]
     NotRefreshable(ConnectionStatus),
+    /// An inactive duplicate is not aggregated: the active one is.
+    #[error("connection is an INACTIVE_DUPLICATE of {0}: refresh that connection instead")]
+    InactiveDuplicate(ConnectionId),
     /// The provider is throttling this item.
     #[error("the provider is rate limiting this connection; retry later")]
     RateLimited,
@@ -54,7 +57,10 @@ pub async fn refresh(
             StoreError::NotFound => RefreshError::NotFound(connection_id),
             other => RefreshError::Store(other),
         })?;
-    if !connection.status.allows_refresh() {
+    if let Some(active) = connection.active_duplicate_connection_id {
+        return Err(RefreshError::InactiveDuplicate(active));
+    }
+    if !connection.is_refreshable() {
         return Err(RefreshError::NotRefreshable(connection.status));
     }
     let Job::Aggregate(requested) = Job::refresh(account_id, connection_id, products.clone())

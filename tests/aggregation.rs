@@ -720,6 +720,7 @@ async fn one_connection_is_aggregated_by_one_worker_at_a_time() {
         announce: true,
         products: Vec::new(),
         trigger: Trigger::Refresh,
+        settle_duplicates: false,
     };
     let ctx = &app.app.ctx;
     let (a, b) = tokio::join!(

@@ -110,12 +110,75 @@ pub enum FlowRejection {
         /// Which ones.
         what: &'static str,
     },
+    /// Credentials of another provider than the connection's.
+    #[error("{given} are not credentials of a {provider} connection")]
+    ForeignCredentials {
+        /// The connection's provider.
+        provider: ServiceProvider,
+        /// What was given.
+        given: &'static str,
+    },
     /// No failure reason.
     #[error("reason is required")]
     MissingReason,
     /// A field that is too long, too large or holds a NUL byte.
     #[error(transparent)]
     Input(#[from] InputError),
+}
+
+/// The new credentials a RepairConnection request carries.
+#[derive(Clone, Debug, Default)]
+pub struct RawRepair {
+    /// PLAID's access token, when Link's update mode issued a new one.
+    pub access_token: Secret,
+    /// AKOYA's refresh token of the new consent.
+    pub refresh_token: Secret,
+    /// AKOYA's provider (institution) id.
+    pub provider_id: String,
+}
+
+/// Validates a RepairConnection request for a connection of `provider`: the new credentials,
+/// if any. A PLAID connection may keep its access token (update mode keeps it); an AKOYA
+/// connection is repaired by a new consent, whose refresh token is the only way back in.
+pub fn validate_repair(
+    provider: ServiceProvider,
+    raw: RawRepair,
+) -> Result<Option<ProviderCredentials>, FlowRejection> {
+    input::text("accessToken", raw.access_token.expose(), MAX_CREDENTIAL_LEN)?;
+    input::text(
+        "refreshToken",
+        raw.refresh_token.expose(),
+        MAX_CREDENTIAL_LEN,
+    )?;
+    input::text("providerId", &raw.provider_id, MAX_PROVIDER_ID_LEN)?;
+    let access = !raw.access_token.expose().trim().is_empty();
+    let akoya = !raw.refresh_token.expose().trim().is_empty() || !raw.provider_id.trim().is_empty();
+    match provider {
+        ServiceProvider::Plaid if akoya => Err(FlowRejection::ForeignCredentials {
+            provider,
+            given: "refreshToken and providerId",
+        }),
+        ServiceProvider::Plaid => Ok(access.then_some(ProviderCredentials::Plaid {
+            access_token: raw.access_token,
+        })),
+        ServiceProvider::Akoya if access => Err(FlowRejection::ForeignCredentials {
+            provider,
+            given: "accessToken",
+        }),
+        ServiceProvider::Akoya => {
+            if raw.refresh_token.expose().trim().is_empty() || raw.provider_id.trim().is_empty() {
+                return Err(FlowRejection::MissingCredentials {
+                    provider,
+                    what: "the new consent's refreshToken and providerId are required",
+                });
+            }
+            Ok(Some(ProviderCredentials::Akoya {
+                refresh_token: raw.refresh_token,
+                provider_id: raw.provider_id,
+            }))
+        }
+        ServiceProvider::Finicity | ServiceProvider::Mx => Ok(None),
+    }
 }
 
 /// Validates a CreateConnection request.

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::connection_events::ConnectionFacts;
+use super::connection_state;
 use super::connection_status::{ConnectionStatus, StatusReason};
 use super::ids::{AccountId, ConnectionId, CustomerId, InstitutionId};
 use super::product::Product;
@@ -37,9 +38,19 @@ pub struct Connection {
     pub successfully_aggregated_at: Option<DateTime<Utc>>,
     /// When it was made.
     pub created_at: DateTime<Utc>,
+    /// The connection that replaced it, when it is an inactive duplicate.
+    pub active_duplicate_connection_id: Option<ConnectionId>,
+    /// Its inactive duplicates that are not deleted, oldest first.
+    pub duplicate_connection_ids: Vec<ConnectionId>,
 }
 
 impl Connection {
+    /// Whether it is aggregated (see [`connection_state::is_inactive_duplicate`]).
+    pub fn is_refreshable(&self) -> bool {
+        self.status.allows_refresh()
+            && !connection_state::is_inactive_duplicate(self.status, self.status_reason)
+    }
+
     /// What events say about this connection.
     pub fn facts(&self) -> ConnectionFacts {
         ConnectionFacts {

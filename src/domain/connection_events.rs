@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::connection_state::Effect;
+use super::connection_status::{ConnectionStatus, StatusReason};
 use super::event::{EventFinancialAccount, EventPayload, EventType, NewEvent};
 use super::financial_account::ProviderAccount;
 use super::ids::{ConnectionId, CustomerId, FinancialAccountId, InstitutionId, RequestId};
@@ -242,6 +243,26 @@ pub fn transition_events(
             },
         })
         .collect()
+}
+
+/// The STATUS_CHANGE of a connection that became an inactive duplicate of `active`: the seed's
+/// payload names the active one in `activeDuplicateConnectionId`.
+pub fn became_duplicate(
+    connection: &ConnectionFacts,
+    old: ConnectionStatus,
+    active: ConnectionId,
+) -> NewEvent {
+    NewEvent {
+        event_type: EventType::BankLinkingConnectionStatusChange,
+        payload: EventPayload {
+            old_status: Some(old),
+            new_status: Some(ConnectionStatus::PartiallyActive),
+            new_status_reason: Some(Some(StatusReason::InactiveDuplicate)),
+            active_duplicate_connection_id: Some(Some(active)),
+            service_provider_details: connection.provider_details(),
+            ..connection.base()
+        },
+    }
 }
 
 /// An event whose payload is only the connection and the provider's details.

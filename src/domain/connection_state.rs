@@ -19,6 +19,24 @@ pub struct ConnectionState {
     pub consecutive_failures: i32,
 }
 
+impl ConnectionState {
+    /// Whether another connection of the same link replaced this one (Meld's
+    /// PARTIALLY_ACTIVE / INACTIVE_DUPLICATE): it is no longer aggregated.
+    pub fn is_inactive_duplicate(&self) -> bool {
+        is_inactive_duplicate(self.status, self.reason)
+    }
+
+    /// Whether it is aggregated: a status Meld refreshes, and no inactive duplicate.
+    pub fn is_refreshable(&self) -> bool {
+        self.status.allows_refresh() && !self.is_inactive_duplicate()
+    }
+}
+
+/// Whether the pair is Meld's PARTIALLY_ACTIVE / INACTIVE_DUPLICATE.
+pub fn is_inactive_duplicate(status: ConnectionStatus, reason: Option<StatusReason>) -> bool {
+    status == ConnectionStatus::PartiallyActive && reason == Some(StatusReason::InactiveDuplicate)
+}
+
 /// Why an aggregation failed, in provider-neutral terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AggregationFailure {
@@ -94,6 +112,10 @@ pub fn apply(state: ConnectionState, signal: Signal) -> (ConnectionState, Vec<Ef
         state.status,
         ConnectionStatus::Deleted | ConnectionStatus::Expired | ConnectionStatus::InProgress
     ) {
+        return (state, Vec::new());
+    }
+    // An inactive duplicate is no longer followed: only a repair (or its end) moves it.
+    if state.is_inactive_duplicate() && signal != Signal::Revoked {
         return (state, Vec::new());
     }
     let next = next_state(state, signal);
@@ -278,6 +300,25 @@ mod tests {
         let (again, effects) = apply(next, Signal::AggregationSucceeded);
         assert_eq!(again, ACTIVE);
         assert!(effects.is_empty());
+    }
+
+    #[test]
+    fn an_inactive_duplicate_is_moved_only_by_its_end() {
+        let duplicate = ConnectionState {
+            status: ConnectionStatus::PartiallyActive,
+            reason: Some(StatusReason::InactiveDuplicate),
+            consecutive_failures: 0,
+        };
+        assert!(!duplicate.is_refreshable());
+        for signal in [
+            Signal::AggregationSucceeded,
+            Signal::ProviderError(AggregationFailure::LoginRequired),
+            Signal::NewAccountsAvailable,
+        ] {
+            assert_eq!(apply(duplicate, signal), (duplicate, Vec::new()));
+        }
+        let (revoked, _) = apply(duplicate, Signal::Revoked);
+        assert_eq!(revoked.status, ConnectionStatus::Deleted);
     }
 
     #[test]

@@ -25,7 +25,8 @@ use crate::store::credentials::{self, AkoyaTokens};
 use crate::store::institutions::{self, InstitutionOwner};
 use crate::store::jobs::OnDuplicate;
 use crate::store::{
-    self, StoreError, connections, customers, events, financial_accounts, refresh_schedule,
+    self, StoreError, connections, customers, duplicates, events, financial_accounts,
+    refresh_schedule,
 };
 
 /// Imports one Akoya consent.
@@ -197,6 +198,7 @@ async fn write_accounts(
 ) -> Result<Connection, StoreError> {
     let mut conn = store::connect(ctx.pool()).await?;
     conn.transaction::<_, StoreError, _>(async |conn| {
+        duplicates::lock_customer(conn, connection.customer_id).await?;
         if is_new {
             let upserted = financial_accounts::upsert(
                 conn,
@@ -215,6 +217,10 @@ async fn write_accounts(
         }
         // A known consent imported again is refreshed, and that run announces itself.
         queue_aggregation(conn, ctx, connection, request_id, !is_new).await?;
+        if is_new {
+            let settled = crate::duplicates::settle(conn, connection).await?;
+            events::append(conn, connection.account_id, &settled).await?;
+        }
         connections::get(conn, connection.account_id, connection.id).await
     })
     .await

@@ -31,7 +31,8 @@ use crate::store::connections::ImportedConnection;
 use crate::store::institutions::{self, InstitutionOwner};
 use crate::store::jobs::OnDuplicate;
 use crate::store::{
-    self, StoreError, connections, customers, events, financial_accounts, refresh_schedule,
+    self, StoreError, connections, customers, duplicates, events, financial_accounts,
+    refresh_schedule,
 };
 
 /// Items of one request in flight at once: enough to hide provider latency, few enough to stay
@@ -231,6 +232,7 @@ async fn write(
             item.external_customer_id.as_deref(),
         )
         .await?;
+        duplicates::lock_customer(conn, customer_id).await?;
         let institution_id = institutions::upsert_institution(
             conn,
             ServiceProvider::Plaid,
@@ -282,11 +284,14 @@ async fn write(
                 &mut rand::rng(),
             );
             refresh_schedule::set_next_refresh(conn, connection_id, first).await?;
+            let settled = crate::duplicates::settle(conn, &connection).await?;
+            events::append(conn, account_id, &settled).await?;
         }
         // A known connection imported again is refreshed, and that run announces itself.
         let job = Job::after_import(account_id, connection_id, request_id, !is_new);
         jobs::enqueue(conn, &job, OnDuplicate::Skip).await?;
-        Ok(connection)
+        // Read again: settling may have made it an inactive duplicate.
+        connections::get(conn, account_id, connection_id).await
     })
     .await
 }

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::Array;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -35,6 +36,20 @@ struct ConnectionRow {
     products: Vec<String>,
     successfully_aggregated_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    active_duplicate_connection_id: Option<Uuid>,
+    #[diesel(select_expression = duplicate_ids())]
+    #[diesel(select_expression_type = diesel::expression::SqlLiteral<Array<diesel::sql_types::Uuid>>)]
+    duplicate_connection_ids: Vec<Uuid>,
+}
+
+/// The connection's inactive duplicates that are not deleted, oldest first: a subquery on the
+/// partial index of the pointers, which is empty for almost every connection.
+fn duplicate_ids() -> diesel::expression::SqlLiteral<Array<diesel::sql_types::Uuid>> {
+    diesel::dsl::sql(
+        "ARRAY(SELECT d.id FROM connections d \
+         WHERE d.active_duplicate_connection_id = connections.id AND d.status <> 'DELETED' \
+         ORDER BY d.created_at, d.id)",
+    )
 }
 
 impl TryFrom<ConnectionRow> for Connection {
@@ -73,6 +88,12 @@ impl TryFrom<ConnectionRow> for Connection {
                 .collect::<Result<_, _>>()?,
             successfully_aggregated_at: row.successfully_aggregated_at,
             created_at: row.created_at,
+            active_duplicate_connection_id: row.active_duplicate_connection_id.map(ConnectionId),
+            duplicate_connection_ids: row
+                .duplicate_connection_ids
+                .into_iter()
+                .map(ConnectionId)
+                .collect(),
         })
     }
 }
@@ -382,6 +403,19 @@ pub async fn set_transactions_cursor(
     Ok(())
 }
 
+/// Names the connection by a new provider id (an Akoya connection repaired by a new consent).
+pub async fn set_provider_connection_id(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+    provider_connection_id: &str,
+) -> Result<(), StoreError> {
+    diesel::update(connections::table.find(id.0))
+        .set(connections::provider_connection_id.eq(provider_connection_id))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Records that the historical event was sent.
 pub async fn mark_historical_aggregated(
     conn: &mut AsyncPgConnection,
@@ -408,6 +442,7 @@ pub async fn mark_deleted(
             connections::credentials.eq(None::<Vec<u8>>),
             connections::flow_expires_at.eq(None::<DateTime<Utc>>),
             connections::next_refresh_at.eq(None::<DateTime<Utc>>),
+            connections::active_duplicate_connection_id.eq(None::<Uuid>),
             connections::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)

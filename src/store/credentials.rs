@@ -154,6 +154,23 @@ pub async fn akoya_tokens(
     }
 }
 
+/// Stores new credentials, sealed, in place of what connection `id` had.
+pub async fn set(
+    conn: &mut AsyncPgConnection,
+    cipher: &Cipher,
+    id: ConnectionId,
+    credentials: &ProviderCredentials,
+) -> Result<(), StoreError> {
+    diesel::update(connections::table.find(id.0))
+        .set((
+            connections::credentials.eq(seal(cipher, id, credentials)),
+            connections::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Stores an Akoya consent's tokens, sealed, in place of what connection `id` had.
 pub async fn set_akoya_tokens(
     conn: &mut AsyncPgConnection,

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod connections;
 pub mod credentials;
 pub mod customers;
+pub mod duplicates;
 pub mod embedded;
 pub mod events;
 pub mod financial_accounts;

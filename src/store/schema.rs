@@ -23,6 +23,8 @@ diesel::table! {
         account_id -> Uuid,
         external_customer_id -> Nullable<Text>,
         created_at -> Timestamptz,
+        status -> Text,
+        deleted_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -61,6 +63,7 @@ diesel::table! {
         next_refresh_at -> Nullable<Timestamptz>,
         status_as_of -> Nullable<Timestamptz>,
         flow_expires_at -> Nullable<Timestamptz>,
+        active_duplicate_connection_id -> Nullable<Uuid>,
     }
 }
 

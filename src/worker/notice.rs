@@ -70,7 +70,7 @@ pub async fn run(
     let raw: Map<String, Value> = serde_json::from_slice(&delivery.body).unwrap_or_default();
     let raw = input::bounded_details(raw, delivery.body.len(), &["category", "type"]);
     let mut outcome = "confirmed_unchanged";
-    for connection in targets.iter().filter(|c| c.status.allows_refresh()) {
+    for connection in targets.iter().filter(|c| c.is_refreshable()) {
         match confirm(ctx, holder, lease, connection).await? {
             Confirmed::Revoked => {
                 revoke(ctx, connection, &raw).await?;

@@ -14,7 +14,6 @@ struct Template {
     official_name: &'static str,
     r#type: &'static str,
     subtype: &'static str,
-    mask: &'static str,
 }
 
 const TEMPLATES: &[Template] = &[
@@ -23,35 +22,30 @@ const TEMPLATES: &[Template] = &[
         "Plaid Gold Standard 0% Interest Checking",
         "depository",
         "checking",
-        "0000",
     ),
     template(
         "Plaid Saving",
         "Plaid Silver Standard 0.1% Interest Saving",
         "depository",
         "savings",
-        "1111",
     ),
     template(
         "Plaid CD",
         "Plaid Bronze Standard 0.2% Interest CD",
         "depository",
         "cd",
-        "2222",
     ),
     template(
         "Plaid Credit Card",
         "Plaid Diamond 12.5% APR Interest Credit Card",
         "credit",
         "credit card",
-        "3333",
     ),
     template(
         "Plaid Money Market",
         "Plaid Platinum Standard 1.85% Interest Money Market",
         "depository",
         "money market",
-        "4444",
     ),
 ];
 
@@ -60,14 +54,12 @@ const fn template(
     official_name: &'static str,
     r#type: &'static str,
     subtype: &'static str,
-    mask: &'static str,
 ) -> Template {
     Template {
         name,
         official_name,
         r#type,
         subtype,
-        mask,
     }
 }
 
@@ -80,14 +72,27 @@ const EXTRA: Template = template(
     "Plaid Silver Standard 0.1% Interest Saving",
     "depository",
     "savings",
-    "5000",
 );
 
-/// The accounts of the Item `item_id`; the same id always gives the same accounts.
+/// The accounts of the Item `item_id`, a login of its own; the same id always gives the same
+/// accounts.
+#[cfg(test)]
 pub fn generate(item_id: &str) -> Vec<AccountBase> {
+    generate_for_login(item_id, item_id)
+}
+
+/// The accounts of the Item `item_id` made by the login `login`: Plaid's five sandbox shapes,
+/// with masks of that login, so that two logins show different accounts and two Items of one
+/// login (a customer who linked the same bank twice) show the same ones.
+pub fn generate_for_login(item_id: &str, login: &str) -> Vec<AccountBase> {
+    let base = ids::derived_u64(login) % 10_000;
     TEMPLATES
         .iter()
-        .map(|template| account(item_id, template, template.mask))
+        .enumerate()
+        .map(|(n, template)| {
+            let mask = format!("{:04}", (base + n as u64 * 1_999) % 10_000);
+            account(item_id, template, &mask)
+        })
         .collect()
 }
 
@@ -168,6 +173,8 @@ pub fn drift(accounts: &mut [AccountBase]) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use linkstate_wire::plaid::decimal_string;
 
@@ -181,8 +188,17 @@ mod tests {
     #[test]
     fn sandbox_masks_and_currency() {
         let accounts = generate("item-a");
-        let masks: Vec<_> = accounts.iter().map(|a| a.mask.clone().unwrap()).collect();
-        assert_eq!(masks, ["0000", "1111", "2222", "3333", "4444"]);
+        let masks: BTreeSet<_> = accounts.iter().map(|a| a.mask.clone().unwrap()).collect();
+        assert_eq!(masks.len(), SANDBOX_ACCOUNTS, "five different masks");
+        assert!(masks.iter().all(|m| m.len() == 4 && m.bytes().all(|b| b.is_ascii_digit())));
+        let twin = generate_for_login("item-b", "item-a");
+        let shape = |a: &AccountBase| (a.mask.clone(), a.name.clone(), a.subtype.clone());
+        assert_eq!(
+            twin.iter().map(shape).collect::<Vec<_>>(),
+            accounts.iter().map(shape).collect::<Vec<_>>(),
+            "a second Item of one login shows the same accounts"
+        );
+        assert_ne!(twin[0].account_id, accounts[0].account_id);
         assert!(
             accounts
                 .iter()

@@ -165,6 +165,46 @@ impl Simulator {
         }
     }
 
+    /// A second Item of the login that made `item_id`: the customer linked the same bank again,
+    /// so Plaid lists the same accounts (mask, name, subtype) under new ids.
+    ///
+    /// # Panics
+    /// If the simulator has no Item `item_id`.
+    pub fn create_twin_item(&self, item_id: &str) -> SandboxItem {
+        let mut state = self.lock();
+        let public_token = state
+            .create_twin_item(item_id)
+            .unwrap_or_else(|| panic!("the simulator has no Item {item_id}"));
+        let request = ItemPublicTokenExchangeRequest { public_token };
+        let exchanged = endpoints::item_public_token_exchange(&mut state, request, "")
+            .expect("a fresh public token exchanges");
+        SandboxItem {
+            access_token: exchanged.access_token,
+            item_id: exchanged.item_id,
+        }
+    }
+
+    /// The customer shares one more account of the Item (a savings account with a few recent
+    /// transactions); no webhook goes out. Answers the account's id.
+    ///
+    /// # Panics
+    /// If the simulator has no Item `item_id`.
+    pub fn add_account(&self, item_id: &str) -> String {
+        self.change_item(item_id, |item| (item.add_account(), None))
+    }
+
+    /// The customer fixed the Item's login in Link's update mode: its error is gone, and, as
+    /// in update mode, no webhook says so.
+    ///
+    /// # Panics
+    /// If the simulator has no Item `item_id`.
+    pub fn fix_login(&self, item_id: &str) {
+        self.change_item(item_id, |item| {
+            item.error = None;
+            ((), None)
+        });
+    }
+
     /// Delays every Plaid and Akoya answer by `latency` (zero to stop).
     pub fn set_latency(&self, latency: Duration) {
         self.lock().faults.latency = latency;

@@ -50,6 +50,8 @@ pub struct SimItem {
     pub institution: &'static InstitutionSeed,
     /// The products it was created with (billed).
     pub products: Vec<String>,
+    /// The login that made it: Items of one login show the same accounts.
+    pub login: String,
     /// Its accounts.
     pub accounts: Vec<AccountBase>,
     /// Its transactions and their changes.
@@ -91,7 +93,25 @@ impl SimState {
         products: Vec<String>,
         webhook: Option<String>,
     ) -> String {
-        let item_id = self.add_item(institution, products, webhook);
+        let item_id = self.add_item(institution, products, webhook, None);
+        self.public_token_for(item_id)
+    }
+
+    /// A second Item of the login that made `item_id` (the customer linked the same bank
+    /// again): the same institution and account shapes, its own ids; answers a public token.
+    pub fn create_twin_item(&mut self, item_id: &str) -> Option<String> {
+        let original = self.items.get(item_id)?;
+        let (institution, products, login) = (
+            original.institution,
+            original.products.clone(),
+            original.login.clone(),
+        );
+        let twin = self.add_item(institution, products, None, Some(login));
+        Some(self.public_token_for(twin))
+    }
+
+    /// A new public token that exchanges for `item_id`.
+    fn public_token_for(&mut self, item_id: String) -> String {
         let public_token = ids::public_token();
         let expires_at = Instant::now() + PUBLIC_TOKEN_LIFETIME;
         let pending = PublicToken {
@@ -108,15 +128,18 @@ impl SimState {
         institution: &'static InstitutionSeed,
         products: Vec<String>,
         webhook: Option<String>,
+        login: Option<String>,
     ) -> String {
         let item_id = ids::item_id();
-        let accounts = accounts::generate(&item_id);
+        let login = login.unwrap_or_else(|| item_id.clone());
+        let accounts = accounts::generate_for_login(&item_id, &login);
         let today = Utc::now().date_naive();
         let item = SimItem {
             item_id: item_id.clone(),
             institution,
             products,
             ledger: Ledger::new(&item_id, &accounts, DEFAULT_TRANSACTIONS, today),
+            login,
             accounts,
             webhook,
             error: None,
@@ -132,7 +155,7 @@ impl SimState {
     /// nothing reads it.
     pub fn create_consent(&mut self, provider_id: &str) -> &Consent {
         let institution = &institutions::all()[0];
-        let item_id = self.add_item(institution, vec!["transactions".to_owned()], None);
+        let item_id = self.add_item(institution, vec!["transactions".to_owned()], None, None);
         let accounts = self.items[&item_id]
             .accounts
             .iter()

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use super::{auth, convert, request, status};
 use crate::context::Context;
-use crate::domain::connect_flow::{self, RawCompletion, RawNewFlow};
+use crate::domain::connect_flow::{self, RawCompletion, RawNewFlow, RawRepair};
 use crate::domain::connection_status::ConnectionStatus;
 use crate::domain::ids::ConnectionId;
 use crate::domain::import::{self as import_rules, RawImportItem};
@@ -280,5 +280,21 @@ impl ConnectionService for Connections {
         connect_flow::validate_details(&details).map_err(request::invalid)?;
         let failed = lifecycle::fail(&self.ctx, account_id, id, &reason, &details).await?;
         Ok(Response::new(convert::connection(&failed)))
+    }
+
+    async fn repair_connection(
+        &self,
+        request: Request<proto::RepairConnectionRequest>,
+    ) -> Result<Response<proto::Connection>, Status> {
+        let account_id = auth::account(&self.ctx, request.metadata()).await?;
+        let request = request.into_inner();
+        let id = connection_id(&request.connection_id)?;
+        let raw = RawRepair {
+            access_token: Secret::new(request.access_token),
+            refresh_token: Secret::new(request.refresh_token),
+            provider_id: request.provider_id,
+        };
+        let repaired = lifecycle::repair(&self.ctx, account_id, id, raw).await?;
+        Ok(Response::new(convert::connection(&repaired)))
     }
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use prost_types::value::Kind;
 
 use crate::domain::connection::Connection;
+use crate::domain::customer::Customer;
 use crate::domain::delivery::Delivery;
 use crate::domain::event::{Event, EventFinancialAccount, EventPayload};
 use crate::domain::financial_account::AccountOwner;
@@ -77,6 +78,18 @@ macro_rules! proto_enum {
     };
 }
 
+/// A customer as the API shows it.
+pub fn customer(customer: &Customer) -> proto::Customer {
+    proto::Customer {
+        id: customer.id.to_string(),
+        account_id: customer.account_id.to_string(),
+        external_customer_id: customer.external_customer_id.clone().unwrap_or_default(),
+        status: proto_enum!(proto::customer::Status, customer.status.as_str()),
+        connection_count: customer.connection_count,
+        created_at: Some(timestamp(customer.created_at)),
+    }
+}
+
 /// A connection as the API shows it; credentials are not part of it.
 pub fn connection(connection: &Connection) -> proto::Connection {
     proto::Connection {
@@ -101,8 +114,14 @@ pub fn connection(connection: &Connection) -> proto::Connection {
             .collect(),
         successfully_aggregated_at: connection.successfully_aggregated_at.map(timestamp),
         created_at: Some(timestamp(connection.created_at)),
-        active_duplicate_connection_id: None,
-        duplicate_connection_ids: Vec::new(),
+        active_duplicate_connection_id: connection
+            .active_duplicate_connection_id
+            .map(|id| id.to_string()),
+        duplicate_connection_ids: connection
+            .duplicate_connection_ids
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         service_provider_details: Some(proto::ServiceProviderDetails {
             service_provider: proto_enum!(
                 proto::service_provider::Value,

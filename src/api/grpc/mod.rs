@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod connection_service;
 pub mod convert;
+pub mod customer_service;
 pub mod event_service;
 pub mod financial_data_service;
 pub mod observe;
@@ -84,6 +85,13 @@ pub async fn serve(
         .add_service(
             proto::connection_service_server::ConnectionServiceServer::new(
                 connection_service::Connections::new(ctx.clone()),
+            )
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            proto::customer_service_server::CustomerServiceServer::new(
+                customer_service::Customers::new(ctx.clone()),
             )
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),

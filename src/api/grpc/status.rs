@@ -4,6 +4,7 @@
 
 use tonic::Status;
 
+use crate::customers::CustomerError;
 use crate::domain::input::excerpt;
 use crate::events::stream::StreamError;
 use crate::import::ImportError;
@@ -54,7 +55,9 @@ impl From<RefreshError> for Status {
     fn from(error: RefreshError) -> Self {
         match error {
             RefreshError::NotFound(_) => Status::not_found(error.to_string()),
-            RefreshError::NotRefreshable(_) => Status::failed_precondition(error.to_string()),
+            RefreshError::NotRefreshable(_) | RefreshError::InactiveDuplicate(_) => {
+                Status::failed_precondition(error.to_string())
+            }
             RefreshError::RateLimited => Status::resource_exhausted(error.to_string()),
             RefreshError::Store(error) => error.into(),
         }
@@ -74,6 +77,9 @@ impl From<LifecycleError> for Status {
             | E::CredentialsRefused(_) => Status::invalid_argument(error.to_string()),
             E::NotInProgress { .. }
             | E::AlreadyDeleted
+            | E::HasInactiveDuplicates(_)
+            | E::NotRepairable(_)
+            | E::StillBroken { .. }
             | E::ProviderRefused(_)
             | E::ProviderNotConfigured(_) => Status::failed_precondition(error.to_string()),
             E::AlreadyLinked(_) => Status::already_exists(error.to_string()),
@@ -92,6 +98,17 @@ impl From<LifecycleError> for Status {
                 AkoyaErrorKind::Unexpected => Status::internal(error.to_string()),
             },
             E::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<CustomerError> for Status {
+    fn from(error: CustomerError) -> Self {
+        match error {
+            CustomerError::NotFound(_) => Status::not_found(error.to_string()),
+            CustomerError::AlreadyDeleted => Status::failed_precondition(error.to_string()),
+            CustomerError::Unfinished { .. } => Status::unavailable(error.to_string()),
+            CustomerError::Store(error) => error.into(),
         }
     }
 }

@@ -29,8 +29,8 @@ use crate::jobs::AggregateJob;
 use crate::providers::ProviderFailure;
 use crate::store::transactions::Owner;
 use crate::store::{
-    self, StoreError, connections, events, financial_accounts, leases, refresh_schedule,
-    transactions as tx_store,
+    self, StoreError, connections, duplicates, events, financial_accounts, leases,
+    refresh_schedule, transactions as tx_store,
 };
 
 /// Transactions older than this count as historical.
@@ -66,7 +66,7 @@ async fn aggregate(ctx: &Context, job: &AggregateJob) -> Result<(), JobError> {
         let mut conn = store::connect(ctx.pool()).await?;
         connections::get(&mut conn, job.account_id, job.connection_id).await?
     };
-    if !connection.status.allows_refresh() {
+    if !connection.is_refreshable() {
         tracing::info!(connection = %connection.id, status = %connection.status, "not aggregating");
         return Ok(());
     }
@@ -355,10 +355,15 @@ impl Aggregation<'_> {
         let request_id = &self.job.request_id;
         let cipher = self.ctx.cipher();
         let mut conn = store::connect(self.ctx.pool()).await?;
+        let settle = self.job.settle_duplicates && fetched.account_products;
         conn.transaction::<_, StoreError, _>(async |conn| {
+            if settle {
+                duplicates::lock_customer(conn, connection.customer_id).await?;
+            }
             let row = connections::lock_aggregation(conn, connection.id).await?;
-            // Deleted or broken while we fetched: what we fetched no longer belongs in the log.
-            if !row.state.status.allows_refresh() {
+            // Deleted, broken or replaced while we fetched: what we fetched no longer belongs
+            // in the log.
+            if !row.state.is_refreshable() {
                 return Ok(());
             }
             let upserted = upsert_accounts(conn, connection, &fetched.accounts, at).await?;
@@ -446,6 +451,9 @@ impl Aggregation<'_> {
                 &facts.provider_details(),
                 &[],
             ));
+            if settle {
+                new_events.extend(crate::duplicates::settle(conn, connection).await?);
+            }
             events::append(conn, connection.account_id, &new_events).await?;
             connections::mark_aggregated(conn, connection.id, at).await?;
             if historical_pending {

@@ -5,6 +5,10 @@
 //! with its events, after the connection's row is locked and its status checked again, so that
 //! two requests racing on one connection cannot both act.
 
+mod repair;
+
+pub use repair::repair;
+
 use chrono::Utc;
 use diesel::result::Error as DieselError;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -31,8 +35,8 @@ use crate::store::flows::{self, FlowConnection, ProviderLink};
 use crate::store::institutions::{self, InstitutionOwner};
 use crate::store::jobs::OnDuplicate;
 use crate::store::{
-    self, StoreError, connections, credentials, customers, events, financial_accounts,
-    refresh_schedule,
+    self, StoreError, connections, credentials, customers, duplicates, events,
+    financial_accounts, refresh_schedule,
 };
 
 /// Why a lifecycle request was refused; in every case nothing was written.
@@ -76,6 +80,18 @@ pub enum LifecycleError {
     /// Deleting a deleted connection (Meld answers 409).
     #[error("connection is already DELETED")]
     AlreadyDeleted,
+    /// Deleting an active connection that still has inactive duplicates (Meld's rule).
+    #[error("connection has inactive duplicates ({}): delete its inactive duplicates first", ids(.0))]
+    HasInactiveDuplicates(Vec<ConnectionId>),
+    /// Repairing a connection that has no working link to repair.
+    #[error("connection is {0}: only a connection that was linked and is not DELETED can be repaired")]
+    NotRepairable(ConnectionStatus),
+    /// The provider still reports the connection broken; nothing changed.
+    #[error("Plaid still reports {code} for this item: the customer has not finished the update flow; nothing changed")]
+    StillBroken {
+        /// Plaid's error code.
+        code: String,
+    },
     /// The connect flow completed while a delete was under way, so its new provider link was
     /// not severed; deleting again does it.
     #[error("the connection's connect flow completed during the delete; retry the delete")]
@@ -114,6 +130,11 @@ impl From<StoreError> for LifecycleError {
     fn from(error: StoreError) -> Self {
         LifecycleError::Store(error)
     }
+}
+
+/// Ids as a message lists them.
+fn ids(ids: &[ConnectionId]) -> String {
+    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// The tenant's connection `id`, or NOT_FOUND naming it (also when another tenant has it).
@@ -478,6 +499,7 @@ pub async fn delete(
         if connection.status == ConnectionStatus::Deleted {
             return Err(LifecycleError::AlreadyDeleted);
         }
+        refuse_with_duplicates(&mut conn, id).await?;
         let credentials = stored_credentials(&mut conn, ctx, id).await?;
         (connection, credentials)
     };
@@ -500,6 +522,7 @@ pub async fn delete(
             {
                 return Err(LifecycleError::CompletedMeanwhile);
             }
+            refuse_with_duplicates(conn, id).await?;
             connections::mark_deleted(conn, id).await?;
             let accounts = financial_accounts::deactivate_all(conn, id).await?;
             let deleted = connections::get(conn, account_id, id).await?;
@@ -510,6 +533,18 @@ pub async fn delete(
         .await?;
     ctx.hub().wake();
     Ok(deleted)
+}
+
+/// Meld's rule: an active connection goes after its inactive duplicates.
+async fn refuse_with_duplicates(
+    conn: &mut AsyncPgConnection,
+    id: ConnectionId,
+) -> Result<(), LifecycleError> {
+    let inactive = duplicates::inactive_duplicates(conn, id).await?;
+    if inactive.is_empty() {
+        return Ok(());
+    }
+    Err(LifecycleError::HasInactiveDuplicates(inactive))
 }
 
 /// The connection's credentials, if it has any (a flow that never completed has none).
