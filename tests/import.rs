@@ -68,7 +68,12 @@ async fn import_adds_the_connection_its_accounts_and_the_two_events() {
         .iter()
         .find(|a| a.name == "Plaid Checking")
         .unwrap();
-    assert_eq!(checking.truncated_account_number, "0000");
+    let listed = app.sim.accounts(&item.item_id);
+    let sim_checking = listed.iter().find(|a| a.name == "Plaid Checking").unwrap();
+    assert_eq!(
+        Some(checking.truncated_account_number.as_str()),
+        sim_checking.mask.as_deref()
+    );
     let balances = checking.balances.as_ref().unwrap();
     assert_eq!(balances.currency, "USD");
     assert!(

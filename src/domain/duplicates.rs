@@ -124,7 +124,10 @@ mod tests {
     fn different_accounts_are_no_duplicates() {
         let old = linked(1, 30, &["0000", "1111"]);
         assert_eq!(resolve(&linked(2, 0, &["0000"]), &[old.clone()]), None);
-        assert_eq!(resolve(&linked(3, 0, &["0000", "1111", "2222"]), &[old]), None);
+        assert_eq!(
+            resolve(&linked(3, 0, &["0000", "1111", "2222"]), &[old]),
+            None
+        );
     }
 
     #[test]

@@ -35,8 +35,8 @@ use crate::store::flows::{self, FlowConnection, ProviderLink};
 use crate::store::institutions::{self, InstitutionOwner};
 use crate::store::jobs::OnDuplicate;
 use crate::store::{
-    self, StoreError, connections, credentials, customers, duplicates, events,
-    financial_accounts, refresh_schedule,
+    self, StoreError, connections, credentials, customers, duplicates, events, financial_accounts,
+    refresh_schedule,
 };
 
 /// Why a lifecycle request was refused; in every case nothing was written.
@@ -84,10 +84,14 @@ pub enum LifecycleError {
     #[error("connection has inactive duplicates ({}): delete its inactive duplicates first", ids(.0))]
     HasInactiveDuplicates(Vec<ConnectionId>),
     /// Repairing a connection that has no working link to repair.
-    #[error("connection is {0}: only a connection that was linked and is not DELETED can be repaired")]
+    #[error(
+        "connection is {0}: only a connection that was linked and is not DELETED can be repaired"
+    )]
     NotRepairable(ConnectionStatus),
     /// The provider still reports the connection broken; nothing changed.
-    #[error("Plaid still reports {code} for this item: the customer has not finished the update flow; nothing changed")]
+    #[error(
+        "Plaid still reports {code} for this item: the customer has not finished the update flow; nothing changed"
+    )]
     StillBroken {
         /// Plaid's error code.
         code: String,
@@ -134,7 +138,10 @@ impl From<StoreError> for LifecycleError {
 
 /// Ids as a message lists them.
 fn ids(ids: &[ConnectionId]) -> String {
-    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The tenant's connection `id`, or NOT_FOUND naming it (also when another tenant has it).

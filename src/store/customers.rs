@@ -129,9 +129,11 @@ pub async fn list(
     }
     if let Some((created_at, id)) = after {
         select = select.filter(
-            customers::created_at.lt(created_at).or(customers::created_at
-                .eq(created_at)
-                .and(customers::id.lt(id.0))),
+            customers::created_at
+                .lt(created_at)
+                .or(customers::created_at
+                    .eq(created_at)
+                    .and(customers::id.lt(id.0))),
         );
     }
     select

@@ -75,11 +75,14 @@ pub async fn linked(
         .await?;
     let mut shapes: BTreeMap<Uuid, BTreeSet<AccountShape>> = BTreeMap::new();
     for (connection_id, mask, name, subtype) in accounts {
-        shapes.entry(connection_id).or_default().insert(AccountShape {
-            mask,
-            name,
-            subtype,
-        });
+        shapes
+            .entry(connection_id)
+            .or_default()
+            .insert(AccountShape {
+                mask,
+                name,
+                subtype,
+            });
     }
     Ok(rows
         .into_iter()

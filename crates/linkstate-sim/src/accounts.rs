@@ -190,7 +190,11 @@ mod tests {
         let accounts = generate("item-a");
         let masks: BTreeSet<_> = accounts.iter().map(|a| a.mask.clone().unwrap()).collect();
         assert_eq!(masks.len(), SANDBOX_ACCOUNTS, "five different masks");
-        assert!(masks.iter().all(|m| m.len() == 4 && m.bytes().all(|b| b.is_ascii_digit())));
+        assert!(
+            masks
+                .iter()
+                .all(|m| m.len() == 4 && m.bytes().all(|b| b.is_ascii_digit()))
+        );
         let twin = generate_for_login("item-b", "item-a");
         let shape = |a: &AccountBase| (a.mask.clone(), a.name.clone(), a.subtype.clone());
         assert_eq!(

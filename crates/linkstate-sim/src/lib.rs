@@ -54,7 +54,9 @@ pub use history::DEFAULT_TRANSACTIONS;
 use ledger::Ledger;
 pub use ledger::{Mutation, MutationOutcome};
 use linkstate_wire::Secret;
-use linkstate_wire::plaid::{ItemPublicTokenExchangeRequest, SandboxPublicTokenCreateRequest};
+use linkstate_wire::plaid::{
+    AccountBase, ItemPublicTokenExchangeRequest, SandboxPublicTokenCreateRequest,
+};
 use state::{SimItem, SimState};
 
 /// The API keys the simulator accepts; others get Plaid's `INVALID_API_KEYS`.
@@ -398,6 +400,15 @@ impl Simulator {
         self.lock()
             .add_consent_account(consent_id)
             .unwrap_or_else(|| panic!("the simulator has no Akoya consent {consent_id}"))
+    }
+
+    /// The Item's accounts as Plaid lists them now; empty for an unknown Item.
+    pub fn accounts(&self, item_id: &str) -> Vec<AccountBase> {
+        let state = self.lock();
+        state
+            .item(item_id)
+            .map(|item| item.accounts.clone())
+            .unwrap_or_default()
     }
 
     /// The account ids the consent shares now.

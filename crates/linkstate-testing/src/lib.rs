@@ -300,6 +300,13 @@ impl TestApp {
         proto::connection_service_client::ConnectionServiceClient::new(self.channel().await)
     }
 
+    /// A CustomerService client.
+    pub async fn customers(
+        &self,
+    ) -> proto::customer_service_client::CustomerServiceClient<Channel> {
+        proto::customer_service_client::CustomerServiceClient::new(self.channel().await)
+    }
+
     /// A FinancialDataService client.
     pub async fn financial_data(
         &self,
