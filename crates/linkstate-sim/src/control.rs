@@ -2,7 +2,10 @@
 //! `POST /sim/latency {"milliseconds": 50}`, `POST /sim/errors` with an [`ErrorRule`],
 //! `DELETE /sim/errors` (Akoya's rules too); and for Akoya, `POST /sim/akoya/consents
 //! {"providerId": "mikomo"}`, `POST /sim/akoya/errors` with an [`AkoyaErrorRule`],
-//! `POST /sim/akoya/consents/{consentId}/revoke`.
+//! `POST /sim/akoya/consents/{consentId}/revoke`; and for Plaid Items,
+//! `POST /sim/items/{itemId}/twin` (a second Item of the same login: a duplicate),
+//! `POST /sim/items/{itemId}/accounts` (one more shared account) and
+//! `POST /sim/items/{itemId}/fix_login` (Link's update mode finished).
 
 use std::time::Duration;
 
@@ -39,6 +42,21 @@ struct CreatedConsent {
     item_id: String,
 }
 
+/// The answer of `POST /sim/items/{itemId}/twin`: what Link and the token exchange hand over.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatedItem {
+    access_token: String,
+    item_id: String,
+}
+
+/// The answer of `POST /sim/items/{itemId}/accounts`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AddedAccount {
+    account_id: String,
+}
+
 /// The control endpoints.
 pub fn routes() -> Router<Simulator> {
     Router::new()
@@ -50,6 +68,45 @@ pub fn routes() -> Router<Simulator> {
             post(revoke_consent),
         )
         .route("/sim/akoya/errors", post(add_akoya_error))
+        .route("/sim/items/{item_id}/twin", post(create_twin))
+        .route("/sim/items/{item_id}/accounts", post(add_account))
+        .route("/sim/items/{item_id}/fix_login", post(fix_login))
+}
+
+/// NOT_FOUND unless the simulator has the Item.
+fn known(sim: &Simulator, item_id: &str) -> Result<(), Response> {
+    if sim.lock().item(item_id).is_some() {
+        return Ok(());
+    }
+    Err((StatusCode::NOT_FOUND, "no such item").into_response())
+}
+
+async fn create_twin(State(sim): State<Simulator>, Path(item_id): Path<String>) -> Response {
+    if let Err(response) = known(&sim, &item_id) {
+        return response;
+    }
+    let twin = sim.create_twin_item(&item_id);
+    let created = CreatedItem {
+        access_token: twin.access_token.expose().to_owned(),
+        item_id: twin.item_id,
+    };
+    (StatusCode::CREATED, Json(created)).into_response()
+}
+
+async fn add_account(State(sim): State<Simulator>, Path(item_id): Path<String>) -> Response {
+    if let Err(response) = known(&sim, &item_id) {
+        return response;
+    }
+    let account_id = sim.add_account(&item_id);
+    (StatusCode::CREATED, Json(AddedAccount { account_id })).into_response()
+}
+
+async fn fix_login(State(sim): State<Simulator>, Path(item_id): Path<String>) -> Response {
+    if let Err(response) = known(&sim, &item_id) {
+        return response;
+    }
+    sim.fix_login(&item_id);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn set_latency(State(sim): State<Simulator>, Json(body): Json<Latency>) -> Json<Latency> {

@@ -229,7 +229,8 @@ mod tests {
             ["CHECKING", "SAVINGS", "CD", "CREDITCARD", "MONEYMARKET"]
         );
         let checking = &infos[0].value;
-        assert_eq!(checking.account_number_display.as_deref(), Some("xxx0000"));
+        let display = format!("xxx{}", accounts[0].mask.as_deref().unwrap());
+        assert_eq!(checking.account_number_display, Some(display));
         assert_eq!(checking.nickname.as_deref(), Some("Everyday"));
         assert_eq!(checking.product_name, accounts[0].official_name);
         assert_eq!(infos[1].value.nickname, None);

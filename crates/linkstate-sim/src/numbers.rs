@@ -54,7 +54,12 @@ mod tests {
         assert_eq!(checking.account_id, accounts[0].account_id);
         assert_eq!(checking.routing.expose(), "011401533");
         assert_eq!(checking.account.expose().len(), 16);
-        assert!(checking.account.expose().ends_with("0000"));
+        assert!(
+            checking
+                .account
+                .expose()
+                .ends_with(accounts[0].mask.as_deref().unwrap())
+        );
         assert!(numbers.eft.is_empty() && numbers.bacs.is_empty());
     }
 }
