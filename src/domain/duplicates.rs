@@ -123,7 +123,10 @@ mod tests {
     #[test]
     fn different_accounts_are_no_duplicates() {
         let old = linked(1, 30, &["0000", "1111"]);
-        assert_eq!(resolve(&linked(2, 0, &["0000"]), &[old.clone()]), None);
+        assert_eq!(
+            resolve(&linked(2, 0, &["0000"]), std::slice::from_ref(&old)),
+            None
+        );
         assert_eq!(
             resolve(&linked(3, 0, &["0000", "1111", "2222"]), &[old]),
             None

@@ -73,17 +73,19 @@ pub fn routes() -> Router<Simulator> {
         .route("/sim/items/{item_id}/fix_login", post(fix_login))
 }
 
-/// NOT_FOUND unless the simulator has the Item.
-fn known(sim: &Simulator, item_id: &str) -> Result<(), Response> {
-    if sim.lock().item(item_id).is_some() {
-        return Ok(());
-    }
-    Err((StatusCode::NOT_FOUND, "no such item").into_response())
+/// Whether the simulator has the Item.
+fn known(sim: &Simulator, item_id: &str) -> bool {
+    sim.lock().item(item_id).is_some()
+}
+
+/// The answer for an Item the simulator does not have.
+fn no_such_item() -> Response {
+    (StatusCode::NOT_FOUND, "no such item").into_response()
 }
 
 async fn create_twin(State(sim): State<Simulator>, Path(item_id): Path<String>) -> Response {
-    if let Err(response) = known(&sim, &item_id) {
-        return response;
+    if !known(&sim, &item_id) {
+        return no_such_item();
     }
     let twin = sim.create_twin_item(&item_id);
     let created = CreatedItem {
@@ -94,16 +96,16 @@ async fn create_twin(State(sim): State<Simulator>, Path(item_id): Path<String>) 
 }
 
 async fn add_account(State(sim): State<Simulator>, Path(item_id): Path<String>) -> Response {
-    if let Err(response) = known(&sim, &item_id) {
-        return response;
+    if !known(&sim, &item_id) {
+        return no_such_item();
     }
     let account_id = sim.add_account(&item_id);
     (StatusCode::CREATED, Json(AddedAccount { account_id })).into_response()
 }
 
 async fn fix_login(State(sim): State<Simulator>, Path(item_id): Path<String>) -> Response {
-    if let Err(response) = known(&sim, &item_id) {
-        return response;
+    if !known(&sim, &item_id) {
+        return no_such_item();
     }
     sim.fix_login(&item_id);
     StatusCode::NO_CONTENT.into_response()
