@@ -361,6 +361,114 @@ async fn a_revoked_consent_is_reconnect_required_token_expired_without_retries()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_new_consent_repairs_a_connection_whose_consent_is_gone() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("akoya").await;
+    app.sim.set_akoya_id_token_lifetime(Duration::from_secs(60));
+    let consent = app.sim.create_akoya_consent("mikomo");
+    let connection = import(&app, &key, &consent).await;
+    app.sim.revoke_akoya_consent(&consent.consent_id);
+    common::refresh(&app, &key, &connection.id).await.unwrap();
+    wait_status(
+        &app,
+        &key,
+        &connection.id,
+        connection::Status::ReconnectRequired,
+    )
+    .await;
+    let mut client = app.connections().await;
+    let repair = |refresh_token: &str| {
+        authed(
+            &key,
+            proto::RepairConnectionRequest {
+                connection_id: connection.id.clone(),
+                refresh_token: refresh_token.into(),
+                provider_id: "mikomo".into(),
+                ..Default::default()
+            },
+        )
+    };
+
+    // The old consent's token cannot repair it, and nothing changes.
+    let before = app.count("events").await;
+    let dead = stored_tokens(&app, &connection.id).await.refresh_token;
+    let refused = client
+        .repair_connection(repair(dead.expose()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .starts_with("Akoya could not refresh the refreshToken")
+    );
+    assert_eq!(app.count("events").await, before);
+    let without = client
+        .repair_connection(authed(
+            &key,
+            proto::RepairConnectionRequest {
+                connection_id: connection.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (without.code(), without.message()),
+        (
+            tonic::Code::InvalidArgument,
+            "the new consent's refreshToken and providerId are required to complete this AKOYA connection"
+        )
+    );
+
+    let renewed = app.sim.create_akoya_consent("mikomo");
+    let repaired = client
+        .repair_connection(repair(renewed.refresh_token.expose()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(repaired.status, connection::Status::Active as i32);
+    let details = repaired.service_provider_details.unwrap();
+    assert_ne!(
+        details.service_provider_connection_id,
+        connection
+            .service_provider_details
+            .unwrap()
+            .service_provider_connection_id,
+        "the new consent names the connection"
+    );
+    assert_eq!(
+        app.sim.akoya_refreshes(&renewed.consent_id),
+        1,
+        "rotated once, by the repair"
+    );
+    let stored = stored_tokens(&app, &connection.id).await;
+    assert_eq!(
+        Some(stored.refresh_token.expose().to_string()),
+        app.sim
+            .akoya_refresh_token(&renewed.consent_id)
+            .map(|t| t.expose().to_string()),
+        "the rotated token of the new consent is the one stored"
+    );
+    // Its aggregation runs with the new consent and announces the consent's accounts as new.
+    let events = events_until(&app, &key, |e| {
+        count(e, Type::BankLinkingAccountsUpdating) == 2
+    })
+    .await;
+    let updating = events
+        .iter()
+        .rev()
+        .find(|e| e.event_type == Type::BankLinkingAccountsUpdating as i32)
+        .unwrap();
+    assert!(
+        payload(updating)
+            .financial_accounts
+            .iter()
+            .any(|a| a.new_account == Some(true))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_pull_reports_exactly_what_akoya_changed_in_its_window() {
     let app = TestApp::start().await;
     let (_, key) = app.account("akoya").await;

@@ -233,6 +233,22 @@ async fn repairs_that_cannot_be_done_are_refused_and_change_nothing() {
     .unwrap_err();
     assert_eq!(nul.code(), Code::InvalidArgument);
     assert!(nul.message().contains("accessToken"), "{}", nul.message());
+    let another = app.sim.create_item("ins_109508");
+    let other_item = repair(
+        &app,
+        &key,
+        proto::RepairConnectionRequest {
+            access_token: another.access_token.expose().into(),
+            ..repair_of(&connection.id)
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_status(
+        &other_item,
+        Code::InvalidArgument,
+        "the accessToken belongs to another Plaid item than this connection's",
+    );
     let empty = repair(&app, &key, repair_of("")).await.unwrap_err();
     assert_status(&empty, Code::InvalidArgument, "connectionId is required");
     let elsewhere = repair(&app, &other_key, repair_of(&connection.id))

@@ -103,6 +103,9 @@ pub enum LifecycleError {
     /// The access token belongs to another Plaid item than the one named.
     #[error("serviceProviderConnectionId {} is not the item of this accessToken", excerpt(.0))]
     ItemMismatch(String),
+    /// A repair's access token opens another Plaid item than the connection's.
+    #[error("the accessToken belongs to another Plaid item than this connection's")]
+    TokenOfOtherItem,
     /// Another connection of the tenant already has this provider id.
     #[error("another connection already has serviceProviderConnectionId {}", excerpt(.0))]
     AlreadyLinked(String),

@@ -144,7 +144,7 @@ async fn check_plaid_item(
         .map_err(completion_failure)?;
     let item = answer.item;
     if connection.provider_connection_id.as_deref() != Some(item.item_id.as_str()) {
-        return Err(LifecycleError::ItemMismatch(item.item_id));
+        return Err(LifecycleError::TokenOfOtherItem);
     }
     match item.error {
         Some(error) => Err(LifecycleError::StillBroken {

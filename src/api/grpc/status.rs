@@ -74,6 +74,7 @@ impl From<LifecycleError> for Status {
             | E::UnknownProviderInstitution { .. }
             | E::InstitutionOfOtherProvider { .. }
             | E::ItemMismatch(_)
+            | E::TokenOfOtherItem
             | E::CredentialsRefused(_) => Status::invalid_argument(error.to_string()),
             E::NotInProgress { .. }
             | E::AlreadyDeleted
