@@ -482,3 +482,63 @@ async fn a_completed_connect_flow_of_the_same_login_replaces_the_imported_connec
     let new = common::connection(&app, &key, &flow.id).await;
     assert_eq!(new.duplicate_connection_ids, vec![first.id]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repaired_inactive_duplicate_is_compared_again_and_stays_inactive() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let item = app.sim.create_item("ins_109508");
+    let first = imported(&app, &key, &item).await;
+    let second = imported(&app, &key, &app.sim.create_twin_item(&item.item_id)).await;
+    let old = common::connection(&app, &key, &first.id).await;
+    assert_eq!(
+        old.active_duplicate_connection_id.as_deref(),
+        Some(second.id.as_str())
+    );
+
+    let repaired = repair(&app, &key, repair_of(&first.id)).await.unwrap();
+    assert_eq!(repaired.status, ConnStatus::Active as i32);
+    let first_id = first.id.clone();
+    let changes_of_first = |events: &[proto::Event]| -> Vec<(Option<i32>, Option<String>)> {
+        events
+            .iter()
+            .filter(|e| {
+                e.event_type == Type::BankLinkingConnectionStatusChange as i32
+                    && payload(e).connection_id.as_deref() == Some(first_id.as_str())
+            })
+            .map(|e| {
+                (
+                    payload(e).new_status,
+                    payload(e).active_duplicate_connection_id.clone(),
+                )
+            })
+            .collect()
+    };
+    let events = events_until(&app, &key, |e| changes_of_first(e).len() == 3).await;
+    assert_eq!(
+        changes_of_first(&events),
+        [
+            (
+                Some(ConnStatus::PartiallyActive as i32),
+                Some(second.id.clone())
+            ),
+            (Some(ConnStatus::Active as i32), None),
+            (
+                Some(ConnStatus::PartiallyActive as i32),
+                Some(second.id.clone())
+            ),
+        ],
+        "the repair's aggregation finds the newer twin again"
+    );
+    let old = common::connection(&app, &key, &first.id).await;
+    assert_eq!(
+        old.status_reason,
+        Some(StatusReason::InactiveDuplicate as i32)
+    );
+    assert_eq!(
+        common::connection(&app, &key, &second.id)
+            .await
+            .duplicate_connection_ids,
+        vec![first.id]
+    );
+}
