@@ -84,7 +84,10 @@ async fn imports() {
     let response = client
         .import_connections(authed(
             &key,
-            proto::ImportConnectionsRequest { connections: batch },
+            proto::ImportConnectionsRequest {
+                connections: batch,
+                ..Default::default()
+            },
         ))
         .await
         .expect("import")
@@ -100,6 +103,7 @@ async fn imports() {
                 &key,
                 proto::ImportConnectionsRequest {
                     connections: vec![item],
+                    ..Default::default()
                 },
             ))
             .await
@@ -159,6 +163,7 @@ async fn pull() {
                     provider_id: consent.provider_id.clone(),
                     ..Default::default()
                 }],
+                ..Default::default()
             },
         ))
         .await

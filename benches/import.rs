@@ -50,7 +50,10 @@ fn main() {
         let response = client
             .import_connections(authed(
                 &key,
-                proto::ImportConnectionsRequest { connections: batch },
+                proto::ImportConnectionsRequest {
+                    connections: batch,
+                    ..Default::default()
+                },
             ))
             .await
             .expect("import")
@@ -66,6 +69,7 @@ fn main() {
                     &key,
                     proto::ImportConnectionsRequest {
                         connections: vec![item],
+                        ..Default::default()
                     },
                 ))
                 .await

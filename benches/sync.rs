@@ -65,6 +65,7 @@ async fn run() {
                     access_token: item.access_token.expose().into(),
                     ..Default::default()
                 }],
+                ..Default::default()
             },
         ))
         .await

@@ -453,6 +453,7 @@ async fn import_connections(app: &TestApp, key: &str) -> Vec<(String, String)> {
                         ..Default::default()
                     })
                     .collect(),
+                ..Default::default()
             },
         ))
         .await

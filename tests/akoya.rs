@@ -42,6 +42,7 @@ async fn import_result(
             key,
             proto::ImportConnectionsRequest {
                 connections: vec![item],
+                ..Default::default()
             },
         ))
         .await
@@ -924,6 +925,7 @@ async fn akoya_without_app_credentials_is_a_failed_precondition_and_writes_nothi
             &key,
             proto::ImportConnectionsRequest {
                 connections: vec![item],
+                ..Default::default()
             },
         ))
         .await

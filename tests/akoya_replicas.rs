@@ -42,7 +42,10 @@ async fn import(service: &Service, key: &str, consents: &[AkoyaConsent]) -> Vec<
         .await
         .import_connections(authed(
             key,
-            proto::ImportConnectionsRequest { connections: items },
+            proto::ImportConnectionsRequest {
+                connections: items,
+                ..Default::default()
+            },
         ))
         .await
         .unwrap()
@@ -258,6 +261,7 @@ async fn no_token_ever_reaches_the_log() {
             &key,
             proto::ImportConnectionsRequest {
                 connections: vec![refused],
+                ..Default::default()
             },
         ))
         .await;

@@ -81,7 +81,10 @@ async fn every_webhook_answered_200_takes_effect_exactly_once_across_a_sigkill()
         client
             .import_connections(authed(
                 api_key.expose(),
-                proto::ImportConnectionsRequest { connections },
+                proto::ImportConnectionsRequest {
+                    connections,
+                    ..Default::default()
+                },
             ))
             .await
             .unwrap();

@@ -21,6 +21,7 @@ async fn import(app: &TestApp, key: &str, external: &str) {
             key,
             proto::ImportConnectionsRequest {
                 connections: vec![common::plaid_item(external, item.access_token.expose())],
+                ..Default::default()
             },
         ))
         .await

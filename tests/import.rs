@@ -310,3 +310,96 @@ async fn credentials_are_sealed_at_rest() {
     assert!(sealed.len() > token.len());
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_only_checks_every_item_at_the_provider_and_writes_nothing() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let good = app.sim.create_item("ins_109508");
+    let revoked = app.sim.create_item("ins_109510");
+    app.sim.inject_error(ErrorRule {
+        endpoint: "/item/get".into(),
+        access_token: Some(revoked.access_token.expose().into()),
+        http_status: 400,
+        error_type: "INVALID_INPUT".into(),
+        error_code: "INVALID_ACCESS_TOKEN".into(),
+        error_message: "provided access token is in an invalid format".into(),
+        times: None,
+    });
+    let consent = app.sim.create_akoya_consent("mikomo");
+    let akoya = proto::ImportConnection {
+        service_provider: proto::service_provider::Value::Akoya as i32,
+        external_customer_id: "c-akoya".into(),
+        refresh_token: consent.refresh_token.expose().into(),
+        provider_id: "mikomo".into(),
+        ..Default::default()
+    };
+    let webhook_updates = app.sim.calls("/item/webhook/update");
+
+    let response = app
+        .connections()
+        .await
+        .import_connections(authed(
+            &key,
+            proto::ImportConnectionsRequest {
+                connections: vec![
+                    plaid_item("c-good", good.access_token.expose()),
+                    plaid_item("c-revoked", revoked.access_token.expose()),
+                    akoya,
+                ],
+                validate_only: true,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let Some(import_result::Result::Connection(checked)) = &response.results[0].result else {
+        panic!("the good item failed: {:?}", response.results[0]);
+    };
+    assert_eq!(
+        checked,
+        &proto::Connection {
+            service_provider: proto::service_provider::Value::Plaid as i32,
+            external_customer_id: "c-good".into(),
+            institution_name: "First Platypus Bank".into(),
+            service_provider_details: Some(proto::ServiceProviderDetails {
+                service_provider: proto::service_provider::Value::Plaid as i32,
+                service_provider_connection_id: good.item_id.clone(),
+            }),
+            ..Default::default()
+        },
+        "only the four fields the contract names"
+    );
+    let Some(import_result::Result::Error(error)) = &response.results[1].result else {
+        panic!("the revoked token passed");
+    };
+    assert_eq!(error.code, "UNAUTHENTICATED");
+    assert!(
+        error.message.contains("INVALID_ACCESS_TOKEN"),
+        "{}",
+        error.message
+    );
+    let Some(import_result::Result::Connection(akoya)) = &response.results[2].result else {
+        panic!("the Akoya item failed: {:?}", response.results[2]);
+    };
+    assert_eq!(
+        akoya.service_provider,
+        proto::service_provider::Value::Akoya as i32
+    );
+    assert_eq!(akoya.institution_name, "mikomo");
+    assert_eq!(
+        app.sim.akoya_refreshes(&consent.consent_id),
+        0,
+        "an Akoya token is not rotated"
+    );
+    assert!(response.request_id.is_empty());
+
+    assert_nothing_written(&app).await;
+    assert_eq!(app.sim.calls("/item/webhook/update"), webhook_updates);
+    assert_eq!(
+        app.sim.item_webhook(&good.item_id),
+        None,
+        "nothing changed at Plaid"
+    );
+}

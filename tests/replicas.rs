@@ -56,6 +56,7 @@ impl Setup {
                 key,
                 proto::ImportConnectionsRequest {
                     connections: vec![common::plaid_item("customer-1", item.access_token.expose())],
+                    ..Default::default()
                 },
             ))
             .await

@@ -23,6 +23,7 @@ async fn import_one(app: &TestApp, key: &str) -> proto::Connection {
                     access_token: item.access_token.expose().into(),
                     ..Default::default()
                 }],
+                ..Default::default()
             },
         ))
         .await

@@ -7,6 +7,9 @@
 //! when the answer says so; a failed item writes nothing, whatever happened to the others.
 
 mod akoya;
+mod validate;
+
+pub use validate::{CheckedItem, ValidationOutcome, validate};
 
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -90,17 +93,7 @@ pub async fn import(
     account_id: AccountId,
     items: Vec<ImportItem>,
 ) -> Result<ImportOutcome, ImportError> {
-    for (provider, configured) in [
-        (ServiceProvider::Plaid, ctx.plaid().is_configured()),
-        (ServiceProvider::Akoya, ctx.akoya().is_configured()),
-    ] {
-        let needed = items
-            .iter()
-            .any(|item| item.credentials.service_provider() == provider);
-        if needed && !configured {
-            return Err(ImportError::ProviderNotConfigured { provider });
-        }
-    }
+    require_configured(ctx, &items)?;
     let request_id = RequestId::generate();
     let results: Vec<Result<Connection, ItemFailure>> = futures::stream::iter(items)
         .map(|item| import_one(ctx, account_id, &request_id, item))
@@ -120,6 +113,22 @@ pub async fn import(
         results,
         warnings: warnings(ctx, account_id).await,
     })
+}
+
+/// Refuses the whole request when a provider it names has no API keys configured.
+fn require_configured(ctx: &Context, items: &[ImportItem]) -> Result<(), ImportError> {
+    for (provider, configured) in [
+        (ServiceProvider::Plaid, ctx.plaid().is_configured()),
+        (ServiceProvider::Akoya, ctx.akoya().is_configured()),
+    ] {
+        let needed = items
+            .iter()
+            .any(|item| item.credentials.service_provider() == provider);
+        if needed && !configured {
+            return Err(ImportError::ProviderNotConfigured { provider });
+        }
+    }
+    Ok(())
 }
 
 /// The warnings of an import. The items are written by now: a failed look-up leaves the

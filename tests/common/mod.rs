@@ -30,6 +30,7 @@ pub async fn import(app: &TestApp, key: &str, item: &SandboxItem) -> proto::Conn
             key,
             proto::ImportConnectionsRequest {
                 connections: vec![plaid_item("customer-1", item.access_token.expose())],
+                ..Default::default()
             },
         ))
         .await
@@ -241,7 +242,10 @@ pub fn payload(event: &proto::Event) -> &proto::EventPayload {
 
 /// An import request of these items.
 pub fn import_request(items: Vec<proto::ImportConnection>) -> proto::ImportConnectionsRequest {
-    proto::ImportConnectionsRequest { connections: items }
+    proto::ImportConnectionsRequest {
+        connections: items,
+        ..Default::default()
+    }
 }
 
 /// Nothing of a refused import or request is in the database.

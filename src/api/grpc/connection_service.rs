@@ -48,6 +48,26 @@ fn raw_item(item: proto::ImportConnection) -> RawImportItem {
     }
 }
 
+/// Per-item results as the API shows them, each item's connection shown by `shown`.
+fn import_results<T>(
+    results: &[Result<T, import::ItemFailure>],
+    shown: impl Fn(&T) -> proto::Connection,
+) -> Vec<proto::ImportResult> {
+    results
+        .iter()
+        .map(|result| proto::ImportResult {
+            result: Some(match result {
+                Ok(item) => proto::import_result::Result::Connection(shown(item)),
+                Err(failure) => proto::import_result::Result::Error(proto::ImportError {
+                    code: failure.code.to_string(),
+                    message: failure.message.clone(),
+                    service_provider_details: Some(convert::json_struct(&failure.provider_details)),
+                }),
+            }),
+        })
+        .collect()
+}
+
 /// The connection a request names: INVALID_ARGUMENT when unset; a malformed id is NOT_FOUND,
 /// like any id this tenant has no connection for.
 fn connection_id(raw: &str) -> Result<ConnectionId, Status> {
@@ -76,35 +96,21 @@ impl ConnectionService for Connections {
         request: Request<proto::ImportConnectionsRequest>,
     ) -> Result<Response<proto::ImportConnectionsResponse>, Status> {
         let account_id = auth::account(&self.ctx, request.metadata()).await?;
-        let raw = request
-            .into_inner()
-            .connections
-            .into_iter()
-            .map(raw_item)
-            .collect();
+        let request = request.into_inner();
+        let raw = request.connections.into_iter().map(raw_item).collect();
         let items = import_rules::validate(raw).map_err(request::invalid)?;
+        if request.validate_only {
+            let outcome = import::validate(&self.ctx, account_id, items).await?;
+            return Ok(Response::new(proto::ImportConnectionsResponse {
+                request_id: String::new(),
+                results: import_results(&outcome.results, convert::checked_item),
+                warnings: outcome.warnings,
+            }));
+        }
         let outcome = import::import(&self.ctx, account_id, items).await?;
-        let results = outcome
-            .results
-            .iter()
-            .map(|result| proto::ImportResult {
-                result: Some(match result {
-                    Ok(connection) => {
-                        proto::import_result::Result::Connection(convert::connection(connection))
-                    }
-                    Err(failure) => proto::import_result::Result::Error(proto::ImportError {
-                        code: failure.code.to_string(),
-                        message: failure.message.clone(),
-                        service_provider_details: Some(convert::json_struct(
-                            &failure.provider_details,
-                        )),
-                    }),
-                }),
-            })
-            .collect();
         Ok(Response::new(proto::ImportConnectionsResponse {
             request_id: outcome.request_id.to_string(),
-            results,
+            results: import_results(&outcome.results, convert::connection),
             warnings: outcome.warnings,
         }))
     }

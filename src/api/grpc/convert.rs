@@ -9,6 +9,7 @@ use crate::domain::delivery::Delivery;
 use crate::domain::event::{Event, EventFinancialAccount, EventPayload};
 use crate::domain::financial_account::AccountOwner;
 use crate::domain::webhook_profile::WebhookProfile;
+use crate::import::CheckedItem;
 use crate::proto;
 use crate::store::events::LoggedEvent;
 use crate::store::financial_accounts::FinancialAccountRow;
@@ -87,6 +88,24 @@ pub fn customer(customer: &Customer) -> proto::Customer {
         status: proto_enum!(proto::customer::Status, customer.status.as_str()),
         connection_count: customer.connection_count,
         created_at: Some(timestamp(customer.created_at)),
+    }
+}
+
+/// What a validating import says of an item: only the four fields the contract names.
+pub fn checked_item(item: &CheckedItem) -> proto::Connection {
+    let provider = proto_enum!(
+        proto::service_provider::Value,
+        item.service_provider.as_str()
+    );
+    proto::Connection {
+        service_provider: provider,
+        external_customer_id: item.external_customer_id.clone().unwrap_or_default(),
+        institution_name: item.institution_name.clone(),
+        service_provider_details: Some(proto::ServiceProviderDetails {
+            service_provider: provider,
+            service_provider_connection_id: item.provider_connection_id.clone().unwrap_or_default(),
+        }),
+        ..proto::Connection::default()
     }
 }
 
