@@ -106,13 +106,9 @@ impl Job {
         connection_id: ConnectionId,
         request_id: &RequestId,
     ) -> Self {
-        Self::aggregate(
-            account_id,
-            connection_id,
-            request_id.clone(),
-            Trigger::Refresh,
-        )
-        .settling_duplicates()
+        // What follows a repair is what follows a completion: the accounts, announced, and
+        // the duplicates settled.
+        Self::after_completion(account_id, connection_id, request_id)
     }
 
     /// A refresh RefreshConnection asked for, of `products` (all when empty).

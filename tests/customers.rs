@@ -49,6 +49,18 @@ async fn get_customer(
         .map(|r| r.into_inner())
 }
 
+async fn list_customers(
+    app: &TestApp,
+    key: &str,
+    request: proto::ListCustomersRequest,
+) -> Result<proto::ListCustomersResponse, tonic::Status> {
+    app.customers()
+        .await
+        .list_customers(authed(key, request))
+        .await
+        .map(|r| r.into_inner())
+}
+
 async fn delete_customer(
     app: &TestApp,
     key: &str,
@@ -430,48 +442,48 @@ async fn bad_customer_requests_are_refused_and_change_nothing() {
         Code::NotFound,
         &format!("customer {unknown:?} not found"),
     );
-    let bad_token = client
-        .list_customers(authed(
-            &key,
-            proto::ListCustomersRequest {
-                page_token: "garbage".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap_err();
+    let bad_token = list_customers(
+        &app,
+        &key,
+        proto::ListCustomersRequest {
+            page_token: "garbage".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(bad_token.code(), Code::InvalidArgument);
     assert!(
         bad_token.message().contains("pageToken"),
         "{}",
         bad_token.message()
     );
-    let nul = client
-        .list_customers(authed(
-            &key,
-            proto::ListCustomersRequest {
-                external_customer_id: "a\0b".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap_err();
+    let nul = list_customers(
+        &app,
+        &key,
+        proto::ListCustomersRequest {
+            external_customer_id: "a\0b".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(nul.code(), Code::InvalidArgument);
     assert!(
         nul.message().contains("externalCustomerId"),
         "{}",
         nul.message()
     );
-    let negative = client
-        .list_customers(authed(
-            &key,
-            proto::ListCustomersRequest {
-                page_size: -1,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap_err();
+    let negative = list_customers(
+        &app,
+        &key,
+        proto::ListCustomersRequest {
+            page_size: -1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(negative.code(), Code::InvalidArgument);
     let unauthenticated = client
         .get_customer(tonic::Request::new(proto::GetCustomerRequest {

@@ -137,6 +137,17 @@ pub struct RawRepair {
     pub provider_id: String,
 }
 
+/// The edge checks of the credential fields a completion or a repair carries.
+fn check_credentials(
+    access_token: &Secret,
+    refresh_token: &Secret,
+    provider_id: &str,
+) -> Result<(), InputError> {
+    input::text("accessToken", access_token.expose(), MAX_CREDENTIAL_LEN)?;
+    input::text("refreshToken", refresh_token.expose(), MAX_CREDENTIAL_LEN)?;
+    input::text("providerId", provider_id, MAX_PROVIDER_ID_LEN)
+}
+
 /// Validates a RepairConnection request for a connection of `provider`: the new credentials,
 /// if any. A PLAID connection may keep its access token (update mode keeps it); an AKOYA
 /// connection is repaired by a new consent, whose refresh token is the only way back in.
@@ -144,13 +155,7 @@ pub fn validate_repair(
     provider: ServiceProvider,
     raw: RawRepair,
 ) -> Result<Option<ProviderCredentials>, FlowRejection> {
-    input::text("accessToken", raw.access_token.expose(), MAX_CREDENTIAL_LEN)?;
-    input::text(
-        "refreshToken",
-        raw.refresh_token.expose(),
-        MAX_CREDENTIAL_LEN,
-    )?;
-    input::text("providerId", &raw.provider_id, MAX_PROVIDER_ID_LEN)?;
+    check_credentials(&raw.access_token, &raw.refresh_token, &raw.provider_id)?;
     let access = !raw.access_token.expose().trim().is_empty();
     let akoya = !raw.refresh_token.expose().trim().is_empty() || !raw.provider_id.trim().is_empty();
     match provider {
@@ -218,13 +223,7 @@ pub fn validate_completion(
         &provider_connection_id,
         MAX_PROVIDER_CONNECTION_ID_LEN,
     )?;
-    input::text("accessToken", raw.access_token.expose(), MAX_CREDENTIAL_LEN)?;
-    input::text(
-        "refreshToken",
-        raw.refresh_token.expose(),
-        MAX_CREDENTIAL_LEN,
-    )?;
-    input::text("providerId", &raw.provider_id, MAX_PROVIDER_ID_LEN)?;
+    check_credentials(&raw.access_token, &raw.refresh_token, &raw.provider_id)?;
     if provider_connection_id.is_empty() {
         return Err(FlowRejection::MissingProviderConnectionId);
     }

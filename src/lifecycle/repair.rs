@@ -21,7 +21,9 @@ use crate::jobs::{self, Job};
 use crate::providers::akoya::tokens::{self, Refreshed};
 use crate::store::credentials::AkoyaTokens;
 use crate::store::jobs::OnDuplicate;
-use crate::store::{self, connections, credentials, duplicates, events, refresh_schedule};
+use crate::store::{
+    self, StoreError, connections, credentials, duplicates, events, refresh_schedule,
+};
 
 /// What the provider said when the repair was checked.
 enum Checked {
@@ -117,13 +119,12 @@ async fn check(
                 let mut conn = store::connect(ctx.pool()).await?;
                 credentials::get(&mut conn, ctx.cipher(), connection.id).await?
             };
+            // Validation lets only PLAID through without new credentials.
             let ProviderCredentials::Plaid { access_token } = stored else {
-                return Err(LifecycleError::Rejected(
-                    connect_flow::FlowRejection::MissingCredentials {
-                        provider: connection.service_provider,
-                        what: "the new consent's refreshToken and providerId are required",
-                    },
-                ));
+                return Err(LifecycleError::Store(StoreError::Corrupt(format!(
+                    "credentials of {} are not a Plaid item's",
+                    connection.id
+                ))));
             };
             check_plaid_item(ctx, connection, &access_token).await?;
             Ok(Checked::Plaid { new_token: None })
