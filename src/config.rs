@@ -73,6 +73,41 @@ pub enum Command {
     Accounts(AccountsCommand),
     /// Run only the provider simulator (Plaid-sandbox compatible HTTP API).
     Simulate(SimulatorSettings),
+    /// Import connections from a JSON-lines file through a running linkstate's gRPC API.
+    Import(ImportSettings),
+}
+
+/// Settings of `linkstate import` (contract section 5).
+#[derive(Debug, Clone, Args)]
+pub struct ImportSettings {
+    /// The JSON-lines file: one `ImportConnection` per line, in its JSON form.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// The gRPC address of the linkstate to import into.
+    #[arg(
+        long,
+        env = "LINKSTATE_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub server: String,
+    /// The tenant's API key (better in the environment than on a command line others can see).
+    #[arg(long, env = "LINKSTATE_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Items per request.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub batch_size: u8,
+    /// What is done, for resuming; default: FILE.state.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Write one JSON line per input line here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Check every line (`validateOnly`) and write nothing, here or at the server.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `linkstate accounts ...`.

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bulk_import;
 pub mod cipher;
 pub mod config;
 pub mod context;

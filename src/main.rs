@@ -48,6 +48,7 @@ async fn main() {
         }
         #[cfg(feature = "dev-tools")]
         Command::Simulate(settings) => dev_tools::simulate(settings).await,
+        Command::Import(settings) => bulk_import(settings).await,
         #[cfg(not(feature = "dev-tools"))]
         Command::Dev(_) | Command::Simulate(_) => Err(anyhow::anyhow!(
             "`dev` and `simulate` were left out of this build (it has no `dev-tools` feature)"
@@ -219,6 +220,23 @@ async fn create_account(name: &str, settings: DatabaseSettings) -> anyhow::Resul
         serde_json::json!({"accountId": account_id.to_string(), "apiKey": key.expose()})
     );
     Ok(())
+}
+
+/// `linkstate import`: exits 0 when every line was imported, 1 when some were not, 2 when
+/// the run could not start (or the server refused the key).
+async fn bulk_import(settings: linkstate::config::ImportSettings) -> anyhow::Result<()> {
+    match linkstate::bulk_import::run(settings).await {
+        Ok(outcome) => {
+            if let Some(reason) = &outcome.stopped_by {
+                eprintln!("linkstate: {reason}");
+            }
+            std::process::exit(outcome.exit_code());
+        }
+        Err(error) => {
+            eprintln!("linkstate: {error}");
+            std::process::exit(2);
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

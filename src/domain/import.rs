@@ -76,30 +76,28 @@ pub enum ImportRejection {
     /// Over the per-request limit.
     #[error("at most {MAX_IMPORT_ITEMS} connections per request, got {0}")]
     TooMany(usize),
+    /// One item cannot be imported, so none is.
+    #[error("connections[{index}]: {rejection}")]
+    Item {
+        /// Position in the request.
+        index: usize,
+        /// What is wrong with it.
+        rejection: ItemRejection,
+    },
+}
+
+/// Why one item cannot be imported, whatever the provider would say.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ItemRejection {
     /// A provider other than PLAID or AKOYA.
-    #[error("connections[{index}]: importing only works for PLAID and AKOYA, not {provider}")]
-    UnsupportedProvider {
-        /// Position in the request.
-        index: usize,
-        /// What was named.
-        provider: String,
-    },
+    #[error("importing only works for PLAID and AKOYA, not {0}")]
+    UnsupportedProvider(String),
     /// Credentials the provider needs are missing.
-    #[error("connections[{index}]: {what}")]
-    MissingCredentials {
-        /// Position in the request.
-        index: usize,
-        /// Which ones.
-        what: &'static str,
-    },
+    #[error("{0}")]
+    MissingCredentials(&'static str),
     /// A field that is too long or holds a NUL byte.
-    #[error("connections[{index}]: {error}")]
-    Input {
-        /// Position in the request.
-        index: usize,
-        /// What is wrong with the field.
-        error: InputError,
-    },
+    #[error(transparent)]
+    Input(#[from] InputError),
 }
 
 /// Validates a whole import request: either every item is importable, or nothing is.
@@ -113,19 +111,22 @@ pub fn validate(items: Vec<RawImportItem>) -> Result<Vec<ImportItem>, ImportReje
     items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| validate_item(index, item))
+        .map(|(index, item)| {
+            validate_item(item).map_err(|rejection| ImportRejection::Item { index, rejection })
+        })
         .collect()
 }
 
-fn validate_item(index: usize, item: RawImportItem) -> Result<ImportItem, ImportRejection> {
-    check_fields(&item).map_err(|error| ImportRejection::Input { index, error })?;
+/// Validates one item by the rules of a request (the bulk import checks each line by them,
+/// so that no batch it sends is refused as a whole).
+pub fn validate_item(item: RawImportItem) -> Result<ImportItem, ItemRejection> {
+    check_fields(&item)?;
     let credentials = match item.service_provider {
         Some(ServiceProvider::Plaid) => {
             if item.access_token.expose().trim().is_empty() {
-                return Err(ImportRejection::MissingCredentials {
-                    index,
-                    what: "accessToken is required for PLAID",
-                });
+                return Err(ItemRejection::MissingCredentials(
+                    "accessToken is required for PLAID",
+                ));
             }
             ProviderCredentials::Plaid {
                 access_token: item.access_token,
@@ -133,10 +134,9 @@ fn validate_item(index: usize, item: RawImportItem) -> Result<ImportItem, Import
         }
         Some(ServiceProvider::Akoya) => {
             if item.refresh_token.expose().trim().is_empty() || item.provider_id.trim().is_empty() {
-                return Err(ImportRejection::MissingCredentials {
-                    index,
-                    what: "refreshToken and providerId are required for AKOYA",
-                });
+                return Err(ItemRejection::MissingCredentials(
+                    "refreshToken and providerId are required for AKOYA",
+                ));
             }
             ProviderCredentials::Akoya {
                 refresh_token: item.refresh_token,
@@ -144,10 +144,9 @@ fn validate_item(index: usize, item: RawImportItem) -> Result<ImportItem, Import
             }
         }
         other => {
-            return Err(ImportRejection::UnsupportedProvider {
-                index,
-                provider: other.map_or("an unset provider".to_string(), |p| p.to_string()),
-            });
+            return Err(ItemRejection::UnsupportedProvider(
+                other.map_or("an unset provider".to_string(), |p| p.to_string()),
+            ));
         }
     };
     let external_customer_id = item.external_customer_id.trim().to_string();
@@ -256,7 +255,10 @@ mod tests {
         let error = validate(vec![plaid("  ")]).unwrap_err();
         assert!(matches!(
             error,
-            ImportRejection::MissingCredentials { index: 0, .. }
+            ImportRejection::Item {
+                index: 0,
+                rejection: ItemRejection::MissingCredentials(_)
+            }
         ));
     }
 }

@@ -7,7 +7,7 @@
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
-use super::{ItemFailure, store_failure};
+use super::{Imported, ItemFailure, store_failure};
 use crate::context::Context;
 use crate::domain::background_refresh;
 use crate::domain::connection::Connection;
@@ -35,7 +35,7 @@ pub async fn import_one(
     account_id: AccountId,
     request_id: &RequestId,
     item: &ImportItem,
-) -> Result<Connection, ItemFailure> {
+) -> Result<Imported, ItemFailure> {
     let ProviderCredentials::Akoya {
         refresh_token,
         provider_id,
@@ -44,7 +44,10 @@ pub async fn import_one(
         unreachable!("only Akoya items come here");
     };
     if let Some(connection) = already_imported(ctx, account_id, refresh_token).await? {
-        return Ok(connection);
+        return Ok(Imported {
+            connection,
+            already_imported: true,
+        });
     }
     let refreshed = tokens::refresh(ctx.akoya(), refresh_token)
         .await
@@ -70,6 +73,10 @@ pub async fn import_one(
     match listed.await {
         Ok(accounts) => write_accounts(ctx, &connection, request_id, &accounts, is_new)
             .await
+            .map(|connection| Imported {
+                connection,
+                already_imported: !is_new,
+            })
             .map_err(store_failure),
         Err(error) => {
             // The consent is linkstate's now and must not be lost: its first aggregation reads

@@ -53,13 +53,22 @@ pub struct ItemFailure {
     pub provider_details: serde_json::Map<String, serde_json::Value>,
 }
 
+/// One imported item: its connection, and whether it was there before this request.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    /// The connection, as written.
+    pub connection: Connection,
+    /// The item had been imported before: this is the connection that already held it.
+    pub already_imported: bool,
+}
+
 /// The outcome of a whole import.
 #[derive(Debug)]
 pub struct ImportOutcome {
     /// The id carried into the events of this import.
     pub request_id: RequestId,
     /// One result per item, in request order.
-    pub results: Vec<Result<Connection, ItemFailure>>,
+    pub results: Vec<Result<Imported, ItemFailure>>,
     /// What the caller should know, such as that no webhook profile receives the events.
     pub warnings: Vec<String>,
 }
@@ -95,7 +104,7 @@ pub async fn import(
 ) -> Result<ImportOutcome, ImportError> {
     require_configured(ctx, &items)?;
     let request_id = RequestId::generate();
-    let results: Vec<Result<Connection, ItemFailure>> = futures::stream::iter(items)
+    let results: Vec<Result<Imported, ItemFailure>> = futures::stream::iter(items)
         .map(|item| import_one(ctx, account_id, &request_id, item))
         .buffered(CONCURRENCY)
         .collect()
@@ -151,7 +160,7 @@ async fn import_one(
     account_id: AccountId,
     request_id: &RequestId,
     item: ImportItem,
-) -> Result<Connection, ItemFailure> {
+) -> Result<Imported, ItemFailure> {
     let access_token = match &item.credentials {
         ProviderCredentials::Plaid { access_token } => access_token,
         ProviderCredentials::Akoya { .. } => {
@@ -187,7 +196,7 @@ struct ItemWrite<'a> {
 
 /// Writes one item. Two items of one request may name the same Plaid item: the second write
 /// then finds the first one's row, so one retry settles the race on the unique key.
-async fn write_item(ctx: &Context, item: ItemWrite<'_>) -> Result<Connection, StoreError> {
+async fn write_item(ctx: &Context, item: ItemWrite<'_>) -> Result<Imported, StoreError> {
     let mut conn = store::connect(ctx.pool()).await?;
     match write(&mut conn, ctx, item).await {
         Err(StoreError::Conflict(_)) => write(&mut conn, ctx, item).await,
@@ -227,7 +236,7 @@ async fn write(
     conn: &mut AsyncPgConnection,
     ctx: &Context,
     write: ItemWrite<'_>,
-) -> Result<Connection, StoreError> {
+) -> Result<Imported, StoreError> {
     let ItemWrite {
         account_id,
         request_id,
@@ -300,7 +309,10 @@ async fn write(
         let job = Job::after_import(account_id, connection_id, request_id, !is_new);
         jobs::enqueue(conn, &job, OnDuplicate::Skip).await?;
         // Read again: settling may have made it an inactive duplicate.
-        connections::get(conn, account_id, connection_id).await
+        Ok(Imported {
+            connection: connections::get(conn, account_id, connection_id).await?,
+            already_imported: !is_new,
+        })
     })
     .await
 }

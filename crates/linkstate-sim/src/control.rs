@@ -5,7 +5,9 @@
 //! `POST /sim/akoya/consents/{consentId}/revoke`; and for Plaid Items,
 //! `POST /sim/items/{itemId}/twin` (a second Item of the same login: a duplicate),
 //! `POST /sim/items/{itemId}/accounts` (one more shared account) and
-//! `POST /sim/items/{itemId}/fix_login` (Link's update mode finished).
+//! `POST /sim/items/{itemId}/fix_login` (Link's update mode finished); and
+//! `POST /sim/items {"count": 1000}`: that many new Items, answered as the JSON lines of a
+//! migration file (`linkstate import --file`).
 
 use std::time::Duration;
 
@@ -50,6 +52,22 @@ struct CreatedItem {
     item_id: String,
 }
 
+/// The body of `POST /sim/items`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewItems {
+    count: usize,
+    #[serde(default = "default_institution")]
+    institution_id: String,
+}
+
+fn default_institution() -> String {
+    "ins_109508".to_owned()
+}
+
+/// Most Items one `POST /sim/items` makes.
+const MAX_NEW_ITEMS: usize = 100_000;
+
 /// The answer of `POST /sim/items/{itemId}/accounts`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -68,6 +86,7 @@ pub fn routes() -> Router<Simulator> {
             post(revoke_consent),
         )
         .route("/sim/akoya/errors", post(add_akoya_error))
+        .route("/sim/items", post(create_items))
         .route("/sim/items/{item_id}/twin", post(create_twin))
         .route("/sim/items/{item_id}/accounts", post(add_account))
         .route("/sim/items/{item_id}/fix_login", post(fix_login))
@@ -81,6 +100,35 @@ fn known(sim: &Simulator, item_id: &str) -> bool {
 /// The answer for an Item the simulator does not have.
 fn no_such_item() -> Response {
     (StatusCode::NOT_FOUND, "no such item").into_response()
+}
+
+/// New Items, one import line each: `{"serviceProvider":"PLAID","externalCustomerId":…,
+/// "accessToken":…}`, as a team would export them from its own database.
+async fn create_items(State(sim): State<Simulator>, Json(new): Json<NewItems>) -> Response {
+    if !(1..=MAX_NEW_ITEMS).contains(&new.count) {
+        let message = format!("count must be 1 to {MAX_NEW_ITEMS}");
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    }
+    if !sim
+        .institutions()
+        .iter()
+        .any(|(id, _)| *id == new.institution_id)
+    {
+        return (StatusCode::BAD_REQUEST, "unknown institutionId").into_response();
+    }
+    let mut lines = String::with_capacity(new.count * 120);
+    for n in 1..=new.count {
+        let item = sim.create_item(&new.institution_id);
+        let line = serde_json::json!({
+            "serviceProvider": "PLAID",
+            "externalCustomerId": format!("customer-{n}"),
+            "accessToken": item.access_token.expose(),
+        });
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+    }
+    let ndjson = [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")];
+    (StatusCode::CREATED, ndjson, lines).into_response()
 }
 
 async fn create_twin(State(sim): State<Simulator>, Path(item_id): Path<String>) -> Response {

@@ -51,19 +51,26 @@ fn raw_item(item: proto::ImportConnection) -> RawImportItem {
 /// Per-item results as the API shows them, each item's connection shown by `shown`.
 fn import_results<T>(
     results: &[Result<T, import::ItemFailure>],
-    shown: impl Fn(&T) -> proto::Connection,
+    shown: impl Fn(&T) -> (proto::Connection, bool),
 ) -> Vec<proto::ImportResult> {
     results
         .iter()
-        .map(|result| proto::ImportResult {
-            result: Some(match result {
-                Ok(item) => proto::import_result::Result::Connection(shown(item)),
-                Err(failure) => proto::import_result::Result::Error(proto::ImportError {
+        .map(|result| match result {
+            Ok(item) => {
+                let (connection, already_imported) = shown(item);
+                proto::ImportResult {
+                    result: Some(proto::import_result::Result::Connection(connection)),
+                    already_imported,
+                }
+            }
+            Err(failure) => proto::ImportResult {
+                result: Some(proto::import_result::Result::Error(proto::ImportError {
                     code: failure.code.to_string(),
                     message: failure.message.clone(),
                     service_provider_details: Some(convert::json_struct(&failure.provider_details)),
-                }),
-            }),
+                })),
+                already_imported: false,
+            },
         })
         .collect()
 }
@@ -103,14 +110,18 @@ impl ConnectionService for Connections {
             let outcome = import::validate(&self.ctx, account_id, items).await?;
             return Ok(Response::new(proto::ImportConnectionsResponse {
                 request_id: String::new(),
-                results: import_results(&outcome.results, convert::checked_item),
+                results: import_results(&outcome.results, |item| {
+                    (convert::checked_item(item), false)
+                }),
                 warnings: outcome.warnings,
             }));
         }
         let outcome = import::import(&self.ctx, account_id, items).await?;
         Ok(Response::new(proto::ImportConnectionsResponse {
             request_id: outcome.request_id.to_string(),
-            results: import_results(&outcome.results, convert::connection),
+            results: import_results(&outcome.results, |item| {
+                (convert::connection(&item.connection), item.already_imported)
+            }),
             warnings: outcome.warnings,
         }))
     }
