@@ -30,10 +30,7 @@ async fn main() {
         Ok(cli) => cli,
         Err(error) if !error.use_stderr() => error.exit(),
         Err(error) => {
-            // One line that names the setting, not clap's whole usage text.
-            let text = error.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            eprintln!("linkstate: {}", first.trim_start_matches("error: "));
+            eprintln!("linkstate: {}", one_line(&error.to_string()));
             std::process::exit(2);
         }
     };
@@ -59,6 +56,25 @@ async fn main() {
         eprintln!("linkstate: {error:#}");
         std::process::exit(1);
     }
+}
+
+/// One line that names the setting, not clap's whole usage text: its first line, and the
+/// list under it when the first line ends in a colon ("required arguments were not provided:").
+fn one_line(clap_error: &str) -> String {
+    let mut lines = clap_error.lines();
+    let mut line = lines
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_string();
+    if line.ends_with(':') {
+        let listed: Vec<&str> = lines
+            .take_while(|l| !l.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        line = format!("{line} {}", listed.join(", "));
+    }
+    line
 }
 
 /// Logs on standard error: for people (colours only on a terminal, so log files stay plain

@@ -300,10 +300,9 @@ fn produce(
                 continue;
             }
             sort_line(&line, &ledger, &mut work);
-            if work.send.len() >= batch_size || work.settled.len() >= SETTLED_PER_WORK {
-                if tx.blocking_send(std::mem::take(&mut work)).is_err() {
-                    return Ok(());
-                }
+            let full = work.send.len() >= batch_size || work.settled.len() >= SETTLED_PER_WORK;
+            if full && tx.blocking_send(std::mem::take(&mut work)).is_err() {
+                return Ok(());
             }
         }
         if !work.send.is_empty() || !work.settled.is_empty() {
