@@ -301,16 +301,32 @@ fn produce(
             }
             sort_line(&line, &ledger, &mut work);
             let full = work.send.len() >= batch_size || work.settled.len() >= SETTLED_PER_WORK;
-            if full && tx.blocking_send(std::mem::take(&mut work)).is_err() {
+            if full && !hand_out(&tx, &mut work) {
                 return Ok(());
             }
         }
-        if !work.send.is_empty() || !work.settled.is_empty() {
-            let _ = tx.blocking_send(work);
-        }
+        hand_out(&tx, &mut work);
         Ok(())
     });
     Ok((rx, reader))
+}
+
+/// Hands out what `work` holds, the settled lines apart from the batch so that they count as
+/// done at once rather than when the batch returns. False once nobody takes work any more.
+fn hand_out(tx: &mpsc::Sender<Work>, work: &mut Work) -> bool {
+    let Work { send, settled } = std::mem::take(work);
+    let settled = Work {
+        send: Vec::new(),
+        settled,
+    };
+    let batch = Work {
+        send,
+        settled: Vec::new(),
+    };
+    [settled, batch]
+        .into_iter()
+        .filter(|part| !part.send.is_empty() || !part.settled.is_empty())
+        .all(|part| tx.blocking_send(part).is_ok())
 }
 
 /// Puts a line where it belongs: settled (bad, or decided by an earlier run) or to send.

@@ -84,12 +84,15 @@ impl Progress {
 
 /// `import: 420/1000 lines, 3 failed, 85/s, ETA 7s`.
 fn plain_line(bar: &ProgressBar, failed: u64) -> String {
-    let eta = Duration::from_secs(bar.eta().as_secs());
+    let (done, total) = (bar.position(), bar.length().unwrap_or(0));
+    // Before the first line is done there is no rate to guess the rest from.
+    let eta = if done == 0 && total > 0 {
+        "unknown".to_string()
+    } else {
+        humantime::format_duration(Duration::from_secs(bar.eta().as_secs())).to_string()
+    };
     format!(
-        "import: {}/{} lines, {failed} failed, {:.0}/s, ETA {}",
-        bar.position(),
-        bar.length().unwrap_or(0),
+        "import: {done}/{total} lines, {failed} failed, {:.0}/s, ETA {eta}",
         bar.per_sec(),
-        humantime::format_duration(eta)
     )
 }
