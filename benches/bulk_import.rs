@@ -1,10 +1,11 @@
 //! `linkstate import` against the bound the server allows, and its memory on a large file.
 //!
-//! 1. 10,000 Plaid items against the simulator at 50 ms per Plaid call: first a raw gRPC client
-//!    (4 requests of 100 items at a time, the CLI's defaults) to measure the server's bound, then
-//!    the release `linkstate import` binary on 10,000 other items with the same settings. Both
-//!    run in the same process against the same server and database; the aggregation jobs each
-//!    phase enqueues are drained before the next one starts, so neither pays for the other's.
+//! 1. 10,000 Plaid items against the simulator at 50 ms per Plaid call: a raw gRPC client
+//!    (4 requests of 100 items at a time, the CLI's defaults) measures the server's bound, then
+//!    the release `linkstate import` binary imports 10,000 other items with the same settings,
+//!    then the raw client runs once more; the faster raw run is the bound. All run against the
+//!    same server and database; the aggregation jobs each phase enqueues are drained before the
+//!    next one starts, so none pays for another's.
 //! 2. A dry run of 1,000,000 Akoya lines (checked for shape only, so the server answers at once):
 //!    the CLI's peak resident memory (VmHWM), polled from /proc while it runs.
 //!
@@ -42,16 +43,21 @@ fn main() {
         app.sim.set_latency(LATENCY);
         let dir = tempfile::tempdir().expect("temporary directory");
 
-        let raw_items = tokens(&app, ITEMS);
-        let raw = raw_client(&app, &key, raw_items).await;
+        let raw_first = raw_client(&app, &key, "raw-a", tokens(&app, ITEMS)).await;
         drain_jobs(&app).await;
 
         let file = dir.path().join("migration.jsonl");
-        write_lines(&file, tokens(&app, ITEMS).iter().enumerate().map(plaid_line));
+        write_lines(
+            &file,
+            tokens(&app, ITEMS).iter().enumerate().map(plaid_line),
+        );
         let cli = run_cli(&app, &key, &file, &dir.path().join("state"), false).await;
         assert_eq!(cli.exit, Some(0), "the import succeeds");
         assert_eq!(app.count("connections").await, (2 * ITEMS) as i64);
         drain_jobs(&app).await;
+        let raw_second = raw_client(&app, &key, "raw-b", tokens(&app, ITEMS)).await;
+        drain_jobs(&app).await;
+        let raw = raw_first.min(raw_second);
 
         let bound_per_request = SERVER_PER_REQUEST.min(BATCH) as f64;
         let theoretical =
@@ -59,7 +65,10 @@ fn main() {
         let raw_rate = ITEMS as f64 / raw.as_secs_f64();
         let cli_rate = ITEMS as f64 / cli.wall.as_secs_f64();
         println!();
-        println!("## {ITEMS} Plaid items, {} ms per Plaid call", LATENCY.as_millis());
+        println!(
+            "## {ITEMS} Plaid items, {} ms per Plaid call",
+            LATENCY.as_millis()
+        );
         println!();
         println!("| how | wall time | items/s | of the measured bound |");
         println!("|---|---:|---:|---:|");
@@ -68,11 +77,15 @@ fn main() {
              ({ROUND_TRIPS} x {} ms) | – | {theoretical:.0} | – |",
             LATENCY.as_millis()
         );
-        println!(
-            "| bound: raw gRPC client, {CONCURRENCY} requests of {BATCH} at a time | {:.2} s | \
-             {raw_rate:.0} | 1.00 |",
-            raw.as_secs_f64()
-        );
+        for (name, run) in [("before", raw_first), ("after", raw_second)] {
+            println!(
+                "| raw gRPC client, {CONCURRENCY} requests of {BATCH} at a time, {name} the CLI \
+                 | {:.2} s | {:.0} | {:.2} |",
+                run.as_secs_f64(),
+                ITEMS as f64 / run.as_secs_f64(),
+                raw.as_secs_f64() / run.as_secs_f64()
+            );
+        }
         println!(
             "| `linkstate import --concurrency {CONCURRENCY} --batch-size {BATCH}` (release, \
              process start included) | {:.2} s | {cli_rate:.0} | {:.2} |",
@@ -80,6 +93,8 @@ fn main() {
             cli_rate / raw_rate
         );
         println!("| CLI peak RSS | {:.1} MiB | | |", mib(cli.peak_rss_kib));
+        println!();
+        println!("the measured bound is the faster raw run");
 
         let big = dir.path().join("large.jsonl");
         write_lines(&big, (0..DRY_RUN_LINES).map(akoya_line));
@@ -140,7 +155,7 @@ fn write_lines(path: &Path, lines: impl Iterator<Item = String>) {
 }
 
 /// The bound: the generated client sending the items as the CLI would, nothing else.
-async fn raw_client(app: &TestApp, key: &str, tokens: Vec<String>) -> Duration {
+async fn raw_client(app: &TestApp, key: &str, prefix: &str, tokens: Vec<String>) -> Duration {
     let batches: Vec<Vec<proto::ImportConnection>> = tokens
         .chunks(BATCH)
         .enumerate()
@@ -150,7 +165,7 @@ async fn raw_client(app: &TestApp, key: &str, tokens: Vec<String>) -> Duration {
                 .enumerate()
                 .map(|(i, token)| proto::ImportConnection {
                     service_provider: proto::service_provider::Value::Plaid as i32,
-                    external_customer_id: format!("raw-{}", b * BATCH + i),
+                    external_customer_id: format!("{prefix}-{}", b * BATCH + i),
                     access_token: token.clone(),
                     ..Default::default()
                 })
@@ -257,7 +272,11 @@ fn mib(kib: u64) -> f64 {
 async fn drain_jobs(app: &TestApp) {
     app.sim.set_latency(Duration::ZERO);
     let deadline = Instant::now() + Duration::from_secs(600);
-    while app.count("jobs WHERE dead_at IS NULL AND run_at <= now()").await > 0 {
+    while app
+        .count("jobs WHERE dead_at IS NULL AND run_at <= now()")
+        .await
+        > 0
+    {
         assert!(Instant::now() < deadline, "jobs drain");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
