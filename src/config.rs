@@ -75,6 +75,19 @@ pub enum Command {
     Simulate(SimulatorSettings),
     /// Import connections from a JSON-lines file through a running linkstate's gRPC API.
     Import(ImportSettings),
+    /// Re-seal every stored credential and webhook secret under LINKSTATE_ENCRYPTION_KEY.
+    Reseal(ResealSettings),
+}
+
+/// Settings of `linkstate reseal`.
+#[derive(Debug, Clone, Args)]
+pub struct ResealSettings {
+    /// Where the database is.
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    /// The current key, and the old ones that open what is left to move.
+    #[command(flatten)]
+    pub keys: KeySettings,
 }
 
 /// Settings of `linkstate import` (contract section 5).
@@ -145,9 +158,9 @@ pub struct Settings {
     /// Database connections one process keeps at most.
     #[arg(long, env = "LINKSTATE_DATABASE_POOL_SIZE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub pool_size: u32,
-    /// 32-byte key, base64, sealing provider credentials at rest.
-    #[arg(long, env = "LINKSTATE_ENCRYPTION_KEY", hide_env_values = true)]
-    pub encryption_key: Option<String>,
+    /// The keys that seal credentials and secrets at rest.
+    #[command(flatten)]
+    pub keys: KeySettings,
     /// Where the listeners are, and their limits.
     #[command(flatten)]
     pub listen: ListenSettings,
@@ -442,19 +455,40 @@ pub struct SettingError {
     pub problem: String,
 }
 
-impl Settings {
-    /// The cipher for credentials at rest; `serve` requires the key.
+/// The keys that seal provider credentials, account numbers and webhook secrets at rest.
+#[derive(Debug, Clone, Args)]
+pub struct KeySettings {
+    /// 32-byte key, base64, sealing provider credentials at rest.
+    #[arg(long, env = "LINKSTATE_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    /// Comma-separated old keys that still open what they sealed (new writes use the key above).
+    #[arg(long, env = "LINKSTATE_ENCRYPTION_OLD_KEYS", hide_env_values = true)]
+    pub encryption_old_keys: Option<String>,
+}
+
+impl KeySettings {
+    /// The cipher for values at rest: the key is required.
     pub fn cipher(&self) -> Result<Cipher, SettingError> {
         let key = self.encryption_key.as_deref().ok_or_else(|| SettingError {
             setting: "LINKSTATE_ENCRYPTION_KEY",
             problem: "is required: 32 random bytes in base64 (`openssl rand -base64 32`)".into(),
         })?;
-        Cipher::from_base64(key).map_err(|e| SettingError {
+        let cipher = Cipher::from_base64(key).map_err(|e| SettingError {
             setting: "LINKSTATE_ENCRYPTION_KEY",
             problem: e.to_string(),
+        })?;
+        let old_keys = self.encryption_old_keys.as_deref().unwrap_or_default();
+        let old_keys = old_keys.split(',').map(str::trim).filter(|k| !k.is_empty());
+        old_keys.enumerate().try_fold(cipher, |cipher, (i, key)| {
+            cipher.with_old_keys([key]).map_err(|e| SettingError {
+                setting: "LINKSTATE_ENCRYPTION_OLD_KEYS",
+                problem: format!("key {}: {e}", i + 1),
+            })
         })
     }
+}
 
+impl Settings {
     /// The base URL providers reach us at.
     pub fn public_url(&self) -> Result<String, SettingError> {
         let url = self

@@ -23,8 +23,8 @@ pub async fn dev(mut settings: DevSettings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("LINKSTATE_DATA_DIR: cannot create {}", data_dir.display()))?;
     let service = &mut settings.service;
-    if service.encryption_key.is_none() {
-        service.encryption_key = Some(dev_secret(
+    if service.keys.encryption_key.is_none() {
+        service.keys.encryption_key = Some(dev_secret(
             &data_dir,
             "encryption.key",
             Cipher::generate_key,
@@ -51,7 +51,7 @@ pub async fn dev(mut settings: DevSettings) -> anyhow::Result<()> {
     service.delivery.allow_private = true;
     let receiver = receiver(settings.receiver_addr, data_dir.join("last-webhook.json")).await?;
     let service = &mut settings.service;
-    let cipher = service.cipher()?;
+    let cipher = service.keys.cipher()?;
     let public_url = service.public_url()?;
     let database = Database::open(&service.database).await?;
     let applied = store::migrations::run(&database.url).await?;

@@ -46,6 +46,7 @@ async fn main() {
         #[cfg(feature = "dev-tools")]
         Command::Simulate(settings) => dev_tools::simulate(settings).await,
         Command::Import(settings) => bulk_import(settings).await,
+        Command::Reseal(settings) => reseal(settings).await,
         #[cfg(not(feature = "dev-tools"))]
         Command::Dev(_) | Command::Simulate(_) => Err(anyhow::anyhow!(
             "`dev` and `simulate` were left out of this build (it has no `dev-tools` feature)"
@@ -150,7 +151,7 @@ impl Database {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let cipher = settings.cipher()?;
+    let cipher = settings.keys.cipher()?;
     let public_url = settings.public_url()?;
     let database = Database::open(&settings.database).await?;
     let running = match database.prepare_schema().await {
@@ -253,6 +254,28 @@ async fn bulk_import(settings: linkstate::config::ImportSettings) -> anyhow::Res
             std::process::exit(2);
         }
     }
+}
+
+async fn reseal(settings: linkstate::config::ResealSettings) -> anyhow::Result<()> {
+    let cipher = settings.keys.cipher()?;
+    let database = Database::open(&settings.database).await?;
+    let outcome = async {
+        database.prepare_schema().await?;
+        let pool = store::pool(&database.url, 2)?;
+        anyhow::Ok(linkstate::reseal::run(&pool, &cipher).await?)
+    }
+    .await;
+    database.close().await;
+    let report = outcome?;
+    print!("{}", report.table());
+    if !report.done() {
+        anyhow::bail!(
+            "{} value(s) open with no configured key ({}): add the key that sealed them to LINKSTATE_ENCRYPTION_OLD_KEYS and run again",
+            report.unopenable,
+            report.unopenable_named.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

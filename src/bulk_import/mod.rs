@@ -9,7 +9,6 @@
 //! again is harmless.
 
 mod lines;
-mod progress;
 mod report;
 mod send;
 mod state;
@@ -25,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::ImportSettings;
+use crate::progress::Progress;
 use lines::{LineHash, Lines};
-use progress::Progress;
 use report::{Report, Summary};
 use send::{Pending, RETRYABLE, Sender};
 use state::{Entry, Ledger, StateFile};
@@ -139,7 +138,7 @@ pub async fn run(settings: ImportSettings) -> Result<RunOutcome, UsageError> {
     };
     let stop = CancellationToken::new();
     stop_on_signals(stop.clone());
-    let progress = Progress::start(total);
+    let progress = Progress::start("import", "lines", total);
     let (works, producer) = produce(&settings, ledger, stop.clone())?;
     let mut summary = Summary::default();
     let mut stopped_by = None;

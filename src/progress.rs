@@ -1,5 +1,6 @@
-//! Progress on standard error: an `indicatif` bar on a terminal; elsewhere (CI, `nohup`, a
-//! pipe) a plain line every few seconds, which a log keeps readable.
+//! Progress of a long command (`import`, `reseal`) on standard error: an `indicatif` bar on a
+//! terminal; elsewhere (CI, `nohup`, a pipe) a plain line every few seconds, which a log keeps
+//! readable.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -14,24 +15,35 @@ const PLAIN_EVERY: Duration = Duration::from_secs(2);
 /// A run's progress, drawn as it goes.
 pub struct Progress {
     bar: ProgressBar,
+    label: Label,
     failed: Arc<AtomicU64>,
     plain: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// What the plain line names: the command, and what it counts.
+#[derive(Clone, Copy)]
+struct Label {
+    command: &'static str,
+    unit: &'static str,
+}
+
 impl Progress {
-    /// Starts showing progress over `total` lines.
-    pub fn start(total: u64) -> Self {
+    /// Starts showing `command`'s progress over `total` `unit`s ("lines", "values").
+    pub fn start(command: &'static str, unit: &'static str, total: u64) -> Self {
+        let label = Label { command, unit };
         let failed = Arc::new(AtomicU64::new(0));
         if std::io::stderr().is_terminal() {
-            let style = ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} lines, {msg} failed, {per_sec}, ETA {eta}",
-            )
-            .expect("a valid template")
-            .progress_chars("=> ");
+            let template = format!(
+                "{{spinner}} {{elapsed_precise}} [{{wide_bar}}] {{pos}}/{{len}} {unit}, {{msg}} failed, {{per_sec}}, ETA {{eta}}"
+            );
+            let style = ProgressStyle::with_template(&template)
+                .expect("a valid template")
+                .progress_chars("=> ");
             let bar = ProgressBar::new(total).with_style(style).with_message("0");
             bar.enable_steady_tick(Duration::from_millis(200));
             return Self {
                 bar,
+                label,
                 failed,
                 plain: None,
             };
@@ -39,7 +51,7 @@ impl Progress {
         let bar = ProgressBar::hidden();
         bar.set_length(total);
         bar.reset_eta();
-        eprintln!("{}", plain_line(&bar, 0));
+        eprintln!("{}", plain_line(label, &bar, 0));
         let ticker = tokio::spawn({
             let (bar, failed) = (bar.clone(), failed.clone());
             async move {
@@ -47,24 +59,28 @@ impl Progress {
                 every.tick().await;
                 loop {
                     every.tick().await;
-                    eprintln!("{}", plain_line(&bar, failed.load(Ordering::Relaxed)));
+                    eprintln!(
+                        "{}",
+                        plain_line(label, &bar, failed.load(Ordering::Relaxed))
+                    );
                 }
             }
         });
         Self {
             bar,
+            label,
             failed,
             plain: Some(ticker),
         }
     }
 
-    /// Counts finished lines, `failed` of them failed.
-    pub fn advance(&self, lines: u64, failed: u64) {
+    /// Counts `done` finished units, `failed` of them failed.
+    pub fn advance(&self, done: u64, failed: u64) {
         if failed > 0 {
             let failed = self.failed.fetch_add(failed, Ordering::Relaxed) + failed;
             self.bar.set_message(failed.to_string());
         }
-        self.bar.inc(lines);
+        self.bar.inc(done);
     }
 
     /// Stops drawing, leaving the last figures on the screen.
@@ -72,10 +88,8 @@ impl Progress {
         match self.plain {
             Some(ticker) => {
                 ticker.abort();
-                eprintln!(
-                    "{}",
-                    plain_line(&self.bar, self.failed.load(Ordering::Relaxed))
-                );
+                let failed = self.failed.load(Ordering::Relaxed);
+                eprintln!("{}", plain_line(self.label, &self.bar, failed));
             }
             None => self.bar.abandon(),
         }
@@ -83,16 +97,17 @@ impl Progress {
 }
 
 /// `import: 420/1000 lines, 3 failed, 85/s, ETA 7s`.
-fn plain_line(bar: &ProgressBar, failed: u64) -> String {
+fn plain_line(label: Label, bar: &ProgressBar, failed: u64) -> String {
     let (done, total) = (bar.position(), bar.length().unwrap_or(0));
-    // Before the first line is done there is no rate to guess the rest from.
+    // Before the first unit is done there is no rate to guess the rest from.
     let eta = if done == 0 && total > 0 {
         "unknown".to_string()
     } else {
         humantime::format_duration(Duration::from_secs(bar.eta().as_secs())).to_string()
     };
+    let Label { command, unit } = label;
     format!(
-        "import: {done}/{total} lines, {failed} failed, {:.0}/s, ETA {eta}",
+        "{command}: {done}/{total} {unit}, {failed} failed, {:.0}/s, ETA {eta}",
         bar.per_sec(),
     )
 }
