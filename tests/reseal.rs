@@ -198,3 +198,38 @@ async fn a_key_is_rotated_while_imports_run_and_the_old_key_can_then_go() {
     third.stop().await;
     drop((simulator, database));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_rewritten_while_reseal_read_it_is_left_as_the_writer_wrote_it() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("tenant").await;
+    import(&app, &key, &app.sim.create_item("ins_109508")).await;
+    let credentials = SEALED_COLUMNS[0];
+    let mut conn = store::connect(&app.pool).await.unwrap();
+    let read = column_page(&mut conn, credentials).await;
+    // A writer (an Akoya rotation, a repair) replaces the value after reseal read it.
+    assert!(
+        credentials
+            .replace(&mut conn, read.id, &read.sealed, b"written meanwhile")
+            .await
+            .unwrap()
+    );
+    let moved = credentials
+        .replace(&mut conn, read.id, &read.sealed, b"resealed")
+        .await
+        .unwrap();
+    assert!(!moved, "reseal's write loses to the one it did not see");
+    assert_eq!(
+        column_page(&mut conn, credentials).await.sealed,
+        b"written meanwhile"
+    );
+}
+
+async fn column_page(
+    conn: &mut diesel_async::AsyncPgConnection,
+    column: store::sealed::SealedColumn,
+) -> store::sealed::SealedValue {
+    let mut page = column.page(conn, None, 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    page.remove(0)
+}
