@@ -17,8 +17,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use linkstate::proto::{self, import_result};
-use linkstate_testing::{TestApp, authed};
+use linkstate::proto;
+use linkstate_testing::{TestApp, authed, imported};
 use serde_json::json;
 
 const ITEMS: usize = 10_000;
@@ -195,12 +195,7 @@ async fn raw_client(app: &TestApp, key: &str, prefix: &str, tokens: Vec<String>)
                         .await
                         .expect("import")
                         .into_inner();
-                    let imported = response
-                        .results
-                        .iter()
-                        .filter(|r| matches!(r.result, Some(import_result::Result::Connection(_))))
-                        .count();
-                    assert_eq!(imported, n, "every item imported");
+                    assert_eq!(imported(&response), n, "every item imported");
                 }
             })
         })

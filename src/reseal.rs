@@ -10,7 +10,7 @@
 
 use diesel_async::AsyncConnection;
 
-use crate::cipher::{Cipher, CipherError, Resealed};
+use crate::cipher::{Cipher, Resealed};
 use crate::progress::Progress;
 use crate::store::sealed::{SEALED_COLUMNS, SealedColumn};
 use crate::store::{self, DbPool, StoreError};
@@ -93,7 +93,7 @@ async fn reseal_page(
         match cipher.reseal(&value.sealed, value.id.as_bytes()) {
             Ok(Resealed::Current) => report.current += 1,
             Ok(Resealed::Moved(new)) => moves.push((value, new)),
-            Err(CipherError::Unopenable | CipherError::BadKey(_)) => {
+            Err(_) => {
                 report.unopenable += 1;
                 if report.unopenable_named.len() < NAMED_AT_MOST {
                     let SealedColumn { table, column } = column;

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Output;
 
-use common::{import, wait_until};
+use common::{import, refresh, wait_until};
 use linkstate::cipher::Cipher;
 use linkstate::proto;
 use linkstate::store::{self, sealed::SEALED_COLUMNS};
@@ -61,20 +61,6 @@ async fn create_profile(app: &TestApp, key: &str) -> String {
         .await
         .unwrap();
     profile.id
-}
-
-async fn refresh(app: &TestApp, key: &str, connection_id: &str) -> Result<(), tonic::Status> {
-    app.connections()
-        .await
-        .refresh_connection(authed(
-            key,
-            proto::RefreshConnectionRequest {
-                connection_id: connection_id.into(),
-                products: vec![proto::product::Value::Balances as i32],
-            },
-        ))
-        .await
-        .map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -349,6 +349,15 @@ impl TestApp {
     }
 }
 
+/// How many results of an import answer are connections (the rest are errors).
+pub fn imported(response: &proto::ImportConnectionsResponse) -> usize {
+    response
+        .results
+        .iter()
+        .filter(|r| matches!(r.result, Some(proto::import_result::Result::Connection(_))))
+        .count()
+}
+
 /// A request with the API key in its metadata.
 pub fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
