@@ -66,7 +66,7 @@ fn main() {
 }
 
 async fn imports() {
-    let app = TestApp::start().await;
+    let app = TestApp::start_unlimited().await;
     let (_, key) = app.account("bench").await;
     app.sim.set_latency(LATENCY);
     let mut client = app.connections().await;
@@ -135,7 +135,7 @@ async fn imports() {
 }
 
 async fn pull() {
-    let app = TestApp::start().await;
+    let app = TestApp::start_unlimited().await;
     let (account_id, key) = app.account("bench").await;
     let consent = app.sim.create_akoya_consent("mikomo");
     app.sim.set_history(&consent.item_id, TRANSACTIONS);

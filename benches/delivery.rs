@@ -121,6 +121,7 @@ fn main() {
 /// profile.
 async fn start(per_profile: u32) -> TestApp {
     TestApp::start_with(|config| {
+        config.tenants.rate_limit = 0;
         config.delivery.concurrency = CONCURRENCY;
         config.delivery.profile_concurrency = per_profile;
         config.delivery.timeout = Duration::from_secs(10);

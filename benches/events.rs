@@ -255,6 +255,8 @@ impl Server {
             .env("LINKSTATE_HTTP_ADDR", format!("127.0.0.1:{http}"))
             .env("LINKSTATE_ENCRYPTION_KEY", Cipher::generate_key())
             .env("LINKSTATE_MAX_STREAMS", MAX_STREAMS.to_string())
+            .env("LINKSTATE_MAX_STREAMS_PER_ACCOUNT", MAX_STREAMS.to_string())
+            .env("LINKSTATE_RATE_LIMIT", "0")
             .env("LINKSTATE_EVENT_POLL_INTERVAL", POLL_INTERVAL)
             // No connection exists, so nothing calls Plaid; should anything try, it fails here.
             .env("PLAID_BASE_URL", "http://127.0.0.1:9")

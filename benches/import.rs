@@ -32,7 +32,7 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let app = TestApp::start().await;
+        let app = TestApp::start_unlimited().await;
         let (_, key) = app.account("bench").await;
         app.sim.set_latency(LATENCY);
         let mut client = app.connections().await;

@@ -44,7 +44,7 @@ fn main() {
 }
 
 async fn run() {
-    let app = TestApp::start().await;
+    let app = TestApp::start_unlimited().await;
     let (account_id, key) = app.account("bench").await;
     app.sim.set_auto_historical(false);
     let item = app.sim.create_item("ins_109508");

@@ -50,7 +50,7 @@ fn main() {
 }
 
 async fn run() {
-    let app = TestApp::start().await;
+    let app = TestApp::start_unlimited().await;
     // One client for every sender: it keeps a kept-alive connection per request in flight.
     let client = reqwest::Client::new();
     let url = format!("http://{}/webhooks/plaid", app.app.http_addr);

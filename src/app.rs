@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::grpc::GrpcLimits;
 use crate::api::http::HttpLimits;
 use crate::cipher::Cipher;
-use crate::config::{DeliverySettings, EventSettings, WorkerSettings};
+use crate::config::{DeliverySettings, EventSettings, TenantSettings, WorkerSettings};
 use crate::context::{Context, Limits};
 use crate::events::hub::EventHub;
 use crate::providers::akoya::{AkoyaClient, AkoyaConfig};
@@ -41,6 +41,8 @@ pub struct AppConfig {
     pub events: EventSettings,
     /// Outbound webhooks.
     pub delivery: DeliverySettings,
+    /// Each tenant's share: request rate, open streams, running imports.
+    pub tenants: TenantSettings,
     /// Timeouts, caps and the body limit of the HTTP listener.
     pub http_limits: HttpLimits,
     /// Keep-alive and stream limits of the gRPC listener.
@@ -79,6 +81,7 @@ pub async fn start(config: AppConfig) -> anyhow::Result<RunningApp> {
             events: &config.events,
             delivery: &config.delivery,
             http: &config.http_limits,
+            tenants: &config.tenants,
         },
     );
     let grpc_addr = config.grpc_listener.local_addr()?;

@@ -179,6 +179,40 @@ pub struct Settings {
     /// Outbound webhooks to the customers' endpoints.
     #[command(flatten)]
     pub delivery: DeliverySettings,
+    /// Each tenant's share: request rate, open streams, running imports.
+    #[command(flatten)]
+    pub tenants: TenantSettings,
+}
+
+/// Each tenant's share of one process, so that one tenant's flood or migration cannot starve
+/// the others.
+#[derive(Debug, Clone, Args)]
+pub struct TenantSettings {
+    /// gRPC requests per second per API key (a token bucket; 0: no limit). Health and
+    /// reflection are not limited.
+    #[arg(long, env = "LINKSTATE_RATE_LIMIT", default_value_t = 100)]
+    pub rate_limit: u32,
+    /// Requests one API key may send at once after a quiet spell.
+    #[arg(long, env = "LINKSTATE_RATE_BURST", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_burst: u32,
+    /// Event streams one account may hold open on one process.
+    #[arg(long, env = "LINKSTATE_MAX_STREAMS_PER_ACCOUNT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_account: u32,
+    /// ImportConnections requests one account may have running at once on one process.
+    #[arg(long, env = "LINKSTATE_MAX_IMPORTS_PER_ACCOUNT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_imports_per_account: u32,
+}
+
+impl Default for TenantSettings {
+    /// The defaults of the settings (contract section 1).
+    fn default() -> Self {
+        Self {
+            rate_limit: 100,
+            rate_burst: 200,
+            max_streams_per_account: 1000,
+            max_imports_per_account: 4,
+        }
+    }
 }
 
 /// The Plaid API and its keys.

@@ -7,12 +7,13 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::api::http::HttpLimits;
 use crate::cipher::Cipher;
-use crate::config::{DeliverySettings, EventSettings, WorkerSettings};
+use crate::config::{DeliverySettings, EventSettings, TenantSettings, WorkerSettings};
 use crate::events::hub::EventHub;
 use crate::providers::akoya::AkoyaClient;
 use crate::providers::plaid::PlaidClient;
 use crate::providers::plaid::verify::Verifier;
 use crate::store::DbPool;
+use crate::tenant_limits::TenantLimits;
 
 /// The shared, cheaply cloned state of one linkstate process.
 #[derive(Clone)]
@@ -37,6 +38,7 @@ struct Inner {
     max_streams: usize,
     delivery: DeliverySettings,
     delivery_client: reqwest::Client,
+    tenants: TenantLimits,
 }
 
 /// The settings a [`Context`] serves to handlers and workers.
@@ -52,6 +54,8 @@ pub struct Limits<'a> {
     pub delivery: &'a DeliverySettings,
     /// The HTTP listener's limits (the largest webhook body).
     pub http: &'a HttpLimits,
+    /// Each tenant's share of the process.
+    pub tenants: &'a TenantSettings,
 }
 
 /// A std duration as chrono's, saturating (settings are validated durations, never absurd).
@@ -88,6 +92,7 @@ impl Context {
                 refresh_interval: chrono_duration(limits.worker.refresh_interval),
                 delivery_client: crate::outbound::sender::client(limits.delivery),
                 delivery: limits.delivery.clone(),
+                tenants: TenantLimits::new(limits.tenants),
             }),
         }
     }
@@ -176,6 +181,11 @@ impl Context {
     /// How often each connection is aggregated again in the background.
     pub fn refresh_interval(&self) -> chrono::Duration {
         self.inner.refresh_interval
+    }
+
+    /// Each tenant's share: request rate, open streams, running imports.
+    pub fn tenants(&self) -> &TenantLimits {
+        &self.inner.tenants
     }
 
     /// The fan-out of new events to live streams in this process.

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use linkstate::cipher::Cipher;
 use linkstate::config::{DevSettings, SIM_CLIENT_ID, SIM_SECRET, SimulatorSettings};
+use linkstate::domain::api_key;
 use linkstate::store::{self, accounts};
 use linkstate_sim::{SimConfig, Simulator};
 
@@ -86,7 +87,7 @@ async fn dev_api_key(database_url: &str, data_dir: &Path) -> anyhow::Result<Stri
     let mut conn = store::connect(&pool).await?;
     let path = data_dir.join("dev-api-key");
     if let Ok(key) = std::fs::read_to_string(&path)
-        && accounts::authenticate(&mut conn, key.trim())
+        && accounts::authenticate(&mut conn, &api_key::hash(key.trim()))
             .await?
             .is_some()
     {

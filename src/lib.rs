@@ -22,6 +22,7 @@ pub mod providers;
 pub mod refresh;
 pub mod reseal;
 pub mod store;
+pub mod tenant_limits;
 pub mod webhooks;
 pub mod worker;
 

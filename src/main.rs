@@ -204,6 +204,7 @@ async fn start(
         worker: settings.worker.clone(),
         events: settings.events.clone(),
         delivery: settings.delivery.clone(),
+        tenants: settings.tenants.clone(),
         http_limits: settings.listen.http(),
         grpc_limits: settings.listen.grpc(),
     })

@@ -219,3 +219,74 @@ async fn column_page(
     assert_eq!(page.len(), 1);
     page.remove(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_no_configured_key_opens_is_a_named_failure_of_its_connection() {
+    let first = TestApp::start().await;
+    let (_, key) = first.account("tenant").await;
+    let item = first.sim.create_item("ins_109508");
+    let imported = import(&first, &key, &item).await;
+    wait_until(|| async { first.count("jobs WHERE dead_at IS NULL").await == 0 }).await;
+    let connection = common::connection(&first, &key, &imported.id).await;
+    // The operator restarts with a new key and forgets the old one.
+    let (url, sim) = (
+        first.database.url.clone(),
+        format!("http://{}", first.sim_addr),
+    );
+    let TestApp {
+        app: old_replica,
+        sim: simulator,
+        pool,
+        database,
+        ..
+    } = first;
+    old_replica.stop().await;
+    let second = TestApp::start_with(|c| {
+        c.database_url = url.clone();
+        c.plaid.base_url = sim.clone();
+    })
+    .await;
+    let named = format!(
+        "the credentials of connection {} open with no configured key: set the key that sealed \
+         them in LINKSTATE_ENCRYPTION_KEY or LINKSTATE_ENCRYPTION_OLD_KEYS",
+        connection.id
+    );
+    let refused = refresh(&second, &key, &connection.id).await.unwrap_err();
+    common::assert_status(&refused, tonic::Code::FailedPrecondition, &named);
+    let refused = second
+        .connections()
+        .await
+        .delete_connection(authed(
+            &key,
+            proto::DeleteConnectionRequest {
+                connection_id: connection.id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    common::assert_status(&refused, tonic::Code::FailedPrecondition, &named);
+    assert_eq!(
+        common::connection(&second, &key, &connection.id).await,
+        connection,
+        "the connection is as it was"
+    );
+
+    // Plaid's news of the item is still taken; its aggregation fails for good, naming it.
+    let body = serde_json::to_vec(&serde_json::json!({
+        "webhook_type": "TRANSACTIONS",
+        "webhook_code": "SYNC_UPDATES_AVAILABLE",
+        "item_id": item.item_id,
+        "environment": "sandbox",
+    }))
+    .unwrap();
+    let (status, _) = common::post(&second, &body, Some(&simulator.sign_webhook(&body))).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let buried = format!(
+        "jobs WHERE dead_at IS NOT NULL AND last_error LIKE '%credentials of connection {} open \
+         with no configured key%'",
+        connection.id
+    );
+    wait_until(|| async { linkstate_testing::count(&pool, &buried).await == 1 }).await;
+    second.stop().await;
+    drop((simulator, database));
+}

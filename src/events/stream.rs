@@ -86,7 +86,7 @@ pub struct StreamRequest {
 /// database fails, or the process shuts down (then at once, with [`StreamError::ShuttingDown`],
 /// even if the client has not read what is buffered).
 pub fn open(
-    slot: OwnedSemaphorePermit,
+    slot: impl Send + 'static,
     pool: DbPool,
     hub: EventHub,
     request: StreamRequest,

@@ -36,13 +36,14 @@ pub async fn create(
     Ok((account_id, key))
 }
 
-/// The account an API key belongs to, if the key is known and not revoked.
+/// The account the API key hashed to `key_hash` ([`api_key::hash`]) belongs to, if the key is
+/// known and not revoked.
 pub async fn authenticate(
     conn: &mut AsyncPgConnection,
-    key: &str,
+    key_hash: &[u8],
 ) -> Result<Option<AccountId>, StoreError> {
     let account = api_keys::table
-        .filter(api_keys::key_hash.eq(api_key::hash(key)))
+        .filter(api_keys::key_hash.eq(key_hash))
         .filter(api_keys::revoked_at.is_null())
         .select(api_keys::account_id)
         .first::<uuid::Uuid>(conn)

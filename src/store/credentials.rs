@@ -85,10 +85,15 @@ pub fn open(
 ) -> Result<ProviderCredentials, StoreError> {
     let plain = cipher
         .open(sealed, id.0.as_bytes())
-        .map_err(|e| StoreError::Corrupt(format!("credentials of {id}: {e}")))?;
+        .map_err(|_| unopenable(id))?;
     let sealed: Sealed = serde_json::from_slice(&plain)
         .map_err(|e| StoreError::Corrupt(format!("credentials of {id} do not read: {e}")))?;
     Ok(sealed.into())
+}
+
+/// Credentials that no configured key opens, named by their connection.
+fn unopenable(id: ConnectionId) -> StoreError {
+    StoreError::Unopenable(format!("the credentials of connection {id}"))
 }
 
 /// The credentials of a connection, opened; NotFound when it has none (a flow that never
@@ -134,7 +139,7 @@ pub async fn akoya_tokens(
         .ok_or(StoreError::NotFound)?;
     let plain = cipher
         .open(&sealed, id.0.as_bytes())
-        .map_err(|e| StoreError::Corrupt(format!("credentials of {id}: {e}")))?;
+        .map_err(|_| unopenable(id))?;
     match serde_json::from_slice(&plain) {
         Ok(Sealed::Akoya {
             refresh_token,

@@ -180,9 +180,9 @@ pub fn open_identifiers(
     id: FinancialAccountId,
     sealed: &[u8],
 ) -> Result<(Secret, String, Option<String>), StoreError> {
-    let plain = cipher
-        .open(sealed, id.0.as_bytes())
-        .map_err(|e| StoreError::Corrupt(format!("identifiers of {id}: {e}")))?;
+    let plain = cipher.open(sealed, id.0.as_bytes()).map_err(|_| {
+        StoreError::Unopenable(format!("the account numbers of financial account {id}"))
+    })?;
     let value: serde_json::Value = serde_json::from_slice(&plain)
         .map_err(|e| StoreError::Corrupt(format!("identifiers of {id}: {e}")))?;
     let text = |key: &str| value[key].as_str().map(String::from);

@@ -57,6 +57,12 @@ pub enum StoreError {
     /// A stored value that does not parse: the database holds something the code never writes.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A sealed value (named) that no configured key opens: the key that sealed it is missing
+    /// from the settings.
+    #[error(
+        "{0} open with no configured key: set the key that sealed them in LINKSTATE_ENCRYPTION_KEY or LINKSTATE_ENCRYPTION_OLD_KEYS"
+    )]
+    Unopenable(String),
     /// Any other database error.
     #[error("database error: {0}")]
     Query(diesel::result::Error),

@@ -101,9 +101,9 @@ fn seal(cipher: &Cipher, id: ProfileId, secret: &SigningSecret) -> Vec<u8> {
 
 fn open(cipher: &Cipher, id: ProfileId, sealed: &[u8]) -> Result<SigningSecret, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("secret of profile {id}: {what}"));
-    let plain = cipher
-        .open(sealed, id.0.as_bytes())
-        .map_err(|e| corrupt(&e.to_string()))?;
+    let plain = cipher.open(sealed, id.0.as_bytes()).map_err(|_| {
+        StoreError::Unopenable(format!("the signing secrets of webhook profile {id}"))
+    })?;
     let text = String::from_utf8(plain).map_err(|_| corrupt("not text"))?;
     SigningSecret::parse(&text).map_err(|e| corrupt(&e.to_string()))
 }

@@ -207,6 +207,12 @@ impl TestApp {
         Self::start_with(|_| {}).await
     }
 
+    /// Starts everything with no request rate per API key: a benchmark measures the service
+    /// serving one tenant as fast as it can, not the tenant limits.
+    pub async fn start_unlimited() -> Self {
+        Self::start_with(|config| config.tenants.rate_limit = 0).await
+    }
+
     /// Starts everything, letting the caller adjust the configuration first.
     pub async fn start_with(adjust: impl FnOnce(&mut AppConfig)) -> Self {
         let database = TestDatabase::new().await;
@@ -262,6 +268,7 @@ impl TestApp {
                 concurrency: 16,
                 profile_concurrency: 4,
             },
+            tenants: Default::default(),
             http_limits: Default::default(),
             grpc_limits: Default::default(),
         };
@@ -330,23 +337,28 @@ impl TestApp {
 
     /// Rows in `table` of the test database, to show that nothing was half written.
     pub async fn count(&self, table: &str) -> i64 {
-        #[derive(diesel::QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let mut conn = store::connect(&self.pool).await.expect("connection");
-        diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
-            .get_result::<Count>(&mut conn)
-            .await
-            .expect("count")
-            .n
+        count(&self.pool, table).await
     }
 
     /// Stops the process.
     pub async fn stop(self) {
         self.app.stop().await;
     }
+}
+
+/// Rows of `table` (a `FROM` clause: a table and perhaps a `WHERE`) in the database of `pool`.
+pub async fn count(pool: &DbPool, table: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = store::connect(pool).await.expect("connection");
+    diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+        .get_result::<Count>(&mut conn)
+        .await
+        .expect("count")
+        .n
 }
 
 /// How many results of an import answer are connections (the rest are errors).

@@ -106,6 +106,9 @@ impl ConnectionService for Connections {
         let request = request.into_inner();
         let raw = request.connections.into_iter().map(raw_item).collect();
         let items = import_rules::validate(raw).map_err(request::invalid)?;
+        // Both kinds call the provider for each item: one account's migration holds only its
+        // share of this process's provider calls and pool.
+        let _running = self.ctx.tenants().import_slot(account_id)?;
         if request.validate_only {
             let outcome = import::validate(&self.ctx, account_id, items).await?;
             return Ok(Response::new(proto::ImportConnectionsResponse {

@@ -132,11 +132,12 @@ impl EventService for Events {
             }
         };
         let filter = filter(&request)?;
-        let slot = self.ctx.stream_slot().ok_or_else(|| {
+        let account_slot = self.ctx.tenants().stream_slot(account_id)?;
+        let server_slot = self.ctx.stream_slot().ok_or_else(|| {
             Status::resource_exhausted("too many event streams on this server; retry later")
         })?;
         let items = stream::open(
-            slot,
+            (account_slot, server_slot),
             self.ctx.pool().clone(),
             self.ctx.hub().clone(),
             StreamRequest {

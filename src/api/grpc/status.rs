@@ -3,6 +3,7 @@
 //! unavailable failure goes to the log only).
 
 use tonic::Status;
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::customers::CustomerError;
 use crate::domain::input::excerpt;
@@ -13,6 +14,7 @@ use crate::outbound::profiles::ProfileError;
 use crate::providers::akoya::AkoyaErrorKind;
 use crate::refresh::RefreshError;
 use crate::store::StoreError;
+use crate::tenant_limits::Refused;
 use crate::webhooks::RecordError;
 
 impl From<StoreError> for Status {
@@ -22,6 +24,10 @@ impl From<StoreError> for Status {
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
                 Status::unavailable("the database is unavailable; retry later")
+            }
+            StoreError::Unopenable(_) => {
+                tracing::error!(%error, "a sealed value opens with no configured key");
+                Status::failed_precondition(error.to_string())
             }
             other => {
                 tracing::error!(error = %other, "internal error");
@@ -141,6 +147,16 @@ impl From<StreamError> for Status {
             StreamError::ShuttingDown => Status::unavailable(error.to_string()),
             StreamError::Store(error) => error.into(),
         }
+    }
+}
+
+impl From<Refused> for Status {
+    fn from(refused: Refused) -> Self {
+        Status::with_error_details(
+            tonic::Code::ResourceExhausted,
+            refused.to_string(),
+            ErrorDetails::with_retry_info(Some(refused.retry_after())),
+        )
     }
 }
 
