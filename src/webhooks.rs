@@ -51,6 +51,31 @@ pub enum RecordError {
     Internal(String),
 }
 
+/// Reads a verified Plaid body: a webhook whose fields are within bounds.
+pub fn parse_plaid(body: &[u8]) -> Result<PlaidWebhook, RecordError> {
+    // serde's message may quote the body: only its start is told back.
+    let webhook: PlaidWebhook = serde_json::from_slice(body)
+        .map_err(|e| RecordError::Malformed(input::clip(&e.to_string())))?;
+    plaid::check_webhook(&webhook).map_err(|e| RecordError::Malformed(e.to_string()))?;
+    Ok(webhook)
+}
+
+/// Reads an Akoya body: a notification whose category, type and subject are within bounds.
+pub fn parse_akoya(body: &[u8]) -> Result<Notification, RecordError> {
+    let notification: Notification = serde_json::from_slice(body)
+        .map_err(|e| RecordError::NotANotification(input::clip(&e.to_string())))?;
+    let check = |field: &'static str, value: &str| {
+        input::text(field, value, MAX_NOTIFICATION_FIELD)
+            .map_err(|e| RecordError::NotANotification(e.to_string()))
+    };
+    check("category", &notification.category)?;
+    check("type", &notification.notification_type)?;
+    if let Some(subject) = notification.subject_id() {
+        check("notificationPayload.id", subject)?;
+    }
+    Ok(notification)
+}
+
 /// Verifies and records one Plaid delivery.
 pub async fn record_plaid(
     ctx: &Context,
@@ -75,10 +100,7 @@ pub async fn record_plaid(
             VerifyError::KeyUnavailable(reason) => RecordError::Unavailable(reason),
             other => RecordError::Unverified(other),
         })?;
-    // serde's message may quote the body: only its start is told back.
-    let webhook: PlaidWebhook = serde_json::from_slice(body)
-        .map_err(|e| RecordError::Malformed(input::clip(&e.to_string())))?;
-    plaid::check_webhook(&webhook).map_err(|e| RecordError::Malformed(e.to_string()))?;
+    let webhook = parse_plaid(body)?;
     let delivery = webhooks::NewDelivery {
         id: Uuid::now_v7(),
         service_provider: "PLAID",
@@ -106,18 +128,8 @@ pub async fn record_akoya(ctx: &Context, body: &[u8]) -> Result<Recorded, Record
     if body.len() > limit {
         return Err(RecordError::TooLarge { limit });
     }
-    let notification: Notification = serde_json::from_slice(body)
-        .map_err(|e| RecordError::NotANotification(input::clip(&e.to_string())))?;
-    let check = |field: &'static str, value: &str| {
-        input::text(field, value, MAX_NOTIFICATION_FIELD)
-            .map_err(|e| RecordError::NotANotification(e.to_string()))
-    };
-    check("category", &notification.category)?;
-    check("type", &notification.notification_type)?;
+    let notification = parse_akoya(body)?;
     let subject = notification.subject_id();
-    if let Some(subject) = subject {
-        check("notificationPayload.id", subject)?;
-    }
     use sha2::{Digest, Sha256};
     let digest = hex::encode(Sha256::digest(body));
     let delivery = webhooks::NewDelivery {

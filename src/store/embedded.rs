@@ -159,7 +159,7 @@ fn failed(step: &str, error: impl std::fmt::Display) -> EmbeddedError {
 }
 
 /// Where the server binaries are: `pg_config --bindir`, Debian's versioned dirs, or `PATH`.
-fn find_bin_dir() -> Option<PathBuf> {
+pub fn find_bin_dir() -> Option<PathBuf> {
     let has_all = |dir: &Path| {
         ["initdb", "pg_ctl", "postgres"]
             .iter()
@@ -198,7 +198,8 @@ fn version_of(bin_dir: &Path) -> u32 {
         .unwrap_or(0)
 }
 
-fn running_as_root() -> bool {
+/// Whether this process runs as root (then PostgreSQL's tools must run as `postgres`).
+pub fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -206,7 +207,8 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-fn chown_to_postgres(dir: &Path) -> Result<(), EmbeddedError> {
+/// Gives `dir` to the `postgres` user, so that a cluster run as it may live there.
+pub fn chown_to_postgres(dir: &Path) -> Result<(), EmbeddedError> {
     let id = |flag: &str| -> Result<u32, EmbeddedError> {
         let output = Command::new("id")
             .args([flag, "postgres"])

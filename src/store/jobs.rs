@@ -196,18 +196,24 @@ pub async fn retry_later(
     Ok(())
 }
 
-/// Renews the lease of every job `worker` is running, for `lease` from now.
+/// Extends the leases of the jobs `worker` is running: only those, so that a claim whose answer
+/// was lost (the database failed over as it committed) runs out and is claimed again.
 pub async fn renew_leases(
     conn: &mut AsyncPgConnection,
     worker: &str,
+    running: &[Uuid],
     lease: Duration,
 ) -> Result<(), StoreError> {
+    if running.is_empty() {
+        return Ok(());
+    }
     diesel::sql_query(
         "UPDATE jobs SET locked_until = now() + $2 \
-         WHERE locked_by = $1 AND locked_until IS NOT NULL AND dead_at IS NULL",
+         WHERE locked_by = $1 AND id = ANY($3) AND locked_until IS NOT NULL AND dead_at IS NULL",
     )
     .bind::<Text, _>(worker)
     .bind::<Interval, _>(pg_interval(lease))
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(running)
     .execute(conn)
     .await?;
     Ok(())

@@ -59,19 +59,19 @@ pub async fn release_lease(
     Ok(())
 }
 
-/// Renews every connection lease the jobs of `worker` hold, for `lease` from now.
+/// Extends the connection leases held by these holders (the running jobs'): a lease taken in
+/// a transaction whose answer was lost is not among them, and runs out.
 pub async fn renew_leases_of(
     conn: &mut AsyncPgConnection,
-    worker: &str,
+    holders: &[String],
     lease: std::time::Duration,
 ) -> Result<(), StoreError> {
+    if holders.is_empty() {
+        return Ok(());
+    }
     let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
     diesel::update(connections::table)
-        .filter(
-            sql::<Bool>("starts_with(lease_owner, ")
-                .bind::<Text, _>(format!("{worker}/"))
-                .sql(")"),
-        )
+        .filter(connections::lease_owner.eq_any(holders))
         .set(connections::lease_until.eq(until))
         .execute(conn)
         .await?;

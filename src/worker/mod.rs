@@ -5,7 +5,8 @@ pub mod notice;
 pub mod schedule;
 pub mod webhook;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -86,7 +87,12 @@ const RELEASE_MARGIN: Duration = Duration::from_secs(2);
 pub async fn run(ctx: Context, settings: Runner, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(settings.settings.concurrency as usize));
     let mut running = JoinSet::new();
-    let heartbeat = tokio::spawn(keep_leases(ctx.clone(), settings.clone()));
+    let running_ids = RunningJobs::default();
+    let heartbeat = tokio::spawn(keep_leases(
+        ctx.clone(),
+        settings.clone(),
+        running_ids.clone(),
+    ));
     while !shutdown.is_cancelled() {
         // Reap what finished, so the set holds only running jobs.
         while running.try_join_next().is_some() {}
@@ -100,8 +106,12 @@ pub async fn run(ctx: Context, settings: Runner, shutdown: CancellationToken) {
         for job in claimed {
             let permit = slots.clone().acquire_owned().await.expect("semaphore open");
             let (ctx, settings) = (ctx.clone(), settings.clone());
+            let running_ids = running_ids.clone();
             running.spawn(async move {
+                let id = job.id;
+                running_ids.insert(id);
                 let finished = run_one(&ctx, &settings, job).await;
+                running_ids.remove(id);
                 // Free the slot before waking the loop, or it may wake to find none free and
                 // sleep until its next poll.
                 drop(permit);
@@ -122,17 +132,46 @@ pub async fn run(ctx: Context, settings: Runner, shutdown: CancellationToken) {
     heartbeat.abort();
 }
 
+/// The ids of the jobs this worker is running now.
+#[derive(Clone, Default)]
+struct RunningJobs(Arc<Mutex<HashSet<uuid::Uuid>>>);
+
+impl RunningJobs {
+    fn insert(&self, id: uuid::Uuid) {
+        self.0.lock().expect("not poisoned").insert(id);
+    }
+
+    fn remove(&self, id: uuid::Uuid) {
+        self.0.lock().expect("not poisoned").remove(&id);
+    }
+
+    fn ids(&self) -> Vec<uuid::Uuid> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .copied()
+            .collect()
+    }
+}
+
 /// Renews the leases of the running jobs, and of the connections they work on, three times per
 /// lease: a job runs as long as it needs while this process lives, and is taken over one lease
-/// after it dies.
-async fn keep_leases(ctx: Context, settings: Runner) {
+/// after it dies. Only the jobs it knows it runs: a claim whose answer was lost to a failover
+/// is not renewed, so it runs out and the job is claimed again.
+async fn keep_leases(ctx: Context, settings: Runner, running: RunningJobs) {
     let mut ticks = tokio::time::interval((settings.lease() / 3).max(Duration::from_millis(10)));
     loop {
         ticks.tick().await;
+        let ids = running.ids();
+        let holders: Vec<String> = ids
+            .iter()
+            .map(|id| leases::holder(&settings.id, *id))
+            .collect();
         let renewed = async {
             let mut conn = store::connect(ctx.pool()).await?;
-            jobs::renew_leases(&mut conn, &settings.id, settings.lease()).await?;
-            leases::renew_leases_of(&mut conn, &settings.id, settings.lease()).await
+            jobs::renew_leases(&mut conn, &settings.id, &ids, settings.lease()).await?;
+            leases::renew_leases_of(&mut conn, &holders, settings.lease()).await
         };
         if let Err(error) = renewed.await {
             tracing::warn!(%error, "could not renew job leases");

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod ha;
 pub mod plaid;
 pub mod receiver;
 
@@ -34,7 +35,7 @@ pub const SIM_CLIENT_ID: &str = "test-client";
 pub const SIM_SECRET: &str = "test-secret";
 
 /// The workspace's top directory, where `migrations/` and `target/` are.
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 

@@ -91,17 +91,27 @@ struct Claims {
     request_body_sha256: String,
 }
 
-/// A key as cached: the public point and when it stops being valid.
+/// One of Plaid's verification keys: the public point and when it stops being valid.
 #[derive(Clone)]
-struct CachedKey {
+pub struct VerificationKey {
     key: Arc<UnparsedPublicKey<Vec<u8>>>,
     expired_at: Option<DateTime<Utc>>,
+}
+
+impl VerificationKey {
+    /// The P-256 key with JWK coordinates `x` and `y` (base64url); `None` when they are not one.
+    pub fn from_coordinates(x: &str, y: &str, expired_at: Option<DateTime<Utc>>) -> Option<Self> {
+        Some(Self {
+            key: Arc::new(public_key(x, y)?),
+            expired_at,
+        })
+    }
 }
 
 /// What linkstate knows of a key id: the key, or, for a while, that asking about it failed.
 #[derive(Clone)]
 enum KeyEntry {
-    Known(CachedKey),
+    Known(VerificationKey),
     /// Plaid does not know it; asked again only after [`UNKNOWN_KEY_TTL`].
     Unknown(Instant),
     /// Plaid could not be asked; asked again only after [`FAILED_FETCH_TTL`].
@@ -152,41 +162,14 @@ impl Verifier {
         webhook: UnverifiedWebhook<'_>,
         now: DateTime<Utc>,
     ) -> Result<VerifiedWebhook, VerifyError> {
-        let jwt = webhook.jwt.ok_or(VerifyError::Missing)?;
-        let header = header(jwt)?;
-        if header.alg != "ES256" {
-            return Err(VerifyError::WrongAlgorithm);
-        }
-        let kid = header.kid.ok_or(VerifyError::Malformed)?;
-        if kid.len() > MAX_KID_LEN || kid.contains(|c: char| c.is_control()) {
-            return Err(VerifyError::Malformed);
-        }
+        let kid = key_id(webhook.jwt.ok_or(VerifyError::Missing)?)?;
         let key = self.key(&kid).await?;
-        if key.expired_at.is_some_and(|expired| expired <= now) {
-            return Err(VerifyError::ExpiredKey);
-        }
-        let claims = decode(jwt, &key.key)?;
-        let signed_at = DateTime::from_timestamp(claims.iat, 0).ok_or(VerifyError::Malformed)?;
-        if now - signed_at > MAX_AGE || signed_at - now > MAX_AGE {
-            return Err(VerifyError::TooOld);
-        }
-        let body_sha256 = hex::encode(Sha256::digest(webhook.body));
-        let matches: bool = body_sha256
-            .as_bytes()
-            .ct_eq(claims.request_body_sha256.as_bytes())
-            .into();
-        if !matches {
-            return Err(VerifyError::BodyMismatch);
-        }
-        Ok(VerifiedWebhook {
-            signed_at,
-            body_sha256,
-        })
+        check(webhook, &key, now)
     }
 
     /// The key for `kid`: from the cache, or from Plaid, one fetch at a time (single flight)
     /// and at most once per key id while its last answer stands.
-    async fn key(&self, kid: &str) -> Result<CachedKey, VerifyError> {
+    async fn key(&self, kid: &str) -> Result<VerificationKey, VerifyError> {
         if let Some(answer) = self.cached(kid) {
             return answer;
         }
@@ -213,7 +196,7 @@ impl Verifier {
     }
 
     /// The standing answer for `kid`, if there is one.
-    fn cached(&self, kid: &str) -> Option<Result<CachedKey, VerifyError>> {
+    fn cached(&self, kid: &str) -> Option<Result<VerificationKey, VerifyError>> {
         let keys = self.keys.lock().expect("key cache");
         match keys.get(kid)? {
             KeyEntry::Known(key) => Some(Ok(key.clone())),
@@ -236,7 +219,7 @@ impl Verifier {
     }
 
     /// Asks Plaid for the key `kid`.
-    async fn fetch(&self, kid: &str) -> Result<CachedKey, VerifyError> {
+    async fn fetch(&self, kid: &str) -> Result<VerificationKey, VerifyError> {
         let jwk = match self.plaid.webhook_verification_key_get(kid).await {
             Ok(response) => response.key,
             Err(error) => {
@@ -251,13 +234,55 @@ impl Verifier {
         if jwk.alg != "ES256" || jwk.crv != "P-256" {
             return Err(VerifyError::WrongAlgorithm);
         }
-        Ok(CachedKey {
-            key: Arc::new(public_key(&jwk.x, &jwk.y).ok_or(VerifyError::UnknownKey)?),
-            expired_at: jwk
-                .expired_at
-                .and_then(|seconds| DateTime::from_timestamp(seconds, 0)),
-        })
+        let expired_at = jwk
+            .expired_at
+            .and_then(|seconds| DateTime::from_timestamp(seconds, 0));
+        VerificationKey::from_coordinates(&jwk.x, &jwk.y, expired_at).ok_or(VerifyError::UnknownKey)
     }
+}
+
+/// The key id a delivery's JWT names, once its header is well formed and says ES256: all that
+/// is read before a key is known.
+pub fn key_id(jwt: &str) -> Result<String, VerifyError> {
+    let header = header(jwt)?;
+    if header.alg != "ES256" {
+        return Err(VerifyError::WrongAlgorithm);
+    }
+    let kid = header.kid.ok_or(VerifyError::Malformed)?;
+    if kid.len() > MAX_KID_LEN || kid.contains(|c: char| c.is_control()) {
+        return Err(VerifyError::Malformed);
+    }
+    Ok(kid)
+}
+
+/// Checks a delivery against the key its header names: the key's expiry, the signature, the
+/// age at `now`, and the body's hash.
+pub fn check(
+    webhook: UnverifiedWebhook<'_>,
+    key: &VerificationKey,
+    now: DateTime<Utc>,
+) -> Result<VerifiedWebhook, VerifyError> {
+    let jwt = webhook.jwt.ok_or(VerifyError::Missing)?;
+    if key.expired_at.is_some_and(|expired| expired <= now) {
+        return Err(VerifyError::ExpiredKey);
+    }
+    let claims = decode(jwt, &key.key)?;
+    let signed_at = DateTime::from_timestamp(claims.iat, 0).ok_or(VerifyError::Malformed)?;
+    if now - signed_at > MAX_AGE || signed_at - now > MAX_AGE {
+        return Err(VerifyError::TooOld);
+    }
+    let body_sha256 = hex::encode(Sha256::digest(webhook.body));
+    let matches: bool = body_sha256
+        .as_bytes()
+        .ct_eq(claims.request_body_sha256.as_bytes())
+        .into();
+    if !matches {
+        return Err(VerifyError::BodyMismatch);
+    }
+    Ok(VerifiedWebhook {
+        signed_at,
+        body_sha256,
+    })
 }
 
 /// The P-256 public key with coordinates `x` and `y` (base64url, as in a JWK).
