@@ -5,6 +5,7 @@ mod meld_name;
 
 pub mod api_key;
 pub mod background_refresh;
+pub mod circuit;
 pub mod connect_flow;
 pub mod connection;
 pub mod connection_events;
