@@ -315,12 +315,7 @@ async fn migrate(
                 let request = proto::ImportConnectionsRequest {
                     connections: tokens
                         .iter()
-                        .map(|(customer, token)| proto::ImportConnection {
-                            service_provider: proto::service_provider::Value::Plaid as i32,
-                            external_customer_id: customer.clone(),
-                            access_token: token.clone(),
-                            ..Default::default()
-                        })
+                        .map(|(customer, token)| plaid_item(customer, token))
                         .collect(),
                     ..Default::default()
                 };
@@ -355,12 +350,7 @@ async fn import_one(channel: &Channel, key: &str, setup: &process::Setup) -> Str
         .import_connections(authed(
             key,
             proto::ImportConnectionsRequest {
-                connections: vec![proto::ImportConnection {
-                    service_provider: proto::service_provider::Value::Plaid as i32,
-                    external_customer_id: "bench".into(),
-                    access_token: item.access_token.expose().to_string(),
-                    ..Default::default()
-                }],
+                connections: vec![plaid_item("bench", item.access_token.expose())],
                 ..Default::default()
             },
         ))
@@ -369,5 +359,15 @@ async fn import_one(channel: &Channel, key: &str, setup: &process::Setup) -> Str
     match answer.into_inner().results.remove(0).result {
         Some(proto::import_result::Result::Connection(connection)) => connection.id,
         other => panic!("import failed: {other:?}"),
+    }
+}
+
+/// One Plaid item to import.
+fn plaid_item(customer: &str, access_token: &str) -> proto::ImportConnection {
+    proto::ImportConnection {
+        service_provider: proto::service_provider::Value::Plaid as i32,
+        external_customer_id: customer.to_string(),
+        access_token: access_token.to_string(),
+        ..Default::default()
     }
 }

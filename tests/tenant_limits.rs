@@ -12,6 +12,23 @@ use linkstate_testing::{TestApp, authed};
 use tonic::Code;
 use tonic_types::StatusExt;
 
+/// Imports one simulator item as `customer` for `key`'s tenant.
+async fn import_item(
+    app: &TestApp,
+    key: &str,
+    customer: &str,
+    item: &linkstate_sim::SandboxItem,
+) -> Result<proto::ImportConnectionsResponse, tonic::Status> {
+    app.connections()
+        .await
+        .import_connections(authed(
+            key,
+            import_request(vec![plaid_item(customer, item.access_token.expose())]),
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 /// A cheap authenticated call.
 async fn list(app: &TestApp, key: &str) -> Result<(), tonic::Status> {
     app.connections()
@@ -50,13 +67,7 @@ async fn a_key_over_its_rate_is_told_when_to_retry_and_others_are_unaffected() {
 
     // A refused write writes nothing.
     let item = app.sim.create_item("ins_109508");
-    let refused = app
-        .connections()
-        .await
-        .import_connections(authed(
-            &noisy,
-            import_request(vec![plaid_item("c-1", item.access_token.expose())]),
-        ))
+    let refused = import_item(&app, &noisy, "c-1", &item)
         .await
         .expect_err("still over the rate");
     assert_eq!(refused.code(), Code::ResourceExhausted);
@@ -138,13 +149,7 @@ async fn an_account_runs_at_most_its_share_of_imports_at_once() {
     // The first import is at the provider: the account's one place is taken.
     wait_until(|| async { app.sim.calls("/item/get") > 0 }).await;
     let second = app.sim.create_item("ins_109508");
-    let refused = app
-        .connections()
-        .await
-        .import_connections(authed(
-            &noisy,
-            import_request(vec![plaid_item("c-2", second.access_token.expose())]),
-        ))
+    let refused = import_item(&app, &noisy, "c-2", &second)
         .await
         .expect_err("one import at a time");
     assert_status(
@@ -155,31 +160,17 @@ async fn an_account_runs_at_most_its_share_of_imports_at_once() {
     assert!(refused.get_details_retry_info().is_some());
     // Another account imports meanwhile.
     let other = app.sim.create_item("ins_109508");
-    let answer = app
-        .connections()
+    let answer = import_item(&app, &quiet, "q-1", &other)
         .await
-        .import_connections(authed(
-            &quiet,
-            import_request(vec![plaid_item("q-1", other.access_token.expose())]),
-        ))
-        .await
-        .expect("another account is unaffected")
-        .into_inner();
+        .expect("another account is unaffected");
     assert_eq!(linkstate_testing::imported(&answer), 1);
     let first = running.await.unwrap().expect("the first import completes");
     assert_eq!(linkstate_testing::imported(&first.into_inner()), 1);
     // Its place is back, and only the refused item is missing.
     app.sim.set_latency(Duration::ZERO);
-    let again = app
-        .connections()
+    let again = import_item(&app, &noisy, "c-2", &second)
         .await
-        .import_connections(authed(
-            &noisy,
-            import_request(vec![plaid_item("c-2", second.access_token.expose())]),
-        ))
-        .await
-        .expect("the place came back")
-        .into_inner();
+        .expect("the place came back");
     assert_eq!(linkstate_testing::imported(&again), 1);
     assert_eq!(app.count("connections").await, 3);
     app.stop().await;
