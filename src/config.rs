@@ -9,6 +9,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::api::grpc::GrpcLimits;
 use crate::api::http::HttpLimits;
 use crate::cipher::Cipher;
+use crate::domain::circuit::CircuitPolicy;
 use crate::domain::secret::Secret;
 use crate::providers::akoya::AkoyaConfig;
 use crate::providers::plaid::PlaidConfig;
@@ -311,6 +312,28 @@ pub struct WorkerSettings {
     /// process exits (`30s`).
     #[arg(long = "shutdown-grace", env = "LINKSTATE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// A provider's failures in a row (5xx, timeouts, broken connections, after each call's
+    /// quick retries) that open its circuit: its aggregations wait instead of calling it.
+    #[arg(long = "circuit-threshold", env = "LINKSTATE_CIRCUIT_THRESHOLD", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub circuit_threshold: u32,
+    /// How long an open circuit waits before one trial call (`10s`); doubled after each failed
+    /// trial, up to LINKSTATE_CIRCUIT_MAX_COOL_DOWN.
+    #[arg(long = "circuit-cool-down", env = "LINKSTATE_CIRCUIT_COOL_DOWN", default_value = "10s", value_parser = positive_duration)]
+    pub circuit_cool_down: Duration,
+    /// The longest wait between trials of a provider that stays down (`5m`).
+    #[arg(long = "circuit-max-cool-down", env = "LINKSTATE_CIRCUIT_MAX_COOL_DOWN", default_value = "5m", value_parser = positive_duration)]
+    pub circuit_max_cool_down: Duration,
+}
+
+impl WorkerSettings {
+    /// When a provider's circuit opens, and for how long.
+    pub fn circuit_policy(&self) -> CircuitPolicy {
+        CircuitPolicy {
+            threshold: self.circuit_threshold,
+            cool_down: self.circuit_cool_down,
+            max_cool_down: self.circuit_max_cool_down.max(self.circuit_cool_down),
+        }
+    }
 }
 
 /// The event log: how long it is kept, and its streams.

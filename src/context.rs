@@ -10,6 +10,7 @@ use crate::cipher::Cipher;
 use crate::config::{DeliverySettings, EventSettings, TenantSettings, WorkerSettings};
 use crate::events::hub::EventHub;
 use crate::providers::akoya::AkoyaClient;
+use crate::providers::circuits::Circuits;
 use crate::providers::plaid::PlaidClient;
 use crate::providers::plaid::verify::Verifier;
 use crate::store::DbPool;
@@ -26,6 +27,7 @@ struct Inner {
     cipher: Cipher,
     plaid: PlaidClient,
     akoya: AkoyaClient,
+    circuits: Circuits,
     plaid_webhook_url: String,
     hub: EventHub,
     jobs_wake: Notify,
@@ -81,6 +83,7 @@ impl Context {
                 plaid_verifier: Verifier::new(plaid.clone()),
                 plaid,
                 akoya,
+                circuits: Circuits::new(limits.worker.circuit_policy()),
                 plaid_webhook_url,
                 webhook_max_bytes: limits.http.max_body_bytes,
                 event_retention: chrono_duration(limits.events.retention),
@@ -125,6 +128,11 @@ impl Context {
     /// The Akoya client.
     pub fn akoya(&self) -> &AkoyaClient {
         &self.inner.akoya
+    }
+
+    /// The providers' circuit breakers.
+    pub fn circuits(&self) -> &Circuits {
+        &self.inner.circuits
     }
 
     /// Where Plaid items are told to send their webhooks.

@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
+use crate::domain::service_provider::ServiceProvider;
 use crate::store::{self, jobs};
 
 /// How often the queue depth gauge is counted again.
@@ -245,5 +246,14 @@ pub fn render(ctx: &Context) -> String {
         "# HELP linkstate_event_streams Event streams this process is serving.\n# TYPE linkstate_event_streams gauge\nlinkstate_event_streams {}\n",
         ctx.open_streams()
     );
-    format!("{body}{streams_gauge}# EOF\n")
+    let mut circuits = String::from(
+        "# HELP linkstate_provider_circuit_open Whether this process holds calls to the provider back (1) after repeated failures.\n# TYPE linkstate_provider_circuit_open gauge\n",
+    );
+    for provider in [ServiceProvider::Plaid, ServiceProvider::Akoya] {
+        let open = u8::from(ctx.circuits().is_open(provider));
+        circuits.push_str(&format!(
+            "linkstate_provider_circuit_open{{provider=\"{provider}\"}} {open}\n"
+        ));
+    }
+    format!("{body}{streams_gauge}{circuits}# EOF\n")
 }

@@ -229,7 +229,7 @@ async fn connection_status(app: &TestApp, key: &str, id: &str) -> proto::connect
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn continued_provider_failures_degrade_then_make_it_unrecoverable_and_success_heals() {
+async fn an_outage_degrades_and_heals_and_continued_institution_failures_make_it_unrecoverable() {
     let app = TestApp::start().await;
     let (_, key) = app.account("acme").await;
     let item = app.sim.create_item("ins_109508");
@@ -278,12 +278,16 @@ async fn continued_provider_failures_degrade_then_make_it_unrecoverable_and_succ
         Some(proto::connection::Status::Active as i32)
     );
 
-    // Three failed aggregations in a row: UNRECOVERABLE.
+    // The failed job's own retry and the refresh may both still run: let them finish first.
+    wait_until(|| async { app.count("jobs WHERE dead_at IS NULL").await == 0 }).await;
+
+    // Three failed aggregations in a row, the institution's fault: UNRECOVERABLE. (Plaid's own
+    // outage never counts: tests/provider_faults.rs.)
     app.sim.inject_error(error_rule(
         "/accounts/balance/get",
-        500,
-        "API_ERROR",
-        "INTERNAL_SERVER_ERROR",
+        400,
+        "INSTITUTION_ERROR",
+        "INSTITUTION_NOT_RESPONDING",
         None,
     ));
     for _ in 0..3 {

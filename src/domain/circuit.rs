@@ -113,6 +113,22 @@ impl Circuit {
         };
     }
 
+    /// An admitted call ended without telling whether the provider answered (the job stopped
+    /// for another reason): a trial is given back, so that the next call is the trial.
+    pub fn abandoned(&mut self, now: DateTime<Utc>) {
+        if let CircuitState::Trial { cool_down } = self.state {
+            self.state = CircuitState::Open {
+                until: now,
+                cool_down,
+            };
+        }
+    }
+
+    /// Whether calls are held back (open, or waiting on a trial).
+    pub fn is_open(&self) -> bool {
+        !matches!(self.state, CircuitState::Closed { .. })
+    }
+
     fn open(&self, now: DateTime<Utc>, cool_down: Duration) -> CircuitState {
         let until = now + chrono::Duration::from_std(cool_down).unwrap_or(chrono::Duration::MAX);
         CircuitState::Open { until, cool_down }
@@ -172,6 +188,20 @@ mod tests {
                 cool_down: Duration::from_secs(30)
             }
         );
+    }
+
+    #[test]
+    fn an_abandoned_trial_lets_the_next_call_try() {
+        let mut circuit = Circuit::new(policy());
+        (0..3).for_each(|_| circuit.failed(at(0)));
+        assert!(circuit.is_open());
+        assert_eq!(circuit.admit(at(10)), Admission::Trial);
+        circuit.abandoned(at(11));
+        assert_eq!(circuit.admit(at(11)), Admission::Trial);
+        circuit.succeeded();
+        assert!(!circuit.is_open());
+        circuit.abandoned(at(12));
+        assert_eq!(circuit.admit(at(12)), Admission::Call, "nothing to give back");
     }
 
     #[test]

@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 
 use super::connection_status::{ConnectionStatus, StatusReason};
 
-/// Failed aggregations in a row after which a connection is UNRECOVERABLE.
+/// Failed aggregations in a row after which a connection is UNRECOVERABLE. Failures because
+/// the provider itself is down do not count: they say nothing about the connection, and an
+/// UNRECOVERABLE connection is never aggregated again, so an outage would break every
+/// connection it touched.
 pub const MAX_CONSECUTIVE_FAILURES: i32 = 3;
 
 /// A connection's status and the count that drives UNRECOVERABLE.
@@ -211,7 +214,10 @@ fn after_failure(state: ConnectionState, failure: AggregationFailure) -> Connect
         ),
         F::Unforeseen => (ConnectionStatus::Undetermined, None),
     };
-    let consecutive_failures = state.consecutive_failures + 1;
+    let consecutive_failures = match failure {
+        F::ProviderUnavailable => state.consecutive_failures,
+        _ => state.consecutive_failures + 1,
+    };
     if status != ConnectionStatus::ReconnectRequired
         && consecutive_failures >= MAX_CONSECUTIVE_FAILURES
     {
@@ -239,7 +245,7 @@ mod tests {
     };
 
     #[test]
-    fn a_provider_outage_degrades_and_the_third_makes_it_unrecoverable() {
+    fn a_provider_outage_degrades_and_never_makes_it_unrecoverable() {
         let fail = Signal::AggregationFailed(AggregationFailure::ProviderUnavailable);
         let (first, effects) = apply(ACTIVE, fail);
         assert_eq!(first.status, ConnectionStatus::Degraded);
@@ -248,9 +254,29 @@ mod tests {
             Some(StatusReason::ServiceProviderCurrentlyUnavailable)
         );
         assert_eq!(effects.len(), 1);
-        let (second, effects) = apply(first, fail);
+        let mut state = first;
+        for _ in 0..10 {
+            let (next, effects) = apply(state, fail);
+            assert_eq!(next, first, "the outage is not the connection's failure");
+            assert!(effects.is_empty(), "no change, nothing to say");
+            state = next;
+        }
+    }
+
+    #[test]
+    fn the_third_failure_of_the_institution_makes_it_unrecoverable() {
+        let fail = Signal::AggregationFailed(AggregationFailure::InstitutionUnavailable);
+        let (first, _) = apply(ACTIVE, fail);
+        assert_eq!(first.status, ConnectionStatus::Degraded);
+        // An outage between the failures neither counts nor resets the count.
+        let (outage, _) = apply(
+            first,
+            Signal::AggregationFailed(AggregationFailure::ProviderUnavailable),
+        );
+        assert_eq!(outage.consecutive_failures, 1);
+        let (second, effects) = apply(outage, fail);
         assert_eq!(second.status, ConnectionStatus::Degraded);
-        assert!(effects.is_empty(), "no change, nothing to say");
+        assert_eq!(effects.len(), 1, "back to the institution's reason");
         let (third, effects) = apply(second, fail);
         assert_eq!(third.status, ConnectionStatus::Unrecoverable);
         assert_eq!(

@@ -1,6 +1,7 @@
 //! Clients for the data providers, and the mapping of their answers to domain signals.
 
 pub mod akoya;
+pub mod circuits;
 pub mod plaid;
 
 use std::error::Error as _;

@@ -39,6 +39,10 @@ pub enum JobError {
     /// committed); try again shortly, it is nobody's fault either.
     #[error("not yet")]
     NotYet,
+    /// The provider's circuit is open: try again when it lets a call through. Not an attempt:
+    /// nothing was tried.
+    #[error("provider circuit open until {0}")]
+    CircuitOpen(chrono::DateTime<chrono::Utc>),
     /// A failure that may pass (provider down, database gone).
     #[error("{0}")]
     Transient(String),
@@ -232,11 +236,11 @@ async fn run_one(ctx: &Context, settings: &Runner, claimed: ClaimedJob) -> bool 
             Ok(()) => jobs::complete(&mut conn, claimed.id, worker_id).await,
             // Waiting for a connection another job holds, or for an import to commit, is
             // nobody's failure: not an attempt.
-            Err(error @ (JobError::Busy | JobError::NotYet)) => {
-                let delay = Duration::from_secs(1);
-                let reason = match error {
-                    JobError::Busy => "busy",
-                    _ => "not yet",
+            Err(error @ (JobError::Busy | JobError::NotYet | JobError::CircuitOpen(_))) => {
+                let (delay, reason) = match error {
+                    JobError::Busy => (Duration::from_secs(1), "busy"),
+                    JobError::CircuitOpen(until) => (after_circuit(*until), "provider circuit open"),
+                    _ => (Duration::from_secs(1), "not yet"),
                 };
                 jobs::retry_later(
                     &mut conn,
@@ -275,6 +279,7 @@ async fn run_one(ctx: &Context, settings: &Runner, claimed: ClaimedJob) -> bool 
         Ok(()) => "ok",
         Err(JobError::Busy) => "busy",
         Err(JobError::NotYet) => "not_yet",
+        Err(JobError::CircuitOpen(_)) => "circuit_open",
         Err(JobError::Transient(_)) => "transient",
         Err(JobError::Permanent(_)) => "permanent",
     };
@@ -291,4 +296,12 @@ fn backoff(attempt: i32) -> Duration {
     let millis =
         rand::rng().random_range(ceiling.as_millis() as u64 / 2..=ceiling.as_millis() as u64);
     Duration::from_millis(millis)
+}
+
+/// How long a job held back by an open circuit waits: until the circuit lets a trial through,
+/// plus up to a second of jitter, so that the jobs it held back do not all come at once.
+fn after_circuit(until: chrono::DateTime<chrono::Utc>) -> Duration {
+    use rand::RngExt;
+    let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+    wait + Duration::from_millis(rand::rng().random_range(0..=1000))
 }

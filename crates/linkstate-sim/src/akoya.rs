@@ -103,7 +103,9 @@ impl IntoResponse for Refusal {
 /// `POST /token`: a refresh, answered after the injected latency.
 async fn token(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> Response {
     count(&sim, "/token");
-    tokio::time::sleep(sim.latency()).await;
+    if let Some(broken) = sim.misbehave().await {
+        return broken;
+    }
     answer(refresh(&sim, &headers, &body))
 }
 
@@ -112,7 +114,9 @@ async fn token(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) ->
 /// for a token that works nowhere, 401 `unauthorized_client` for wrong credentials.
 async fn revoke(State(sim): State<Simulator>, body: Bytes) -> Response {
     count(&sim, "/revoke");
-    tokio::time::sleep(sim.latency()).await;
+    if let Some(broken) = sim.misbehave().await {
+        return broken;
+    }
     let form = form::parse(&String::from_utf8_lossy(&body));
     let field = |name: &str| form.get(name).map(String::as_str);
     let refuse = |status: StatusCode, error: &str| {
@@ -411,7 +415,9 @@ async fn data<T: Serialize>(
     read: impl FnOnce(&Access<'_>) -> Result<T, Refusal>,
 ) -> Response {
     count(sim, kind);
-    tokio::time::sleep(sim.latency()).await;
+    if let Some(broken) = sim.misbehave().await {
+        return broken;
+    }
     let mut state = sim.lock();
     answer(serve(&mut state, provider_id, headers, uri, read))
 }

@@ -1,5 +1,6 @@
 //! The simulator's own controls, for people driving `linkstate simulate` by hand:
-//! `POST /sim/latency {"milliseconds": 50}`, `POST /sim/errors` with an [`ErrorRule`],
+//! `POST /sim/latency {"milliseconds": 50}`, `POST /sim/resets {"enabled": true}` (every answer
+//! broken off), `POST /sim/errors` with an [`ErrorRule`] (`"endpoint": "*"` for all),
 //! `DELETE /sim/errors` (Akoya's rules too); and for Akoya, `POST /sim/akoya/consents
 //! {"providerId": "mikomo"}`, `POST /sim/akoya/errors` with an [`AkoyaErrorRule`],
 //! `POST /sim/akoya/consents/{consentId}/revoke`; and for Plaid Items,
@@ -79,6 +80,7 @@ struct AddedAccount {
 pub fn routes() -> Router<Simulator> {
     Router::new()
         .route("/sim/latency", post(set_latency))
+        .route("/sim/resets", post(set_resets))
         .route("/sim/errors", post(add_error).delete(clear_errors))
         .route("/sim/akoya/consents", post(create_consent))
         .route(
@@ -161,6 +163,18 @@ async fn fix_login(State(sim): State<Simulator>, Path(item_id): Path<String>) ->
 
 async fn set_latency(State(sim): State<Simulator>, Json(body): Json<Latency>) -> Json<Latency> {
     sim.set_latency(Duration::from_millis(body.milliseconds));
+    Json(body)
+}
+
+/// The body of `POST /sim/resets`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Resets {
+    /// Whether every provider answer is broken off.
+    pub enabled: bool,
+}
+
+async fn set_resets(State(sim): State<Simulator>, Json(body): Json<Resets>) -> Json<Resets> {
+    sim.set_resets(body.enabled);
     Json(body)
 }
 

@@ -1,8 +1,11 @@
-//! Injected trouble: a delay before every Plaid and Akoya answer, and error answers on chosen
-//! endpoints (Plaid) or paths (Akoya).
+//! Injected trouble: a delay before every Plaid and Akoya answer, connections broken off
+//! before the answer, and error answers on chosen endpoints (Plaid, `*` for all) or paths
+//! (Akoya).
 
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 /// An error to answer instead of the real response.
@@ -13,7 +16,7 @@ use serde::{Deserialize, Serialize};
 ///   "access_token": "access-sandbox-...", "times": 1}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorRule {
-    /// The endpoint, e.g. `/accounts/get`.
+    /// The endpoint, e.g. `/accounts/get`; `*` for every endpoint.
     pub endpoint: String,
     /// Only requests with this access token; `None` for any request.
     #[serde(default)]
@@ -55,6 +58,8 @@ pub struct AkoyaErrorRule {
 pub struct Faults {
     /// The delay before every Plaid and Akoya answer.
     pub latency: Duration,
+    /// Whether every Plaid and Akoya answer is broken off (the connection closes mid-answer).
+    pub resets: bool,
     rules: Vec<ErrorRule>,
     akoya_rules: Vec<AkoyaErrorRule>,
 }
@@ -62,7 +67,7 @@ pub struct Faults {
 impl Faults {
     /// Adds a rule; earlier rules win when several match.
     pub fn add(&mut self, mut rule: ErrorRule) {
-        if !rule.endpoint.starts_with('/') {
+        if !rule.endpoint.starts_with('/') && rule.endpoint != "*" {
             rule.endpoint.insert(0, '/');
         }
         self.rules.push(rule);
@@ -117,8 +122,20 @@ impl Faults {
     }
 }
 
+/// An answer whose body fails before its first byte: the server closes the connection
+/// mid-answer, and the client sees the connection break, as with a reset.
+pub fn broken_off() -> Response {
+    let failing = futures::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected connection reset",
+        ))
+    });
+    Response::new(Body::from_stream(failing))
+}
+
 fn matches(rule: &ErrorRule, endpoint: &str, access_token: Option<&str>) -> bool {
-    rule.endpoint == endpoint
+    (rule.endpoint == endpoint || rule.endpoint == "*")
         && rule
             .access_token
             .as_deref()
@@ -148,6 +165,17 @@ mod tests {
         assert!(faults.take("/accounts/get", None).is_some());
         assert!(faults.take("/accounts/get", Some("t")).is_some());
         assert!(faults.take("/accounts/get", None).is_none());
+    }
+
+    #[test]
+    fn a_star_rule_matches_every_endpoint() {
+        let mut faults = Faults::default();
+        faults.add(ErrorRule {
+            endpoint: "*".into(),
+            ..rule(None, None)
+        });
+        assert!(faults.take("/accounts/get", None).is_some());
+        assert!(faults.take("/transactions/sync", Some("t")).is_some());
     }
 
     #[test]

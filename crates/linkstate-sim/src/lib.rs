@@ -212,6 +212,12 @@ impl Simulator {
         self.lock().faults.latency = latency;
     }
 
+    /// Breaks off every Plaid and Akoya answer (the connection closes before the answer is
+    /// complete, as a reset would) while `enabled`.
+    pub fn set_resets(&self, enabled: bool) {
+        self.lock().faults.resets = enabled;
+    }
+
     /// Answers an error on matching requests from now on.
     pub fn inject_error(&self, rule: ErrorRule) {
         self.lock().faults.add(rule);
@@ -483,8 +489,11 @@ impl Simulator {
     }
 
     /// The injected latency.
-    fn latency(&self) -> Duration {
-        self.lock().faults.latency
+    /// Waits the injected latency; answers the broken-off response while resets are on.
+    async fn misbehave(&self) -> Option<axum::response::Response> {
+        let latency = self.lock().faults.latency;
+        tokio::time::sleep(latency).await;
+        self.lock().faults.resets.then(faults::broken_off)
     }
 
     /// Whether these are the accepted API keys.

@@ -78,7 +78,9 @@ where
 {
     let request_id = ids::request_id();
     *sim.lock().calls.entry(endpoint.clone()).or_default() += 1;
-    tokio::time::sleep(sim.latency()).await;
+    if let Some(broken) = sim.misbehave().await {
+        return broken;
+    }
     let outcome = run(&sim, &endpoint, &body, &request_id, handler);
     sim.deliver_webhooks();
     match outcome {

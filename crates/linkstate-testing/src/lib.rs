@@ -253,6 +253,9 @@ impl TestApp {
                 refresh_interval: Duration::from_secs(24 * 3600),
                 refresh_max_concurrent: 10,
                 shutdown_grace: Duration::from_secs(10),
+                circuit_threshold: 5,
+                circuit_cool_down: Duration::from_secs(10),
+                circuit_max_cool_down: Duration::from_secs(300),
             },
             events: EventSettings {
                 retention: Duration::from_secs(30 * 24 * 3600),

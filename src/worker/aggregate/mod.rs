@@ -18,7 +18,7 @@ use super::JobError;
 use crate::context::Context;
 use crate::domain::connection::Connection;
 use crate::domain::connection_events::{self, TransactionCounts};
-use crate::domain::connection_state::{self, Signal};
+use crate::domain::connection_state::{self, AggregationFailure, Signal};
 use crate::domain::financial_account::{AccountIdentifiers, AccountOwner, ProviderAccount};
 use crate::domain::ids::{ConnectionId, FinancialAccountId};
 use crate::domain::product::Product;
@@ -90,10 +90,29 @@ async fn aggregate(ctx: &Context, job: &AggregateJob) -> Result<(), JobError> {
         job,
         connection: &connection,
     };
+    let call = ctx
+        .circuits()
+        .admit(connection.service_provider)
+        .map_err(JobError::CircuitOpen)?;
     match run.fetch_and_write(&mut source, &products).await {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            call.answered();
+            Ok(())
+        }
+        // Dropping the call says nothing of the provider: a trial is given back.
         Err(Failed::Store(error)) => Err(error.into()),
-        Err(Failed::Provider(failure)) => record_failure(ctx, &connection, &failure).await,
+        Err(Failed::Provider(failure)) if failure.failure == AggregationFailure::ProviderUnavailable => {
+            // The provider is down: the connection says so, and the job tries again later,
+            // with backoff and jitter, while the circuit counts the provider's failures.
+            call.failed();
+            record_failure(ctx, &connection, &failure).await?;
+            Err(JobError::Transient(failure.message))
+        }
+        Err(Failed::Provider(failure)) => {
+            // The provider answered; the answer is the connection's problem.
+            call.answered();
+            record_failure(ctx, &connection, &failure).await
+        }
     }
 }
 
