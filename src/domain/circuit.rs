@@ -201,7 +201,11 @@ mod tests {
         circuit.succeeded();
         assert!(!circuit.is_open());
         circuit.abandoned(at(12));
-        assert_eq!(circuit.admit(at(12)), Admission::Call, "nothing to give back");
+        assert_eq!(
+            circuit.admit(at(12)),
+            Admission::Call,
+            "nothing to give back"
+        );
     }
 
     #[test]

@@ -53,6 +53,11 @@ impl Circuits {
         }
     }
 
+    /// When circuits open, and for how long.
+    pub fn policy(&self) -> CircuitPolicy {
+        self.policy
+    }
+
     /// Whether calls to `provider` are held back now.
     pub fn is_open(&self, provider: ServiceProvider) -> bool {
         self.with(provider, |circuit| circuit.is_open())

@@ -239,7 +239,9 @@ async fn run_one(ctx: &Context, settings: &Runner, claimed: ClaimedJob) -> bool 
             Err(error @ (JobError::Busy | JobError::NotYet | JobError::CircuitOpen(_))) => {
                 let (delay, reason) = match error {
                     JobError::Busy => (Duration::from_secs(1), "busy"),
-                    JobError::CircuitOpen(until) => (after_circuit(*until), "provider circuit open"),
+                    JobError::CircuitOpen(until) => {
+                        (after_circuit(*until), "provider circuit open")
+                    }
                     _ => (Duration::from_secs(1), "not yet"),
                 };
                 jobs::retry_later(

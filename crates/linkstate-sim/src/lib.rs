@@ -127,6 +127,11 @@ impl Simulator {
         self.lock().calls.get(endpoint).copied().unwrap_or(0)
     }
 
+    /// How many requests the simulator received, every endpoint together.
+    pub fn all_calls(&self) -> usize {
+        self.lock().calls.values().sum()
+    }
+
     /// Serves the API on `listener` in a background task; answers the address it listens on.
     ///
     /// # Panics

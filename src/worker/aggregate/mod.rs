@@ -48,7 +48,7 @@ pub async fn run(
     lease: Duration,
     job: &AggregateJob,
 ) -> Result<(), JobError> {
-    let until = Utc::now() + ChronoDuration::from_std(lease).unwrap_or(ChronoDuration::MAX);
+    let until = Utc::now() + chrono_duration(lease);
     {
         let mut conn = store::connect(ctx.pool()).await?;
         if !leases::try_lease(&mut conn, job.connection_id, holder, until).await? {
@@ -101,7 +101,9 @@ async fn aggregate(ctx: &Context, job: &AggregateJob) -> Result<(), JobError> {
         }
         // Dropping the call says nothing of the provider: a trial is given back.
         Err(Failed::Store(error)) => Err(error.into()),
-        Err(Failed::Provider(failure)) if failure.failure == AggregationFailure::ProviderUnavailable => {
+        Err(Failed::Provider(failure))
+            if failure.failure == AggregationFailure::ProviderUnavailable =>
+        {
             // The provider is down: the connection says so, and the job tries again later,
             // with backoff and jitter, while the circuit counts the provider's failures.
             call.failed();
@@ -653,11 +655,21 @@ async fn record_failure(
         connections::set_state(conn, connection.id, state, observed_as_of(Utc::now())).await?;
         let new_events = connection_events::transition_events(&facts, &effects, &details, &[]);
         events::append(conn, connection.account_id, &new_events).await?;
+        if failure == AggregationFailure::ProviderUnavailable {
+            // However long the outage and whatever becomes of this job, the background
+            // refresh takes the connection up again soon: that is how it catches up.
+            let soon = Utc::now() + chrono_duration(ctx.circuits().policy().max_cool_down);
+            refresh_schedule::pull_next_refresh(conn, connection.id, soon).await?;
+        }
         Ok(())
     })
     .await?;
     ctx.hub().wake();
     Ok(())
+}
+
+fn chrono_duration(duration: Duration) -> ChronoDuration {
+    ChronoDuration::from_std(duration).unwrap_or(ChronoDuration::MAX)
 }
 
 /// What an aggregation observed counts as of a little before it ran: Plaid signs webhooks with
