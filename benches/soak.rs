@@ -153,6 +153,37 @@ async fn run(length: Duration) {
         &failures,
         &log_path,
     );
+    println!("largest tables at the end:");
+    for (table, kib, rows) in largest_tables(&setup).await {
+        println!("  {table}: {kib} KiB, {rows} rows");
+    }
+}
+
+/// The five largest tables, with their indexes: where the database's size is.
+async fn largest_tables(setup: &process::Setup) -> Vec<(String, i64, i64)> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Table {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        kib: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+    }
+    let mut conn = linkstate::store::connect(&setup.pool)
+        .await
+        .expect("connection");
+    diesel::sql_query(
+        "SELECT relname::text AS name, pg_total_relation_size(relid) / 1024 AS kib, \
+         n_live_tup AS rows FROM pg_stat_user_tables ORDER BY 2 DESC LIMIT 5",
+    )
+    .load::<Table>(&mut conn)
+    .await
+    .expect("sizes")
+    .into_iter()
+    .map(|t| (t.name, t.kib, t.rows))
+    .collect()
 }
 
 /// One second of load.

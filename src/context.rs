@@ -15,6 +15,7 @@ use crate::providers::plaid::PlaidClient;
 use crate::providers::plaid::verify::Verifier;
 use crate::store::DbPool;
 use crate::tenant_limits::TenantLimits;
+use crate::webhooks::group_commit::GroupCommit;
 
 /// The shared, cheaply cloned state of one linkstate process.
 #[derive(Clone)]
@@ -41,6 +42,7 @@ struct Inner {
     delivery: DeliverySettings,
     delivery_client: reqwest::Client,
     tenants: TenantLimits,
+    webhook_writer: GroupCommit,
 }
 
 /// The settings a [`Context`] serves to handlers and workers.
@@ -76,6 +78,7 @@ impl Context {
     ) -> Self {
         let plaid_webhook_url =
             format!("{}/webhooks/plaid", limits.public_url.trim_end_matches('/'));
+        let webhook_writer = GroupCommit::start(pool.clone());
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -96,6 +99,7 @@ impl Context {
                 delivery_client: crate::outbound::sender::client(limits.delivery),
                 delivery: limits.delivery.clone(),
                 tenants: TenantLimits::new(limits.tenants),
+                webhook_writer,
             }),
         }
     }
@@ -194,6 +198,11 @@ impl Context {
     /// Each tenant's share: request rate, open streams, running imports.
     pub fn tenants(&self) -> &TenantLimits {
         &self.inner.tenants
+    }
+
+    /// The writer that records provider webhooks in batches.
+    pub fn webhook_writer(&self) -> &GroupCommit {
+        &self.inner.webhook_writer
     }
 
     /// The fan-out of new events to live streams in this process.

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub imports: Family<Outcome, Counter>,
     /// Finished jobs by outcome.
     pub jobs: Family<Outcome, Counter>,
+    /// Deliveries per group commit of provider webhooks.
+    pub webhook_batch_size: Histogram,
     /// Webhooks for connections linkstate does not know, by provider.
     pub unknown_webhooks: Family<Outcome, Counter>,
     /// Finished gRPC calls.
@@ -95,6 +97,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "linkstate_unknown_webhooks",
         "Webhooks about connections linkstate does not know",
         unknown_webhooks.clone(),
+    );
+    let webhook_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+    registry.register(
+        "linkstate_webhook_batch_size",
+        "Provider webhooks recorded per transaction (group commit)",
+        webhook_batch_size.clone(),
     );
     let grpc_handled = Family::<GrpcCall, Counter>::default();
     registry.register(
@@ -142,6 +150,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         imports,
         jobs,
         unknown_webhooks,
+        webhook_batch_size,
         grpc_handled,
         grpc_handling,
         live_jobs,

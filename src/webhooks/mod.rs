@@ -1,8 +1,12 @@
 //! Recording provider webhooks: verify on the raw body, record the delivery and the job that
-//! will process it in one transaction, and answer only then. The HTTP adapter and
+//! will process it in one transaction (with whatever else has gathered: `group_commit`), and
+//! answer only then. The HTTP adapter and
 //! `WebhookService.RecordWebhook` both come through here. Akoya's notifications are not
 //! signed: they are recorded the same way, and only confirmed at Akoya before acting.
 
+pub mod group_commit;
+
+use bytes::Bytes;
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -12,7 +16,7 @@ use crate::jobs::Job;
 use crate::providers::akoya::Notification;
 use crate::providers::plaid::verify::{UnverifiedWebhook, VerifyError};
 use crate::providers::plaid::{self, PlaidWebhook};
-use crate::store::{self, StoreError, webhooks};
+use crate::store::{StoreError, webhooks};
 
 /// A recorded delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,15 +105,17 @@ pub async fn record_plaid(
             other => RecordError::Unverified(other),
         })?;
     let webhook = parse_plaid(body)?;
+    let id = Uuid::now_v7();
     let delivery = webhooks::NewDelivery {
-        id: Uuid::now_v7(),
+        id,
         service_provider: "PLAID",
-        body_sha256: &verified.body_sha256,
-        body,
+        body_sha256: verified.body_sha256,
+        body: Bytes::copy_from_slice(body),
         signed_at: verified.signed_at,
-        webhook_type: &webhook.webhook_type,
-        webhook_code: &webhook.webhook_code,
-        provider_connection_id: webhook.item_id.as_deref(),
+        webhook_type: webhook.webhook_type,
+        webhook_code: webhook.webhook_code,
+        provider_connection_id: webhook.item_id,
+        job: Job::process_delivery(id).to_new_job(),
     };
     let recorded = save(ctx, delivery).await.map_err(|e| match e {
         StoreError::Unavailable(reason) => RecordError::Unavailable(reason),
@@ -129,19 +135,21 @@ pub async fn record_akoya(ctx: &Context, body: &[u8]) -> Result<Recorded, Record
         return Err(RecordError::TooLarge { limit });
     }
     let notification = parse_akoya(body)?;
-    let subject = notification.subject_id();
+    let subject = notification.subject_id().map(str::to_owned);
     use sha2::{Digest, Sha256};
     let digest = hex::encode(Sha256::digest(body));
+    let id = Uuid::now_v7();
     let delivery = webhooks::NewDelivery {
-        id: Uuid::now_v7(),
+        id,
         service_provider: "AKOYA",
-        body_sha256: &digest,
-        body,
+        body_sha256: digest,
+        body: Bytes::copy_from_slice(body),
         // Nothing signs it: when it came is all that is known.
         signed_at: Utc::now(),
-        webhook_type: &notification.category,
-        webhook_code: &notification.notification_type,
+        webhook_type: notification.category,
+        webhook_code: notification.notification_type,
         provider_connection_id: subject,
+        job: Job::process_delivery(id).to_new_job(),
     };
     let recorded = save(ctx, delivery).await.map_err(|e| match e {
         StoreError::Unavailable(reason) => RecordError::Unavailable(reason),
@@ -156,11 +164,10 @@ pub async fn record_akoya(ctx: &Context, body: &[u8]) -> Result<Recorded, Record
 /// Longest category, type or id an Akoya notification may carry.
 const MAX_NOTIFICATION_FIELD: usize = 255;
 
-/// The delivery and, when it is new, its processing job: one statement, so both or neither.
-async fn save(ctx: &Context, delivery: webhooks::NewDelivery<'_>) -> Result<Recorded, StoreError> {
-    let job = Job::process_delivery(delivery.id);
-    let mut conn = store::connect(ctx.pool()).await?;
-    let (webhook_id, new) = webhooks::record(&mut conn, delivery, job.to_new_job()).await?;
+/// The delivery and, when it is new, its processing job: one statement, so both or neither,
+/// committed with whatever other deliveries gathered meanwhile.
+async fn save(ctx: &Context, delivery: webhooks::NewDelivery) -> Result<Recorded, StoreError> {
+    let (webhook_id, new) = ctx.webhook_writer().record(delivery).await?;
     Ok(Recorded {
         webhook_id,
         duplicate: !new,
