@@ -91,6 +91,11 @@ impl GroupCommit {
         answered.await.map_err(|_| stopped())?
     }
 
+    /// Requests waiting for the writer now.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// What the writer has committed so far.
     pub fn stats(&self) -> &Stats {
         &self.stats
