@@ -108,7 +108,9 @@ impl EmbeddedCluster {
             .join("server.log")
             .to_string_lossy()
             .into_owned();
-        let options = format!("-p {port} -c listen_addresses=127.0.0.1 -k {data}");
+        // Room for the benches' pgbench baselines (128 clients) beside the service's pool.
+        let options =
+            format!("-p {port} -c listen_addresses=127.0.0.1 -c max_connections=200 -k {data}");
         self.run(
             "pg_ctl",
             &[

@@ -36,9 +36,9 @@ pub enum JobError {
     #[error("connection busy")]
     Busy,
     /// What the job needs is not there yet (a webhook about an item whose import has not
-    /// committed); try again shortly, it is nobody's fault either.
+    /// committed); try again after this long, it is nobody's fault either.
     #[error("not yet")]
-    NotYet,
+    NotYet(Duration),
     /// The provider's circuit is open: try again when it lets a call through. Not an attempt:
     /// nothing was tried.
     #[error("provider circuit open until {0}")]
@@ -236,13 +236,13 @@ async fn run_one(ctx: &Context, settings: &Runner, claimed: ClaimedJob) -> bool 
             Ok(()) => jobs::complete(&mut conn, claimed.id, worker_id).await,
             // Waiting for a connection another job holds, or for an import to commit, is
             // nobody's failure: not an attempt.
-            Err(error @ (JobError::Busy | JobError::NotYet | JobError::CircuitOpen(_))) => {
+            Err(error @ (JobError::Busy | JobError::NotYet(_) | JobError::CircuitOpen(_))) => {
                 let (delay, reason) = match error {
-                    JobError::Busy => (Duration::from_secs(1), "busy"),
+                    JobError::NotYet(wait) => (*wait, "not yet"),
                     JobError::CircuitOpen(until) => {
                         (after_circuit(*until), "provider circuit open")
                     }
-                    _ => (Duration::from_secs(1), "not yet"),
+                    _ => (Duration::from_secs(1), "busy"),
                 };
                 jobs::retry_later(
                     &mut conn,
@@ -280,7 +280,7 @@ async fn run_one(ctx: &Context, settings: &Runner, claimed: ClaimedJob) -> bool 
     let label = match &outcome {
         Ok(()) => "ok",
         Err(JobError::Busy) => "busy",
-        Err(JobError::NotYet) => "not_yet",
+        Err(JobError::NotYet(_)) => "not_yet",
         Err(JobError::CircuitOpen(_)) => "circuit_open",
         Err(JobError::Transient(_)) => "transient",
         Err(JobError::Permanent(_)) => "permanent",

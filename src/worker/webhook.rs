@@ -2,6 +2,8 @@
 //! webhook is older than what the status already reflects), mark revoked accounts, or queue a
 //! sync. Every change is written with its events in one transaction.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use serde_json::{Map, Value};
@@ -57,9 +59,16 @@ pub async fn run(
         None => Vec::new(),
     };
     drop(conn);
-    // An item Plaid was just told to send here may speak before its import has committed.
-    if targets.is_empty() && Utc::now() - delivery.received_at < IMPORT_GRACE {
-        return Err(JobError::NotYet);
+    // An item Plaid was just told to send here may speak before its import has committed. It
+    // is looked at again after as long as it has waited (1 s, 2 s, 4 s ...), so that webhooks
+    // of items that are not ours cost a few looks each, not one a second for the whole grace.
+    let waited = Utc::now() - delivery.received_at;
+    if targets.is_empty() && waited < IMPORT_GRACE {
+        let wait = waited
+            .to_std()
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
+        return Err(JobError::NotYet(wait));
     }
     let outcome = if targets.is_empty() {
         metrics::count(&metrics::METRICS.unknown_webhooks, "PLAID");
