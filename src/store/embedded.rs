@@ -108,9 +108,13 @@ impl EmbeddedCluster {
             .join("server.log")
             .to_string_lossy()
             .into_owned();
-        // Room for the benches' pgbench baselines (128 clients) beside the service's pool.
-        let options =
+        // Room for the benches' pgbench baselines (128 clients) beside the service's pool, and
+        // pg_stat_statements where it is installed (what SQL runs, and how often).
+        let mut options =
             format!("-p {port} -c listen_addresses=127.0.0.1 -c max_connections=200 -k {data}");
+        if self.has_library("pg_stat_statements") {
+            options.push_str(" -c shared_preload_libraries=pg_stat_statements");
+        }
         self.run(
             "pg_ctl",
             &[
@@ -120,6 +124,13 @@ impl EmbeddedCluster {
         self.port = port;
         self.started_here = true;
         Ok(())
+    }
+
+    /// Whether the server's library directory (beside its binaries) holds `name`.
+    fn has_library(&self, name: &str) -> bool {
+        self.bin_dir
+            .parent()
+            .is_some_and(|dir| dir.join("lib").join(format!("{name}.so")).exists())
     }
 
     /// The port of a server already running on this data dir, read from `postmaster.pid`.

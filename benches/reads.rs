@@ -1,0 +1,325 @@
+//! Reads (issue 16): GetConnection, and ListTransactions (a page of 100 of a connection with
+//! 10,000 transactions), each at 32 concurrent gRPC clients for 10 s, against pgbench running,
+//! at 32 clients on the same database in the same run, exactly the SQL linkstate sent for each
+//! call: the statements are read from `pg_stat_statements` after the gRPC run (their count per
+//! call shows any N+1), their parameters filled with the values the calls used, and run with
+//! `pgbench -M prepared` (the database's best for that SQL). Goal: each read at least 0.5x of
+//! its pgbench rate.
+//!
+//! Run: `cargo bench --bench reads` (uses DATABASE_URL if set, else the embedded test cluster,
+//! which preloads pg_stat_statements).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel_async::RunQueryDsl;
+use linkstate::proto::{self, import_result};
+use linkstate::store;
+use linkstate_testing::{TestApp, authed};
+use tonic::transport::Channel;
+
+const CLIENTS: usize = 32;
+const SECONDS: u64 = 10;
+const TRANSACTIONS: usize = 10_000;
+const PAGE: i32 = 100;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+/// What the bench's calls are about: the values linkstate bound into its SQL.
+struct Subject {
+    key: String,
+    account_id: String,
+    connection_id: String,
+}
+
+async fn run() {
+    let app = TestApp::start_unlimited().await;
+    sql(&app, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await;
+    let (account_id, key) = app.account("bench").await;
+    let connection_id = import(&app, &key).await;
+    let subject = Arc::new(Subject {
+        key,
+        account_id: account_id.to_string(),
+        connection_id,
+    });
+    let channel = app.channel().await;
+    println!(
+        "\nReads: {CLIENTS} concurrent gRPC clients for {SECONDS} s each; baseline: pgbench -M prepared -c {CLIENTS} -j 2 -T {SECONDS} running the statements linkstate sent per call\n"
+    );
+    let mut rows = Vec::new();
+    for read in [Read::GetConnection, Read::ListTransactions] {
+        // Warm: pools open, statements prepared.
+        drive(&channel, &subject, read, Duration::from_secs(1)).await;
+        sql(&app, "SELECT pg_stat_statements_reset()").await;
+        let run = drive(&channel, &subject, read, Duration::from_secs(SECONDS)).await;
+        let statements = statements_of(&app, run.latencies.len()).await;
+        println!("{read:?}: statements per call (pg_stat_statements):");
+        for (text, calls) in &statements {
+            println!(
+                "  {:.2} x {}",
+                *calls as f64 / run.latencies.len() as f64,
+                one_line(text)
+            );
+        }
+        let script: String = statements
+            .iter()
+            .map(|(text, _)| format!("{};\n", one_line(&fill(text, &subject))))
+            .collect();
+        let baseline = pgbench(&app, &script).await;
+        rows.push((read, run, baseline));
+    }
+    println!("\n| read | calls | per second | p50 | p99 | pgbench, same SQL, per second | ratio |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (read, run, baseline) in &rows {
+        let mut sorted = run.latencies.clone();
+        sorted.sort();
+        let rate = sorted.len() as f64 / run.wall.as_secs_f64();
+        println!(
+            "| {read:?} | {} | {rate:.0} | {} | {} | {baseline:.0} | {:.2} |",
+            sorted.len(),
+            ms(percentile(&sorted, 0.50)),
+            ms(percentile(&sorted, 0.99)),
+            rate / baseline
+        );
+    }
+    println!("\ngoal: each ratio at least 0.5");
+    app.stop().await;
+}
+
+/// The two reads measured.
+#[derive(Clone, Copy, Debug)]
+enum Read {
+    GetConnection,
+    ListTransactions,
+}
+
+struct Run {
+    wall: Duration,
+    latencies: Vec<Duration>,
+}
+
+/// `CLIENTS` tasks calling `read` back to back for `length`.
+async fn drive(channel: &Channel, subject: &Arc<Subject>, read: Read, length: Duration) -> Run {
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (channel, subject) = (channel.clone(), subject.clone());
+            tokio::spawn(async move {
+                let mut connections =
+                    proto::connection_service_client::ConnectionServiceClient::new(channel.clone());
+                let mut data =
+                    proto::financial_data_service_client::FinancialDataServiceClient::new(channel);
+                let mut latencies = Vec::new();
+                while started.elapsed() < length {
+                    let call = Instant::now();
+                    match read {
+                        Read::GetConnection => {
+                            connections
+                                .get_connection(authed(
+                                    &subject.key,
+                                    proto::GetConnectionRequest {
+                                        connection_id: subject.connection_id.clone(),
+                                    },
+                                ))
+                                .await
+                                .expect("GetConnection");
+                        }
+                        Read::ListTransactions => {
+                            let page = data
+                                .list_transactions(authed(
+                                    &subject.key,
+                                    proto::ListTransactionsRequest {
+                                        connection_id: subject.connection_id.clone(),
+                                        page_size: PAGE,
+                                        ..Default::default()
+                                    },
+                                ))
+                                .await
+                                .expect("ListTransactions")
+                                .into_inner();
+                            assert_eq!(page.transactions.len(), PAGE as usize);
+                        }
+                    }
+                    latencies.push(call.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for client in clients {
+        latencies.extend(client.await.expect("client"));
+    }
+    Run {
+        wall: started.elapsed(),
+        latencies,
+    }
+}
+
+/// The statements this database ran about once per call or more since the reset, with their
+/// counts, most frequent first.
+async fn statements_of(app: &TestApp, calls: usize) -> Vec<(String, i64)> {
+    #[derive(diesel::QueryableByName)]
+    struct Statement {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        query: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        calls: i64,
+    }
+    let mut conn = store::connect(&app.pool).await.expect("connection");
+    diesel::sql_query(
+        "SELECT query, calls FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND calls >= $1 ORDER BY calls DESC",
+    )
+    .bind::<diesel::sql_types::BigInt, _>((calls / 2) as i64)
+    .load::<Statement>(&mut conn)
+    .await
+    .expect("pg_stat_statements")
+    .into_iter()
+    .map(|s| (s.query, s.calls))
+    .collect()
+}
+
+/// A statement from pg_stat_statements with its `$n` filled with the values linkstate bound
+/// (diesel numbers them in the order it binds them; pg_stat_statements numbers the literals
+/// it hides after them), each statement known by its table.
+fn fill(text: &str, subject: &Subject) -> String {
+    let key_hash = format!(
+        "'\\x{}'::bytea",
+        linkstate::domain::api_key::hash(&subject.key)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let account = format!("'{}'::uuid", subject.account_id);
+    let connection = format!("'{}'::uuid", subject.connection_id);
+    let values: Vec<String> = if text.contains("\"api_keys\"") {
+        vec![key_hash, "1".into()]
+    } else if text.contains("FROM \"transactions\"") {
+        vec![account, connection, (PAGE + 1).to_string()]
+    } else if text.contains("\"connections\"") {
+        // $4: the literal 'DELETED' of the duplicates' subquery, which pg_stat_statements
+        // shows as a parameter.
+        vec![account, connection, "1".into(), "'DELETED'".into()]
+    } else {
+        panic!("a statement the bench does not know: {text}");
+    };
+    // From the highest number down, so that $1 does not match inside $10.
+    let mut filled = text.to_string();
+    for (n, value) in values.iter().enumerate().rev() {
+        filled = filled.replace(&format!("${}", n + 1), value);
+    }
+    filled
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// pgbench running `script` (one transaction per call's statements); answers its rate.
+async fn pgbench(app: &TestApp, script: &str) -> f64 {
+    let file = tempfile::NamedTempFile::new().expect("script file");
+    std::fs::write(file.path(), script).expect("write script");
+    let (path, url) = (file.path().to_owned(), app.database.url.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("pgbench")
+            .args([
+                "-n",
+                "-M",
+                "prepared",
+                "-c",
+                &CLIENTS.to_string(),
+                "-j",
+                "2",
+                "-T",
+            ])
+            .arg(SECONDS.to_string())
+            .arg("-f")
+            .arg(&path)
+            .arg(&url)
+            .output()
+            .expect("pgbench runs (Debian: postgresql-client)")
+    })
+    .await
+    .expect("pgbench thread");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "pgbench failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tps = "))
+        .find_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no tps in pgbench's output:\n{stdout}"))
+}
+
+/// Imports one item with `TRANSACTIONS` transactions and waits until all are stored.
+async fn import(app: &TestApp, key: &str) -> String {
+    let item = app.sim.create_item("ins_109508");
+    app.sim.set_history(&item.item_id, TRANSACTIONS);
+    app.sim.complete_historical(&item.item_id);
+    let response = app
+        .connections()
+        .await
+        .import_connections(authed(
+            key,
+            proto::ImportConnectionsRequest {
+                connections: vec![proto::ImportConnection {
+                    service_provider: proto::service_provider::Value::Plaid as i32,
+                    external_customer_id: "bench".into(),
+                    access_token: item.access_token.expose().into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("import")
+        .into_inner();
+    let Some(import_result::Result::Connection(connection)) = &response.results[0].result else {
+        panic!("import failed");
+    };
+    for _ in 0..1200 {
+        let stored = app
+            .count(&format!(
+                "transactions WHERE connection_id = '{}'",
+                connection.id
+            ))
+            .await;
+        if stored as usize >= TRANSACTIONS {
+            return connection.id.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the transactions were not stored in 120 s");
+}
+
+async fn sql(app: &TestApp, statement: &str) {
+    let mut conn = store::connect(&app.pool).await.expect("connection");
+    diesel::sql_query(statement)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+/// The value at quantile `q` of sorted durations (nearest rank).
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (sorted.len() as f64 * q).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
