@@ -127,7 +127,9 @@ async fn a_writer_killed_mid_batch_loses_no_acknowledged_delivery() {
             })
         })
         .collect();
-    // Kill the writer's connection whenever it is inside its batch statement.
+    // Kill the writer's connection inside its batch statement: a table lock holds the
+    // statement where a kill surely aborts it (a kill at its very end may let it commit), then
+    // the lock is let go and the next batch runs; again until every delivery was taken.
     let killer = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -136,19 +138,37 @@ async fn a_writer_killed_mid_batch_loses_no_acknowledged_delivery() {
                 #[diesel(sql_type = diesel::sql_types::BigInt)]
                 n: i64,
             }
+            let mut locker = store::connect(&app.pool).await.unwrap();
             let mut conn = store::connect(&app.pool).await.unwrap();
+            let taken = || app.app.ctx.webhook_writer().stats().read().1 >= WEBHOOKS as u64;
             let mut kills = 0;
-            while app.app.ctx.webhook_writer().stats().read().1 < WEBHOOKS as u64 {
-                let killed = diesel::sql_query(
-                    "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
-                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
-                     AND state = 'active' AND query LIKE 'WITH input AS%'",
-                )
-                .get_result::<Killed>(&mut conn)
-                .await
-                .unwrap();
-                kills += killed.n;
-                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+            while !taken() {
+                for statement in ["BEGIN", "LOCK TABLE webhook_sources IN EXCLUSIVE MODE"] {
+                    diesel::sql_query(statement)
+                        .execute(&mut locker)
+                        .await
+                        .unwrap();
+                }
+                while !taken() {
+                    let killed = diesel::sql_query(
+                        "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+                         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                         AND wait_event_type = 'Lock' AND query LIKE 'WITH input AS%'",
+                    )
+                    .get_result::<Killed>(&mut conn)
+                    .await
+                    .unwrap();
+                    kills += killed.n;
+                    if killed.n > 0 {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+                }
+                diesel::sql_query("COMMIT")
+                    .execute(&mut locker)
+                    .await
+                    .unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             kills
         })

@@ -130,8 +130,10 @@ async fn write(pool: DbPool, mut requests: mpsc::Receiver<Request>, stats: Arc<S
 
 /// Deliveries to record together: each source once (its copies wait for its answer).
 struct Batch {
-    /// One request per source, in arrival order.
-    leaders: Vec<Request>,
+    /// One delivery per source, in arrival order.
+    leaders: Vec<NewDelivery>,
+    /// Where each leader's answer goes.
+    answers: Vec<oneshot::Sender<Outcome>>,
     /// Copies of a leader's body from the same source: answered as its duplicates.
     copies: Vec<(usize, oneshot::Sender<Outcome>)>,
     /// The leader of each source.
@@ -143,6 +145,7 @@ impl Batch {
     fn new(first: Request) -> Self {
         let mut batch = Self {
             leaders: Vec::new(),
+            answers: Vec::new(),
             copies: Vec::new(),
             by_source: HashMap::new(),
             bytes: 0,
@@ -165,9 +168,7 @@ impl Batch {
     fn add(&mut self, request: Request) -> Option<Request> {
         let (provider, source) = request.delivery.source();
         match self.by_source.get(&(provider, source.to_string())) {
-            Some(&leader)
-                if self.leaders[leader].delivery.body_sha256 == request.delivery.body_sha256 =>
-            {
+            Some(&leader) if self.leaders[leader].body_sha256 == request.delivery.body_sha256 => {
                 self.copies.push((leader, request.answer));
                 None
             }
@@ -185,16 +186,15 @@ impl Batch {
         self.by_source
             .insert((provider, source.to_string()), self.leaders.len());
         self.bytes += request.delivery.body.len();
-        self.leaders.push(request);
+        self.leaders.push(request.delivery);
+        self.answers.push(request.answer);
     }
 
     /// Records the batch and answers every request in it: all succeed or all fail together.
     async fn commit(self, pool: &DbPool) {
-        let deliveries: Vec<NewDelivery> =
-            self.leaders.iter().map(|r| r.delivery.clone()).collect();
         let recorded = async {
             let mut conn = store::connect(pool).await?;
-            webhooks::record_batch(&mut conn, &deliveries).await
+            webhooks::record_batch(&mut conn, &self.leaders).await
         }
         .await;
         match recorded {
@@ -203,17 +203,16 @@ impl Batch {
                     let (id, _) = outcomes[leader];
                     let _ = answer.send(Ok((id, false)));
                 }
-                for (request, outcome) in self.leaders.into_iter().zip(outcomes) {
-                    let _ = request.answer.send(Ok(outcome));
+                for (answer, outcome) in self.answers.into_iter().zip(outcomes) {
+                    let _ = answer.send(Ok(outcome));
                 }
             }
             Err(error) => {
                 // Nothing of the batch was written: every request is told so, and retried by
                 // its sender.
                 let answers = self
-                    .leaders
+                    .answers
                     .into_iter()
-                    .map(|r| r.answer)
                     .chain(self.copies.into_iter().map(|(_, answer)| answer));
                 for answer in answers {
                     let _ = answer.send(Err(copy(&error)));

@@ -117,14 +117,7 @@ pub async fn record_plaid(
         provider_connection_id: webhook.item_id,
         job: Job::process_delivery(id).to_new_job(),
     };
-    let recorded = save(ctx, delivery).await.map_err(|e| match e {
-        StoreError::Unavailable(reason) => RecordError::Unavailable(reason),
-        other => RecordError::Internal(other.to_string()),
-    })?;
-    if !recorded.duplicate {
-        ctx.wake_workers();
-    }
-    Ok(recorded)
+    save(ctx, delivery).await
 }
 
 /// Records one Akoya notification. Akoya signs nothing, so it is only a hint: it is kept
@@ -151,23 +144,26 @@ pub async fn record_akoya(ctx: &Context, body: &[u8]) -> Result<Recorded, Record
         provider_connection_id: subject,
         job: Job::process_delivery(id).to_new_job(),
     };
-    let recorded = save(ctx, delivery).await.map_err(|e| match e {
-        StoreError::Unavailable(reason) => RecordError::Unavailable(reason),
-        other => RecordError::Internal(other.to_string()),
-    })?;
-    if !recorded.duplicate {
-        ctx.wake_workers();
-    }
-    Ok(recorded)
+    save(ctx, delivery).await
 }
 
 /// Longest category, type or id an Akoya notification may carry.
 const MAX_NOTIFICATION_FIELD: usize = 255;
 
 /// The delivery and, when it is new, its processing job: one statement, so both or neither,
-/// committed with whatever other deliveries gathered meanwhile.
-async fn save(ctx: &Context, delivery: webhooks::NewDelivery) -> Result<Recorded, StoreError> {
-    let (webhook_id, new) = ctx.webhook_writer().record(delivery).await?;
+/// committed with whatever other deliveries gathered meanwhile; a new one wakes the workers.
+async fn save(ctx: &Context, delivery: webhooks::NewDelivery) -> Result<Recorded, RecordError> {
+    let (webhook_id, new) = ctx
+        .webhook_writer()
+        .record(delivery)
+        .await
+        .map_err(|e| match e {
+            StoreError::Unavailable(reason) => RecordError::Unavailable(reason),
+            other => RecordError::Internal(other.to_string()),
+        })?;
+    if new {
+        ctx.wake_workers();
+    }
     Ok(Recorded {
         webhook_id,
         duplicate: !new,
