@@ -34,6 +34,9 @@ fn zero_for_a_concurrency_a_limit_or_a_timeout_is_refused_in_one_line() {
         ("LINKSTATE_RATE_BURST", "0"),
         ("LINKSTATE_MAX_STREAMS_PER_ACCOUNT", "0"),
         ("LINKSTATE_MAX_IMPORTS_PER_ACCOUNT", "0"),
+        ("LINKSTATE_CIRCUIT_THRESHOLD", "0"),
+        ("LINKSTATE_CIRCUIT_COOL_DOWN", "0s"),
+        ("LINKSTATE_CIRCUIT_MAX_COOL_DOWN", "soon"),
         ("LINKSTATE_RATE_LIMIT", "-1"),
         ("LINKSTATE_RATE_LIMIT", "fast"),
     ] {
