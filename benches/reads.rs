@@ -1,5 +1,5 @@
 //! Reads (issue 16): GetConnection, and ListTransactions (a page of 100 of a connection with
-//! 10,000 transactions), each at 32 concurrent gRPC clients for 10 s, against pgbench running,
+//! 10,000 transactions), each at 32 concurrent gRPC clients (a connection each) for 10 s, against pgbench running,
 //! at 32 clients on the same database in the same run, exactly the SQL linkstate sent for each
 //! call: the statements are read from `pg_stat_statements` after the gRPC run (their count per
 //! call shows any N+1), their parameters filled with the values the calls used, and run with
@@ -48,16 +48,21 @@ async fn run() {
         account_id: account_id.to_string(),
         connection_id,
     });
-    let channel = app.channel().await;
+    // One HTTP/2 connection per client, as 32 client processes (or pgbench's 32 clients)
+    // would have: one shared connection is served by one task and would bound the server.
+    let mut channels = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        channels.push(app.channel().await);
+    }
     println!(
-        "\nReads: {CLIENTS} concurrent gRPC clients for {SECONDS} s each; baseline: pgbench -M prepared -c {CLIENTS} -j 2 -T {SECONDS} running the statements linkstate sent per call\n"
+        "\nReads: {CLIENTS} concurrent gRPC clients, one HTTP/2 connection each, for {SECONDS} s each; baseline: pgbench -M prepared -c {CLIENTS} -j 2 -T {SECONDS} running the statements linkstate sent per call\n"
     );
     let mut rows = Vec::new();
     for read in [Read::GetConnection, Read::ListTransactions] {
         // Warm: pools open, statements prepared.
-        drive(&channel, &subject, read, Duration::from_secs(1)).await;
+        drive(&channels, &subject, read, Duration::from_secs(1)).await;
         sql(&app, "SELECT pg_stat_statements_reset()").await;
-        let run = drive(&channel, &subject, read, Duration::from_secs(SECONDS)).await;
+        let run = drive(&channels, &subject, read, Duration::from_secs(SECONDS)).await;
         let statements = statements_of(&app, run.latencies.len()).await;
         println!("{read:?}: statements per call (pg_stat_statements):");
         for (text, calls) in &statements {
@@ -105,10 +110,11 @@ struct Run {
 }
 
 /// `CLIENTS` tasks calling `read` back to back for `length`.
-async fn drive(channel: &Channel, subject: &Arc<Subject>, read: Read, length: Duration) -> Run {
+async fn drive(channels: &[Channel], subject: &Arc<Subject>, read: Read, length: Duration) -> Run {
     let started = Instant::now();
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|_| {
+    let clients: Vec<_> = channels
+        .iter()
+        .map(|channel| {
             let (channel, subject) = (channel.clone(), subject.clone());
             tokio::spawn(async move {
                 let mut connections =

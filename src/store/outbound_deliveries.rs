@@ -184,9 +184,10 @@ WITH position AS (
     SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin
 ), page AS (
     SELECT e.transaction_id, e.sequence, e.event_id, e.account_id, e.event_type
-    FROM events e, position p, horizon h
-    WHERE (e.transaction_id, e.sequence) > (p.transaction_id, p.sequence)
-      AND e.transaction_id < h.xmin
+    FROM events e
+    WHERE (e.transaction_id, e.sequence)
+          > ((SELECT transaction_id FROM position), (SELECT sequence FROM position))
+      AND e.transaction_id < (SELECT xmin FROM horizon)
     ORDER BY e.transaction_id, e.sequence
     LIMIT $1
 ), queued AS (
