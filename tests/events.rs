@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use linkstate::domain::cursor::Cursor;
 use linkstate::domain::event::{EventPayload, EventType, NewEvent};
 use linkstate::proto::{self, stream_events_response::Message};
 use linkstate::store::{self, StoreError, events};
@@ -222,6 +223,96 @@ async fn list_events_pages_with_next_cursor_and_filters() {
         .unwrap()
         .into_inner();
     assert_eq!(by_id, all[2]);
+    app.stop().await;
+}
+
+/// The stream's next message, heartbeat or event.
+async fn next(stream: &mut Streaming<proto::StreamEventsResponse>) -> Option<Message> {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("a message within 10 s")
+        .expect("stream open")
+        .expect("no error")
+        .message
+}
+
+/// Every event of the tenant so far, once there are `n`.
+async fn listed(app: &TestApp, key: &str, n: usize) -> Vec<proto::Event> {
+    let mut events = app.events().await;
+    for _ in 0..100 {
+        let all = events
+            .list_events(authed(key, proto::ListEventsRequest::default()))
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        if all.len() >= n {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{n} events not listed within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_stream_hears_only_its_customer_and_its_heartbeat_moves_past_the_others() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    import(&app, &key, "customer-1").await;
+    let first = listed(&app, &key, 3).await;
+    let customer_1 = first[0]
+        .payload
+        .as_ref()
+        .unwrap()
+        .customer_id
+        .clone()
+        .unwrap();
+    let mut stream = open(
+        &app,
+        &key,
+        proto::StreamEventsRequest {
+            customer_id: customer_1.clone(),
+            heartbeat_seconds: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    // Open once its first heartbeat comes.
+    while !matches!(next(&mut stream).await, Some(Message::Heartbeat(_))) {}
+
+    // Another customer's events are not on this stream's route, yet its heartbeats move past
+    // them: a client resuming after one does not read them again.
+    import(&app, &key, "customer-2").await;
+    let others = listed(&app, &key, 6).await;
+    let last_other = Cursor::decode(&others[5].cursor).unwrap();
+    loop {
+        match next(&mut stream).await {
+            Some(Message::Heartbeat(heartbeat)) => {
+                if Cursor::decode(&heartbeat.cursor).unwrap() >= last_other {
+                    break;
+                }
+            }
+            other => panic!("only heartbeats, got {other:?}"),
+        }
+    }
+
+    // The customer's own events still come, none skipped by the heartbeat's move.
+    import(&app, &key, "customer-1").await;
+    let own = next_events(&mut stream, 3).await;
+    for event in &own {
+        assert_eq!(
+            event.payload.as_ref().unwrap().customer_id,
+            Some(customer_1.clone())
+        );
+    }
+    let all = listed(&app, &key, 9).await;
+    let ids = |events: &[proto::Event]| {
+        events
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&own), ids(&all[6..]));
     app.stop().await;
 }
 

@@ -4,19 +4,27 @@
 //! database load does not grow with the number of subscribers. The table stays the truth: a
 //! stream that falls behind the broadcast, or starts from an old cursor, reads the table itself.
 //!
+//! Routing: a stream follows one route, its tenant's events or one customer's of them, and the
+//! hub sends each route only the events on it. Ten thousand streams of one customer each are
+//! then not all woken for every event, only the one whose customer it is; a stream's heartbeat
+//! takes the hub's position instead, once it has taken in what was sent to it.
+//!
 //! Wake-ups: a writer in this process wakes the hub directly; once the hub has read what such a
 //! writer committed it tells the other replicas with one NOTIFY (see [`super::listener`]), and a
 //! poll catches whatever no wake-up announced.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::cursor::Cursor;
+use crate::domain::event::Event;
 use crate::domain::event_filter::EventFilter;
+use crate::domain::ids::{AccountId, CustomerId};
 use crate::store::events::{self as event_store, LoggedEvent, PageLimit};
 use crate::store::{self, DbPool};
 
@@ -60,6 +68,79 @@ pub struct Batch {
     pub events: Vec<LoggedEvent>,
 }
 
+/// What a stream follows: one tenant's events, or one customer's of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// The tenant.
+    pub account_id: AccountId,
+    /// Only this customer's events, when set.
+    pub customer_id: Option<CustomerId>,
+}
+
+impl Route {
+    /// The routes `event` travels on: its tenant's, and its customer's when it has one.
+    fn of(event: &Event) -> impl Iterator<Item = Route> {
+        let account_id = event.account_id;
+        std::iter::once(Route {
+            account_id,
+            customer_id: None,
+        })
+        .chain(event.payload.customer_id.map(|customer_id| Route {
+            account_id,
+            customer_id: Some(customer_id),
+        }))
+    }
+}
+
+/// The routes streams follow now, and how far the hub has sent on them.
+#[derive(Default)]
+struct Routes {
+    /// Every event at or before it has been sent on its routes; None before the first read.
+    published: Option<Cursor>,
+    channels: HashMap<Route, RouteChannel>,
+}
+
+/// One route's channel.
+struct RouteChannel {
+    sender: broadcast::Sender<Arc<Batch>>,
+    /// The end of the last batch sent on it, where its next one starts; None when nothing was
+    /// published before it was opened.
+    sent_to: Option<Cursor>,
+}
+
+/// A stream's receiver on its route; the route's channel is closed with its last receiver.
+pub struct RouteReceiver {
+    receiver: broadcast::Receiver<Arc<Batch>>,
+    route: Route,
+    hub: EventHub,
+}
+
+impl RouteReceiver {
+    /// The next batch of the route, waiting for it.
+    pub async fn recv(&mut self) -> Result<Arc<Batch>, broadcast::error::RecvError> {
+        self.receiver.recv().await
+    }
+
+    /// The next batch of the route if one is waiting.
+    pub fn try_recv(&mut self) -> Result<Arc<Batch>, broadcast::error::TryRecvError> {
+        self.receiver.try_recv()
+    }
+}
+
+impl Drop for RouteReceiver {
+    fn drop(&mut self) {
+        let mut routes = self.hub.routes();
+        // This receiver still counts: it is the last one when the count is one.
+        if routes
+            .channels
+            .get(&self.route)
+            .is_some_and(|channel| channel.sender.receiver_count() <= 1)
+        {
+            routes.channels.remove(&self.route);
+        }
+    }
+}
+
 /// The hub's handle, cloned into every stream and writer.
 #[derive(Clone)]
 pub struct EventHub {
@@ -72,7 +153,9 @@ struct Inner {
     wake: Notify,
     /// A writer of this process committed events that other replicas have not been told about.
     owe_peers: AtomicBool,
+    /// Every batch, for readers of the whole log (the outbound dispatcher).
     batches: broadcast::Sender<Arc<Batch>>,
+    routes: Mutex<Routes>,
     poll_interval: Duration,
     shutdown: CancellationToken,
 }
@@ -88,6 +171,7 @@ impl EventHub {
                 wake: Notify::new(),
                 owe_peers: AtomicBool::new(false),
                 batches,
+                routes: Mutex::new(Routes::default()),
                 poll_interval,
                 shutdown,
             }),
@@ -114,6 +198,64 @@ impl EventHub {
     /// Receives every batch read from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Batch>> {
         self.inner.batches.subscribe()
+    }
+
+    /// Receives the events of `route` read from now on, in batches that each say which stretch
+    /// of the log they cover; a gap between two means the receiver lagged.
+    pub fn subscribe_route(&self, route: Route) -> RouteReceiver {
+        let mut routes = self.routes();
+        let published = routes.published;
+        let channel = routes
+            .channels
+            .entry(route)
+            .or_insert_with(|| RouteChannel {
+                sender: broadcast::channel(BROADCAST_CAPACITY).0,
+                sent_to: published,
+            });
+        RouteReceiver {
+            receiver: channel.sender.subscribe(),
+            route,
+            hub: self.clone(),
+        }
+    }
+
+    /// Where the hub has read to: every event at or before it has been sent on its routes, so
+    /// a receiver that then finds nothing waiting has seen all of its route up to it.
+    pub fn published(&self) -> Option<Cursor> {
+        self.routes().published
+    }
+
+    fn routes(&self) -> MutexGuard<'_, Routes> {
+        // Nothing panics while holding it; a poisoned map is still consistent.
+        self.inner
+            .routes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sends each route that streams follow its part of `batch`, then publishes its end.
+    fn route(&self, batch: &Batch) {
+        let mut routes = self.routes();
+        let mut parts: HashMap<Route, Vec<LoggedEvent>> = HashMap::new();
+        for logged in &batch.events {
+            for route in Route::of(&logged.event) {
+                if routes.channels.contains_key(&route) {
+                    parts.entry(route).or_default().push(logged.clone());
+                }
+            }
+        }
+        for (route, events) in parts {
+            let channel = routes.channels.get_mut(&route).expect("a followed route");
+            let part = Batch {
+                from: channel.sent_to.unwrap_or(batch.from),
+                to: batch.to,
+                events,
+            };
+            channel.sent_to = Some(batch.to);
+            // A route without receivers left is removed by its last one.
+            let _ = channel.sender.send(Arc::new(part));
+        }
+        routes.published = Some(batch.to);
     }
 
     /// Resolves when the process shuts down; streams then end so clients reconnect elsewhere.
@@ -197,6 +339,7 @@ impl EventHub {
                     to: page.scanned_to,
                     events: page.events,
                 };
+                self.route(&batch);
                 // No receivers is fine: nobody is streaming right now.
                 let _ = self.inner.batches.send(Arc::new(batch));
                 from = page.scanned_to;

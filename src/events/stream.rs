@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use std::sync::Arc;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::mpsc::error::TrySendError;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::hub::EventHub;
+use super::hub::{Batch, EventHub, Route, RouteReceiver};
 use crate::domain::cursor::Cursor;
 use crate::domain::event_filter::EventFilter;
 use crate::domain::ids::AccountId;
@@ -131,14 +131,28 @@ struct Producer {
 /// quietly.
 struct Gone;
 
+/// What following the route did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Taken {
+    /// The stream is where the route is.
+    Followed,
+    /// The stream missed part of the route: the table has it.
+    Gap,
+    /// The client went away.
+    Gone,
+}
+
 impl Producer {
     async fn run(self) -> Result<(), StoreError> {
         // Subscribe before the first read, so nothing committed in between is missed.
-        let mut batches = self.hub.subscribe();
+        let mut batches = self.hub.subscribe_route(Route {
+            account_id: self.request.account_id,
+            customer_id: self.request.filter.customer_id,
+        });
         let mut position = self.start_position().await?;
         let mut heartbeat = tokio::time::interval(self.request.heartbeat);
         heartbeat.tick().await;
-        // Made once: a stream passes through the loop below for every batch of the hub.
+        // Made once: a stream passes through the loop below for every batch of its route.
         let client_gone = self.tx.closed();
         let shutting_down = self.hub.closed();
         tokio::pin!(client_gone, shutting_down);
@@ -148,36 +162,72 @@ impl Producer {
                 Err(Gone) => return Ok(()),
             }
             loop {
-                tokio::select! {
+                let taken = tokio::select! {
                     _ = &mut client_gone => return Ok(()),
                     _ = &mut shutting_down => return Ok(()),
-                    _ = heartbeat.tick() => {
-                        if self.send(StreamItem::Heartbeat(position)).await.is_err() {
-                            return Ok(());
-                        }
-                    }
+                    _ = heartbeat.tick() => self.heartbeat(&mut batches, &mut position).await,
                     received = batches.recv() => match received {
-                        // A batch that starts past us, or one we lagged behind: the table knows.
-                        Ok(batch) if batch.from > position => continue 'catch_up,
-                        Ok(batch) => {
-                            for logged in &batch.events {
-                                if logged.cursor <= position {
-                                    continue;
-                                }
-                                if self.wants(logged)
-                                    && self.send(StreamItem::Event(Box::new(logged.clone()))).await.is_err()
-                                {
-                                    return Ok(());
-                                }
-                                position = logged.cursor;
-                            }
-                            position = position.max(batch.to);
-                        }
-                        Err(RecvError::Lagged(_)) => continue 'catch_up,
+                        Ok(batch) => self.take(&batch, &mut position).await,
+                        Err(RecvError::Lagged(_)) => Taken::Gap,
                         Err(RecvError::Closed) => return Ok(()),
                     },
+                };
+                match taken {
+                    Taken::Followed => {}
+                    // The table knows what the broadcast skipped.
+                    Taken::Gap => continue 'catch_up,
+                    Taken::Gone => return Ok(()),
                 }
             }
+        }
+    }
+
+    /// Sends the batch's events that the stream wants and moves past it; a batch that starts
+    /// past the stream's position leaves a gap to read from the table.
+    async fn take(&self, batch: &Batch, position: &mut Cursor) -> Taken {
+        if batch.from > *position {
+            return Taken::Gap;
+        }
+        for logged in &batch.events {
+            if logged.cursor <= *position {
+                continue;
+            }
+            if self.wants(logged)
+                && self
+                    .send(StreamItem::Event(Box::new(logged.clone())))
+                    .await
+                    .is_err()
+            {
+                return Taken::Gone;
+            }
+            *position = logged.cursor;
+        }
+        *position = (*position).max(batch.to);
+        Taken::Followed
+    }
+
+    /// Sends a heartbeat at the hub's position when the stream has taken in everything sent to
+    /// it up to there: a quiet route sees no batches, and its cursor must still move on.
+    async fn heartbeat(&self, batches: &mut RouteReceiver, position: &mut Cursor) -> Taken {
+        // Read before looking at what is waiting: whatever the hub sent up to it is waiting.
+        let published = self.hub.published();
+        loop {
+            let taken = match batches.try_recv() {
+                Ok(batch) => self.take(&batch, position).await,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Lagged(_)) => Taken::Gap,
+                Err(TryRecvError::Closed) => Taken::Gone,
+            };
+            if taken != Taken::Followed {
+                return taken;
+            }
+        }
+        if let Some(published) = published {
+            *position = (*position).max(published);
+        }
+        match self.send(StreamItem::Heartbeat(*position)).await {
+            Ok(()) => Taken::Followed,
+            Err(Gone) => Taken::Gone,
         }
     }
 
