@@ -14,7 +14,7 @@ use super::hub::{Batch, EventHub, Route, RouteReceiver};
 use crate::domain::cursor::Cursor;
 use crate::domain::event_filter::EventFilter;
 use crate::domain::ids::AccountId;
-use crate::store::events::{self as event_store, LoggedEvent, PageLimit};
+use crate::store::events::{self as event_store, EventPage, LoggedEvent, PageLimit};
 use crate::store::{self, DbPool, StoreError};
 
 /// Messages buffered per stream; a slow reader holds back only its own producer.
@@ -25,7 +25,8 @@ const STREAM_BUFFER: usize = 256;
 const STREAM_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// Events read per catch-up query: at most 500, and no more once their payloads reach 256 KiB
-/// (a page of ordinary events is well under it).
+/// (a page of ordinary events is well under it). A stream catching up holds two pages: the one
+/// it sends and the next.
 const CATCH_UP_PAGE: PageLimit = PageLimit {
     events: 500,
     bytes: 256 * 1024,
@@ -242,37 +243,50 @@ impl Producer {
         }
     }
 
-    /// Reads the table from `position` until it has sent everything settled.
+    /// Reads the table from `position` until it has sent everything settled. The next page is
+    /// read while the current one is sent: a stream far behind then waits on the database or
+    /// on its client, not on both in turn, and holds at most two pages.
     async fn catch_up(&self, position: &mut Cursor) -> Result<Result<(), Gone>, StoreError> {
+        let mut page = self.read_page(*position).await?;
         loop {
-            // A connection per page, never held while a slow client reads.
-            let mut conn = store::connect(&self.pool).await?;
-            let page = event_store::read_after(
-                &mut conn,
-                Some(self.request.account_id),
-                *position,
-                &self.request.filter,
-                CATCH_UP_PAGE,
-            )
-            .await?;
-            drop(conn);
-            let full = page.full;
-            for logged in page.events {
-                let cursor = logged.cursor;
-                if self
-                    .send(StreamItem::Event(Box::new(logged)))
-                    .await
-                    .is_err()
-                {
-                    return Ok(Err(Gone));
-                }
-                *position = cursor;
+            let end = page.scanned_to.max(*position);
+            if !page.full {
+                let sent = self.send_page(page.events, position).await;
+                *position = end;
+                return Ok(sent);
             }
-            *position = (*position).max(page.scanned_to);
-            if !full {
-                return Ok(Ok(()));
+            let (sent, next) =
+                tokio::join!(self.send_page(page.events, position), self.read_page(end));
+            if sent.is_err() {
+                return Ok(Err(Gone));
             }
+            *position = end;
+            page = next?;
         }
+    }
+
+    /// One page of the stream's events after `from`, on a connection of its own that is given
+    /// back before the page is sent: never held while a slow client reads.
+    async fn read_page(&self, from: Cursor) -> Result<EventPage, StoreError> {
+        let mut conn = store::connect(&self.pool).await?;
+        event_store::read_after(
+            &mut conn,
+            Some(self.request.account_id),
+            from,
+            &self.request.filter,
+            CATCH_UP_PAGE,
+        )
+        .await
+    }
+
+    /// Sends a page's events in order, moving `position` with each.
+    async fn send_page(&self, events: Vec<LoggedEvent>, position: &mut Cursor) -> Result<(), Gone> {
+        for logged in events {
+            let cursor = logged.cursor;
+            self.send(StreamItem::Event(Box::new(logged))).await?;
+            *position = cursor;
+        }
+        Ok(())
     }
 
     fn wants(&self, logged: &LoggedEvent) -> bool {
