@@ -37,19 +37,38 @@ struct ConnectionRow {
     successfully_aggregated_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     active_duplicate_connection_id: Option<Uuid>,
-    #[diesel(select_expression = duplicate_ids())]
-    #[diesel(select_expression_type = diesel::expression::SqlLiteral<Array<diesel::sql_types::Uuid>>)]
+    #[diesel(select_expression = DuplicateIds)]
+    #[diesel(select_expression_type = DuplicateIds)]
     duplicate_connection_ids: Vec<Uuid>,
 }
 
 /// The connection's inactive duplicates that are not deleted, oldest first: a subquery on the
-/// partial index of the pointers, which is empty for almost every connection.
-fn duplicate_ids() -> diesel::expression::SqlLiteral<Array<diesel::sql_types::Uuid>> {
-    diesel::dsl::sql(
-        "ARRAY(SELECT d.id FROM connections d \
-         WHERE d.active_duplicate_connection_id = connections.id AND d.status <> 'DELETED' \
-         ORDER BY d.created_at, d.id)",
-    )
+/// partial index of the pointers, which is empty for almost every connection. A type of its own
+/// rather than `diesel::dsl::sql`, whose text diesel cannot know to be the same each time: a
+/// query holding it would be prepared again on every call, one more round trip per read.
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId, diesel::expression::ValidGrouping)]
+struct DuplicateIds;
+
+impl diesel::expression::Expression for DuplicateIds {
+    type SqlType = Array<diesel::sql_types::Uuid>;
+}
+
+impl<QS> diesel::expression::AppearsOnTable<QS> for DuplicateIds {}
+
+impl<QS> diesel::expression::SelectableExpression<QS> for DuplicateIds {}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for DuplicateIds {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql(
+            "ARRAY(SELECT d.id FROM connections d \
+             WHERE d.active_duplicate_connection_id = connections.id AND d.status <> 'DELETED' \
+             ORDER BY d.created_at, d.id)",
+        );
+        Ok(())
+    }
 }
 
 impl TryFrom<ConnectionRow> for Connection {
