@@ -18,6 +18,11 @@ use linkstate::store;
 use linkstate_testing::{TestApp, authed};
 use tonic::transport::Channel;
 
+/// The allocator the `linkstate` binary runs with, so that the server in this process allocates
+/// as it does in production.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const CLIENTS: usize = 32;
 const SECONDS: u64 = 10;
 const TRANSACTIONS: usize = 10_000;
