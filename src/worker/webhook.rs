@@ -85,6 +85,8 @@ pub async fn run(
         if matches!(action, WebhookAction::Nothing) {
             outcome = "recorded";
         }
+        // The events are committed: streams need not wait for the delivery's bookkeeping.
+        ctx.hub().wake();
         outcome
     };
     let mut conn = store::connect(ctx.pool()).await?;
