@@ -28,10 +28,15 @@ use crate::domain::ids::{AccountId, CustomerId};
 use crate::store::events::{self as event_store, LoggedEvent, PageLimit};
 use crate::store::{self, DbPool};
 
-/// How many batches a slow stream may fall behind before it reads the table instead. With
-/// [`TAIL_PAGE`] this bounds what the hub holds for its slowest stream: 32 batches of at most
-/// 256 KiB of payloads.
+/// How many batches the dispatcher may fall behind the whole log's broadcast before it misses
+/// a wake-up (it reads the table itself, so a miss costs nothing but a poll's delay).
 const BROADCAST_CAPACITY: usize = 32;
+
+/// How many of its route's batches a slow stream may fall behind before it reads the table
+/// instead. Each route keeps its own unread batches, so with [`TAIL_PAGE`] this bounds what a
+/// stalled stream's route holds to 8 batches of at most 256 KiB of payloads: 2 MiB, besides the
+/// stream's own 1 MiB buffer, however many routes are stalled.
+const ROUTE_CAPACITY: usize = 8;
 
 /// Events read per query while tailing: at most 500, and no more once their payloads reach
 /// 256 KiB.
@@ -209,7 +214,7 @@ impl EventHub {
             .channels
             .entry(route)
             .or_insert_with(|| RouteChannel {
-                sender: broadcast::channel(BROADCAST_CAPACITY).0,
+                sender: broadcast::channel(ROUTE_CAPACITY).0,
                 sent_to: published,
             });
         RouteReceiver {
