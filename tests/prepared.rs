@@ -15,6 +15,17 @@ struct Statement {
     statement: String,
 }
 
+/// The statements prepared on `conn`, by their text.
+async fn prepared_statements(conn: &mut diesel_async::AsyncPgConnection) -> Vec<String> {
+    diesel::sql_query("SELECT statement FROM pg_prepared_statements ORDER BY statement")
+        .load::<Statement>(conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.statement)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_the_log_and_claiming_jobs_reuse_prepared_statements() {
     let database = TestDatabase::new().await;
@@ -38,14 +49,7 @@ async fn reading_the_log_and_claiming_jobs_reuse_prepared_statements() {
             .await
             .unwrap();
     }
-    let prepared: Vec<String> =
-        diesel::sql_query("SELECT statement FROM pg_prepared_statements ORDER BY statement")
-            .load::<Statement>(&mut conn)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|row| row.statement)
-            .collect();
+    let prepared = prepared_statements(&mut conn).await;
     let count = |needle: &str| prepared.iter().filter(|s| s.contains(needle)).count();
     // Three calls each, one prepared statement each.
     assert_eq!(count("pg_snapshot_xmin"), 1, "{prepared:#?}");
@@ -76,14 +80,7 @@ async fn the_hot_reads_reuse_prepared_statements() {
         .await
         .unwrap();
     }
-    let prepared: Vec<String> =
-        diesel::sql_query("SELECT statement FROM pg_prepared_statements ORDER BY statement")
-            .load::<Statement>(&mut conn)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|row| row.statement)
-            .collect();
+    let prepared = prepared_statements(&mut conn).await;
     let count = |needle: &str| prepared.iter().filter(|s| s.contains(needle)).count();
     // Three calls each, one prepared statement each: no call pays a round trip to prepare.
     assert_eq!(count("FROM \"api_keys\""), 1, "{prepared:#?}");

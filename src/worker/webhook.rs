@@ -91,7 +91,6 @@ pub async fn run(
     };
     let mut conn = store::connect(ctx.pool()).await?;
     webhooks::mark_processed(&mut conn, job.delivery_id, outcome).await?;
-    ctx.hub().wake();
     Ok(())
 }
 
