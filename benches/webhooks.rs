@@ -8,7 +8,8 @@
 //! 2. Webhook to event: ITEM webhooks at a steady 200 per second that each change a connection's
 //!    status, timed from the POST until the STATUS_CHANGE arrives on a live `StreamEvents`.
 //!
-//! Run: `cargo bench --bench webhooks` (uses DATABASE_URL if set, else the embedded test cluster).
+//! Run: `cargo bench --bench webhooks` (uses DATABASE_URL if set, else the embedded test cluster);
+//! `cargo bench --bench webhooks -- latency` runs only the second measurement, on a fresh app.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,6 +59,11 @@ async fn run() {
     // One client for every sender: it keeps a kept-alive connection per request in flight.
     let client = reqwest::Client::new();
     let url = format!("http://{}/webhooks/plaid", app.app.http_addr);
+    if std::env::args().any(|arg| arg == "latency") {
+        print_to_event(&webhook_to_event(&app, &client, &url).await);
+        app.stop().await;
+        return;
+    }
 
     let ingest = ingest(&app, &client, &url, SENDERS).await;
     // The workers process what was ingested; the baselines and the next run start on a quiet

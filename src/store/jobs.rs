@@ -140,18 +140,21 @@ pub async fn complete(
     let mine = jobs::table
         .filter(jobs::id.eq(id))
         .filter(jobs::locked_by.eq(worker));
-    let rerun = diesel::update(mine.filter(jobs::rerun.eq(true)))
-        .set((
-            jobs::rerun.eq(false),
-            jobs::attempts.eq(0),
-            jobs::locked_by.eq(None::<String>),
-            jobs::locked_until.eq(None::<DateTime<Utc>>),
-            jobs::run_at.eq(diesel::dsl::now),
-        ))
+    // Most jobs were not asked for again while they ran: one statement finishes them.
+    let deleted = diesel::delete(mine.filter(jobs::rerun.eq(false)))
         .execute(conn)
         .await?;
-    if rerun == 0 {
-        diesel::delete(mine).execute(conn).await?;
+    if deleted == 0 {
+        diesel::update(mine.filter(jobs::rerun.eq(true)))
+            .set((
+                jobs::rerun.eq(false),
+                jobs::attempts.eq(0),
+                jobs::locked_by.eq(None::<String>),
+                jobs::locked_until.eq(None::<DateTime<Utc>>),
+                jobs::run_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
     }
     Ok(())
 }

@@ -1,0 +1,1 @@
+ALTER TABLE jobs RESET (vacuum_truncate);
