@@ -704,8 +704,8 @@ fn print_to_event(run: &ToEvent) {
         ms(run.latencies.last().copied().unwrap_or_default()),
     );
     println!(
-        "\np99 {} 50 ms (goal: under 50 ms)",
-        if percentile(&run.latencies, 0.99) < Duration::from_millis(50) {
+        "\np99 {} 20 ms (goal: under 20 ms)",
+        if percentile(&run.latencies, 0.99) < Duration::from_millis(20) {
             "under"
         } else {
             "NOT under"

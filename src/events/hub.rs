@@ -46,8 +46,11 @@ const TAIL_PAGE: PageLimit = PageLimit {
 };
 
 /// How soon the hub first looks again for a write of this process that was not settled yet;
-/// the wait doubles up to [`NOT_YET_MAX`].
-const NOT_YET_RETRY: Duration = Duration::from_millis(10);
+/// the wait doubles up to [`NOT_YET_MAX`]. What holds a write back is most often another
+/// single statement (a job claim, a delivery recorded) that ends within a millisecond; those
+/// wake nobody when they commit, so a first look 10 ms later was 10 ms of every such event's
+/// latency.
+const NOT_YET_RETRY: Duration = Duration::from_millis(1);
 
 /// The longest wait between looks for an unsettled write (the poll interval, when shorter).
 /// A transaction open anywhere in the cluster holds the horizon back, be it seconds.
