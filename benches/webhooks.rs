@@ -9,7 +9,8 @@
 //!    status, timed from the POST until the STATUS_CHANGE arrives on a live `StreamEvents`.
 //!
 //! Run: `cargo bench --bench webhooks` (uses DATABASE_URL if set, else the embedded test cluster);
-//! `cargo bench --bench webhooks -- latency` runs only the second measurement, on a fresh app.
+//! `cargo bench --bench webhooks -- latency` runs only the second measurement, on a fresh app,
+//! and `-- ingest` only the first at 32 senders, without baselines (for profiling).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use linkstate::proto::{self, import_result, stream_events_response::Message};
+use linkstate::providers::plaid::verify::UnverifiedWebhook;
 use linkstate::store;
 use linkstate_testing::{TestApp, authed};
 
@@ -64,6 +66,12 @@ async fn run() {
         app.stop().await;
         return;
     }
+    if std::env::args().any(|arg| arg == "ingest") {
+        let run = ingest(&app, &client, &url, SENDERS).await;
+        println!("{} deliveries in {:.2?}", run.latencies.len(), run.wall);
+        app.stop().await;
+        return;
+    }
 
     let ingest = ingest(&app, &client, &url, SENDERS).await;
     // The workers process what was ingested; the baselines and the next run start on a quiet
@@ -71,6 +79,7 @@ async fn run() {
     let started = Instant::now();
     wait_quiet(&app).await;
     let backlog = started.elapsed();
+    let verify = verify_each(&app).await;
     let baselines = baselines(&app, &ingest.sample_body).await;
     // The latency run starts on a settled database: without the baselines' tables, vacuumed
     // after the ingest's burst, and with the baselines' dirty pages flushed, so that neither
@@ -88,7 +97,7 @@ async fn run() {
     wait_quiet(&app).await;
     let scaled = scaling(&app, &client, &url).await;
 
-    print_ingest(&ingest, &baselines, backlog);
+    print_ingest(&ingest, &baselines, backlog, verify);
     print_scaling(&ingest, &baselines.plain, &scaled);
     print_to_event(&to_event);
     app.stop().await;
@@ -130,6 +139,32 @@ async fn ingest(app: &TestApp, client: &reqwest::Client, url: &str, senders: usi
         latencies,
         sample_body,
     }
+}
+
+/// What the service's check of one delivery's signature costs on one core, on a quiet machine:
+/// the ES256 JWT (its key cached), its age and the body's hash, for 2,000 deliveries one after
+/// another.
+async fn verify_each(app: &TestApp) -> Duration {
+    let deliveries: Vec<(Vec<u8>, String)> = (0..2_000)
+        .map(|n| {
+            let body = serde_json::to_vec(&item_error("bench-verify-item", n)).expect("json");
+            let jwt = app.sim.sign_webhook(&body);
+            (body, jwt)
+        })
+        .collect();
+    let verifier = app.app.ctx.plaid_verifier();
+    let started = Instant::now();
+    for (body, jwt) in &deliveries {
+        let unverified = UnverifiedWebhook {
+            jwt: Some(jwt),
+            body,
+        };
+        verifier
+            .verify(unverified, chrono::Utc::now())
+            .await
+            .expect("a signed delivery verifies");
+    }
+    started.elapsed() / deliveries.len() as u32
 }
 
 /// Posts every delivery from `senders` tasks that each take the next one as soon as their
@@ -631,7 +666,7 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn print_ingest(ingest: &Ingest, baselines: &Baselines, backlog: Duration) {
+fn print_ingest(ingest: &Ingest, baselines: &Baselines, backlog: Duration, verify: Duration) {
     let ours = ingest.latencies.len() as f64 / ingest.wall.as_secs_f64();
     println!(
         "\nWebhook ingest: {} signed Plaid webhooks ({} bytes each) from {SENDERS} concurrent \
@@ -676,6 +711,14 @@ fn print_ingest(ingest: &Ingest, baselines: &Baselines, backlog: Duration) {
          in pgbench / baseline: {:.2}",
         ours / baselines.plain.tps,
         baselines.ours_in_sql.tps / baselines.plain.tps,
+    );
+    let verify = verify.as_secs_f64();
+    println!(
+        "signature check alone (ES256, on one core): {:.1} µs per delivery, at most {:.0}/s per \
+         core; at the baseline's rate it would take {:.2} cores by itself",
+        verify * 1e6,
+        1.0 / verify,
+        baselines.plain.tps * verify,
     );
     println!(
         "the workers finished processing the ingested deliveries {:.1} s after the last 200",
