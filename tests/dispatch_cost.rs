@@ -2,11 +2,12 @@
 //! its position, not every retained event before it. A page that rescanned the log from its
 //! start held a transaction id for hundreds of milliseconds on a log of a million events, and
 //! with it the horizon of every event reader, so live streams lagged behind by as much.
+//! Nor does the dispatcher write when the log moved without new events.
 
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use linkstate::store::{self, outbound_deliveries};
-use linkstate_testing::TestDatabase;
+use linkstate_testing::{TestApp, TestDatabase};
 
 /// Events in the log; the dispatcher turns them over in pages of [`PAGE`].
 const EVENTS: i64 = 20_000;
@@ -16,6 +17,21 @@ const PAGE: i64 = 1_000;
 struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Version {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    writer: String,
+}
+
+/// The transaction that last wrote the dispatcher's position: each write makes a new version.
+async fn position_version(conn: &mut diesel_async::AsyncPgConnection) -> String {
+    diesel::sql_query("SELECT xmin::text AS writer FROM outbound_dispatch")
+        .get_result::<Version>(conn)
+        .await
+        .unwrap()
+        .writer
 }
 
 /// Index entries read through the log's primary key so far, as the statistics count them.
@@ -76,4 +92,33 @@ async fn each_dispatch_page_reads_only_the_events_after_its_position() {
         read <= EVENTS + pages,
         "{read} index entries read to dispatch {EVENTS} events in {pages} pages"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dispatcher_does_not_write_when_the_log_moved_without_events() {
+    let app = TestApp::start().await;
+    let mut conn = store::connect(&app.pool).await.unwrap();
+    // Settle: the process's first reads and dispatch are done.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut versions = std::collections::HashSet::from([position_version(&mut conn).await]);
+
+    // 50 transactions that write no event, each followed by a look of the hub: each look
+    // finds the horizon moved and hands the dispatcher a batch without events.
+    for _ in 0..50 {
+        diesel::sql_query("SELECT pg_current_xact_id()")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        app.app.ctx.hub().wake_for_peer();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        versions.insert(position_version(&mut conn).await);
+    }
+    let writes = versions.len() - 1;
+
+    // Its poll (every 250 ms) still dispatches; 50 batches must not.
+    assert!(
+        writes <= 3,
+        "the dispatcher wrote its position {writes} times for 50 batches without events"
+    );
+    app.stop().await;
 }

@@ -74,7 +74,13 @@ pub async fn run(ctx: Context, worker: String, shutdown: CancellationToken) {
         }
         new_events = tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = batches.recv() => true,
+            // A batch without events moved only the horizon: nothing to dispatch, and a
+            // dispatch is a write whose transaction would itself hold the horizon back.
+            batch = batches.recv() => match batch {
+                Ok(batch) => !batch.events.is_empty(),
+                // Batches were missed: whatever they held is looked for.
+                Err(_) => true,
+            },
             _ = ctx.senders_woken() => true,
             Some(_) = in_flight.join_next() => false,
             _ = tokio::time::sleep(POLL) => true,
