@@ -9,29 +9,30 @@ use linkstate::domain::ids::{AccountId, ConnectionId};
 use linkstate::jobs::{self, Job};
 use linkstate::store::jobs::OnDuplicate;
 use linkstate::store::{self, jobs as queue};
-use linkstate_testing::TestDatabase;
+use linkstate_testing::{TestDatabase, count};
 
 const WORKER: &str = "worker-1";
 const LEASE: Duration = Duration::from_secs(60);
 
 #[derive(QueryableByName)]
-struct Count {
+struct Size {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
+    bytes: i64,
 }
 
-async fn count(conn: &mut diesel_async::AsyncPgConnection, query: &str) -> i64 {
-    diesel::sql_query(query)
-        .get_result::<Count>(conn)
+/// The bytes the job queue's table takes on disk.
+async fn queue_size(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+    diesel::sql_query("SELECT pg_relation_size('jobs') AS bytes")
+        .get_result::<Size>(conn)
         .await
         .unwrap()
-        .n
+        .bytes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_job_is_deleted_and_one_asked_for_again_while_it_ran_runs_once_more() {
     let database = TestDatabase::new().await;
-    let pool = store::pool(&database.url, 1).unwrap();
+    let pool = store::pool(&database.url, 2).unwrap();
     let mut conn = store::connect(&pool).await.unwrap();
     let (account, connection) = (AccountId::generate(), ConnectionId::generate());
     let sync = Job::webhook_sync(account, connection);
@@ -50,9 +51,8 @@ async fn a_finished_job_is_deleted_and_one_asked_for_again_while_it_ran_runs_onc
         .unwrap();
     assert_eq!(
         count(
-            &mut conn,
-            "SELECT count(*) AS n FROM jobs \
-             WHERE NOT rerun AND locked_by IS NULL AND attempts = 0"
+            &pool,
+            "jobs WHERE NOT rerun AND locked_by IS NULL AND attempts = 0"
         )
         .await,
         1,
@@ -65,13 +65,13 @@ async fn a_finished_job_is_deleted_and_one_asked_for_again_while_it_ran_runs_onc
     queue::complete(&mut conn, again[0].id, WORKER)
         .await
         .unwrap();
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM jobs").await, 0);
+    assert_eq!(count(&pool, "jobs").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vacuum_leaves_an_emptied_queue_its_pages_instead_of_locking_it_to_shrink() {
     let database = TestDatabase::new().await;
-    let pool = store::pool(&database.url, 1).unwrap();
+    let pool = store::pool(&database.url, 2).unwrap();
     let mut conn = store::connect(&pool).await.unwrap();
     for _ in 0..2_000 {
         let job = Job::webhook_sync(AccountId::generate(), ConnectionId::generate());
@@ -84,8 +84,7 @@ async fn vacuum_leaves_an_emptied_queue_its_pages_instead_of_locking_it_to_shrin
     for job in &claimed {
         queue::complete(&mut conn, job.id, WORKER).await.unwrap();
     }
-    let size = "SELECT pg_relation_size('jobs') AS n";
-    let before = count(&mut conn, size).await;
+    let before = queue_size(&mut conn).await;
     assert!(before > 0);
 
     diesel::sql_query("VACUUM jobs")
@@ -95,6 +94,6 @@ async fn vacuum_leaves_an_emptied_queue_its_pages_instead_of_locking_it_to_shrin
 
     // Giving the empty pages back takes an exclusive lock that stops every claim and enqueue;
     // the queue fills them again soon, so they stay.
-    assert_eq!(count(&mut conn, size).await, before);
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM jobs").await, 0);
+    assert_eq!(queue_size(&mut conn).await, before);
+    assert_eq!(count(&pool, "jobs").await, 0);
 }
