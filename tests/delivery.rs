@@ -335,6 +335,55 @@ async fn another_accounts_profile_and_deliveries_are_not_found() {
         .await
         .unwrap_err();
     assert_status(&test, Code::NotFound, &message);
+    let update = client
+        .update_webhook_profile(authed(
+            &other,
+            proto::UpdateWebhookProfileRequest {
+                profile: Some(proto::WebhookProfile {
+                    id: profile.id.clone(),
+                    name: "taken over".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["name".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&update, Code::NotFound, &message);
+    let rotate = client
+        .rotate_webhook_profile_secret(authed(
+            &other,
+            proto::RotateWebhookProfileSecretRequest {
+                profile_id: profile.id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&rotate, Code::NotFound, &message);
+    let redeliver = client
+        .redeliver_events(authed(
+            &other,
+            proto::RedeliverEventsRequest {
+                profile_id: profile.id.clone(),
+                event_ids: vec![uuid::Uuid::new_v4().to_string()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&redeliver, Code::NotFound, &message);
+    // The profile is as it was made: not renamed, its secret not rotated, nothing sent or queued.
+    assert_eq!(
+        app.count(&format!(
+            "webhook_profiles WHERE name = '{}' AND previous_secret IS NULL",
+            profile.name
+        ))
+        .await,
+        1
+    );
+    assert_eq!(app.count("outbound_deliveries").await, 0);
     let listed = client
         .list_webhook_profiles(authed(&other, proto::ListWebhookProfilesRequest::default()))
         .await
@@ -662,26 +711,53 @@ async fn a_delivery_given_up_fails_and_is_sent_again_on_request() {
         .queued;
     let events = common::all_events(&app, &key).await;
     assert_eq!(queued as usize, events.len());
-    // Neither ids nor a range, or both: refused, nothing queued.
-    for request in [
-        proto::RedeliverEventsRequest {
-            profile_id: profile.id.clone(),
-            ..Default::default()
-        },
-        proto::RedeliverEventsRequest {
-            profile_id: profile.id.clone(),
-            event_ids: vec![failed.event_id.clone()],
-            since: Some(since),
-            until: Some(until),
-            ..Default::default()
-        },
-    ] {
+    // Neither ids nor a range, or both, or a range backwards, or too many ids: refused,
+    // nothing queued.
+    let queued_before = app.count("outbound_deliveries").await;
+    let cases = [
+        (
+            proto::RedeliverEventsRequest {
+                profile_id: profile.id.clone(),
+                ..Default::default()
+            },
+            "name the events: eventIds, or since and until".to_string(),
+        ),
+        (
+            proto::RedeliverEventsRequest {
+                profile_id: profile.id.clone(),
+                event_ids: vec![failed.event_id.clone()],
+                since: Some(since),
+                until: Some(until),
+                ..Default::default()
+            },
+            "eventIds, or since and until: not both, and both of since and until".to_string(),
+        ),
+        (
+            proto::RedeliverEventsRequest {
+                profile_id: profile.id.clone(),
+                since: Some(until),
+                until: Some(since),
+                ..Default::default()
+            },
+            "since must be before until".to_string(),
+        ),
+        (
+            proto::RedeliverEventsRequest {
+                profile_id: profile.id.clone(),
+                event_ids: vec![failed.event_id.clone(); 1001],
+                ..Default::default()
+            },
+            "eventIds names more than 1000 events".to_string(),
+        ),
+    ];
+    for (request, message) in cases {
         let error = client
             .redeliver_events(authed(&key, request))
             .await
             .unwrap_err();
-        assert_eq!(error.code(), Code::InvalidArgument);
+        assert_status(&error, Code::InvalidArgument, &message);
     }
+    assert_eq!(app.count("outbound_deliveries").await, queued_before);
     app.stop().await;
 }
 

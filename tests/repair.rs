@@ -281,6 +281,36 @@ async fn repairs_that_cannot_be_done_are_refused_and_change_nothing() {
     );
     assert_eq!(app.count("events").await, before, "nothing was written");
 
+    // A flow that failed is EXPIRED: nothing was ever linked to repair.
+    app.connections()
+        .await
+        .fail_connection(authed(
+            &key,
+            proto::FailConnectionRequest {
+                connection_id: flow.id.clone(),
+                reason: "UNFORESEEN".into(),
+                service_provider_details: None,
+            },
+        ))
+        .await
+        .unwrap();
+    let before = app.count("events").await;
+    let expired = repair(&app, &key, repair_of(&flow.id)).await.unwrap_err();
+    assert_status(
+        &expired,
+        Code::FailedPrecondition,
+        "connection is EXPIRED: only a connection that was linked and is not DELETED can be repaired",
+    );
+    assert_eq!(app.count("events").await, before, "nothing was written");
+    assert_eq!(
+        app.count(&format!(
+            "connections WHERE id = '{}' AND status = 'EXPIRED'",
+            flow.id
+        ))
+        .await,
+        1
+    );
+
     app.connections()
         .await
         .delete_connection(authed(
@@ -291,6 +321,7 @@ async fn repairs_that_cannot_be_done_are_refused_and_change_nothing() {
         ))
         .await
         .unwrap();
+    let after_delete = app.count("events").await;
     let deleted = repair(&app, &key, repair_of(&connection.id))
         .await
         .unwrap_err();
@@ -298,6 +329,19 @@ async fn repairs_that_cannot_be_done_are_refused_and_change_nothing() {
         &deleted,
         Code::FailedPrecondition,
         "connection is DELETED: only a connection that was linked and is not DELETED can be repaired",
+    );
+    assert_eq!(
+        app.count("events").await,
+        after_delete,
+        "nothing was written"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "connections WHERE id = '{}' AND status = 'DELETED'",
+            connection.id
+        ))
+        .await,
+        1
     );
 }
 

@@ -148,22 +148,71 @@ async fn malformed_oversized_and_unreachable_database_answers() {
             .starts_with("body is not a Plaid webhook")
     );
     let big = vec![b' '; 2000];
-    let (status, _) = post(&app, &big, Some(&app.sim.sign_webhook(&big))).await;
+    let (status, answer) = post(&app, &big, Some(&app.sim.sign_webhook(&big))).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer["error"], "body is larger than 1000 bytes");
+    let (status, answer) = post_to(&app, "/webhooks/akoya", &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer["error"], "body is larger than 1000 bytes");
     assert_eq!(app.count("webhook_deliveries").await, 0);
+    assert_eq!(app.count("jobs").await, 0);
     app.stop().await;
 
     let down = TestApp::start_with(|config| {
         config.database_url = "postgres://postgres@127.0.0.1:1/unreachable".into();
     })
     .await;
-    let (status, _) = deliver(&down, &item_webhook("item-x", "LOGIN_REPAIRED")).await;
+    let retry_later = "cannot record the webhook now; retry later";
+    let (status, answer) = deliver(&down, &item_webhook("item-x", "LOGIN_REPAIRED")).await;
     assert_eq!(
         status,
         StatusCode::SERVICE_UNAVAILABLE,
         "so that Plaid retries"
     );
+    assert_eq!(answer["error"], retry_later);
+    let notification = serde_json::to_vec(&linkstate_sim::Simulator::akoya_notification(
+        "CONSENT",
+        "CONSENT_REVOKED",
+        "consent-1",
+        "mikomo",
+    ))
+    .unwrap();
+    let (status, answer) = post_to(&down, "/webhooks/akoya", &notification).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "so that Akoya retries"
+    );
+    assert_eq!(answer["error"], retry_later);
+    // Not ready while the database is away; alive all the same.
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(format!("http://{}/readyz", down.app.http_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.text().await.unwrap(), "database unavailable");
+    let alive = http
+        .get(format!("http://{}/healthz", down.app.http_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alive.status(), StatusCode::OK);
     down.stop().await;
+}
+
+/// Posts `body` unsigned to one of the HTTP listener's paths.
+async fn post_to(app: &TestApp, path: &str, body: &[u8]) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}{path}", app.app.http_addr))
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

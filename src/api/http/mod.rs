@@ -3,6 +3,7 @@
 pub mod listener;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -75,8 +76,29 @@ async fn readyz(State(ctx): State<Context>) -> impl IntoResponse {
     }
 }
 
+/// The webhook's body, or its refusal in the path's own `{"error": ...}` shape: axum stops
+/// reading at the limit, and the 413 says the limit as every other refusal of the path would.
+fn read_body(ctx: &Context, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            let limit = ctx.webhook_max_bytes();
+            return RecordError::TooLarge { limit }.into_response();
+        }
+        let error = serde_json::json!({ "error": rejection.body_text() });
+        (rejection.status(), Json(error)).into_response()
+    })
+}
+
 /// Plaid's webhooks: 200 only once the delivery and its job are committed.
-async fn plaid_webhook(State(ctx): State<Context>, headers: HeaderMap, body: Bytes) -> Response {
+async fn plaid_webhook(
+    State(ctx): State<Context>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match read_body(&ctx, body) {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let verification = headers.get(HEADER).and_then(|value| value.to_str().ok());
     match webhooks::record_plaid(&ctx, verification, &body).await {
         Ok(recorded) => Json(serde_json::json!({
@@ -89,7 +111,14 @@ async fn plaid_webhook(State(ctx): State<Context>, headers: HeaderMap, body: Byt
 }
 
 /// Akoya's notifications: 200 only once recorded; acted on only once confirmed at Akoya.
-async fn akoya_webhook(State(ctx): State<Context>, body: Bytes) -> Response {
+async fn akoya_webhook(
+    State(ctx): State<Context>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match read_body(&ctx, body) {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     match webhooks::record_akoya(&ctx, &body).await {
         Ok(recorded) => Json(serde_json::json!({
             "webhookId": recorded.webhook_id.to_string(),
