@@ -479,6 +479,21 @@ async fn a_run_that_cannot_start_exits_2_and_sends_nothing() {
     assert_eq!(nobody.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("cannot reach the server"));
 
+    for (flag, value) in [
+        ("--batch-size", "0"),
+        ("--batch-size", "101"),
+        ("--concurrency", "0"),
+    ] {
+        let out_of_range = migration.run(&app, &key, &[flag, value]).await;
+        assert_eq!(out_of_range.status.code(), Some(2), "{flag} {value}");
+        assert_eq!(out_of_range.stderr.lines().count(), 1, "{}", out_of_range.stderr);
+        assert!(
+            out_of_range.stderr.contains(flag) && out_of_range.stderr.contains(value),
+            "{}",
+            out_of_range.stderr
+        );
+    }
+
     assert_eq!(app.sim.calls("/item/get"), 0);
     assert_nothing_written(&app).await;
 }
