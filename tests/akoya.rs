@@ -253,6 +253,33 @@ async fn an_akoya_import_brings_accounts_owners_and_two_years_of_transactions_to
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_token_endpoints_invalid_grant_or_401_fails_the_item_unauthenticated_and_writes_nothing()
+{
+    let app = TestApp::start().await;
+    let (_, key) = app.account("akoya").await;
+    for (http_status, error) in [(400, "invalid_grant"), (401, "invalid_client")] {
+        let consent = app.sim.create_akoya_consent("mikomo");
+        app.sim.inject_akoya_error(AkoyaErrorRule {
+            path_prefix: "/token".into(),
+            http_status,
+            body: serde_json::json!({"error": error, "error_description": "refused"}),
+            times: Some(1),
+        });
+        let item = akoya_item(
+            "customer-1",
+            consent.refresh_token.expose(),
+            &consent.provider_id,
+        );
+        let import_result::Result::Error(refused) = import_result(&app, &key, item).await else {
+            panic!("a refused token imports nothing");
+        };
+        assert_eq!(refused.code, "UNAUTHENTICATED", "{http_status}");
+        assert!(refused.message.contains(error), "{}", refused.message);
+        common::assert_nothing_written(&app).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_refused_refresh_token_fails_the_item_unauthenticated_and_writes_nothing() {
     let app = TestApp::start().await;
     let (_, key) = app.account("akoya").await;

@@ -150,6 +150,61 @@ async fn importing_the_same_item_again_returns_the_same_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaid_401_or_403_fails_only_its_item() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let good = app.sim.create_item("ins_109508");
+    let unauthorized = app.sim.create_item("ins_109510");
+    let forbidden = app.sim.create_item("ins_109511");
+    for (item, http_status, code) in [
+        (&unauthorized, 401, "INVALID_API_KEYS"),
+        (&forbidden, 403, "ACCESS_NOT_GRANTED"),
+    ] {
+        app.sim.inject_error(ErrorRule {
+            endpoint: "/accounts/get".into(),
+            access_token: Some(item.access_token.expose().into()),
+            http_status,
+            error_type: "INVALID_INPUT".into(),
+            error_code: code.into(),
+            error_message: "refused".into(),
+            times: None,
+        });
+    }
+    let response = app
+        .connections()
+        .await
+        .import_connections(authed(
+            &key,
+            import_request(vec![
+                plaid_item("c-401", unauthorized.access_token.expose()),
+                plaid_item("c-good", good.access_token.expose()),
+                plaid_item("c-403", forbidden.access_token.expose()),
+            ]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let error_of = |i: usize| match &response.results[i].result {
+        Some(import_result::Result::Error(error)) => (error.code.clone(), error.message.clone()),
+        other => panic!("item {i} was not refused: {other:?}"),
+    };
+    let (code, message) = error_of(0);
+    assert_eq!(code, "UNAUTHENTICATED");
+    assert!(message.contains("INVALID_API_KEYS"), "{message}");
+    let (code, message) = error_of(2);
+    assert_eq!(code, "PERMISSION_DENIED");
+    assert!(message.contains("ACCESS_NOT_GRANTED"), "{message}");
+    assert!(matches!(
+        response.results[1].result,
+        Some(import_result::Result::Connection(_))
+    ));
+    // Only the good item was written.
+    assert_eq!(app.count("connections").await, 1);
+    assert_eq!(app.count("customers").await, 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plaid_error_fails_only_its_item() {
     let app = TestApp::start().await;
     let (_, key) = app.account("acme").await;
