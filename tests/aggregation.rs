@@ -422,12 +422,21 @@ async fn refresh_rules() {
     })
     .await;
 
-    let unknown = refresh(&app, &key, &uuid::Uuid::now_v7().to_string())
-        .await
-        .unwrap_err();
-    assert_eq!(unknown.code(), Code::NotFound);
+    wait_until(|| async { app.count("jobs").await == 0 }).await;
+    let unknown_id = uuid::Uuid::now_v7().to_string();
+    let unknown = refresh(&app, &key, &unknown_id).await.unwrap_err();
+    assert_status(
+        &unknown,
+        Code::NotFound,
+        &format!("connection {unknown_id:?} not found"),
+    );
     let foreign = refresh(&app, &other, &connection.id).await.unwrap_err();
-    assert_eq!(foreign.code(), Code::NotFound);
+    assert_status(
+        &foreign,
+        Code::NotFound,
+        &format!("connection {:?} not found", connection.id),
+    );
+    assert_eq!(app.count("jobs").await, 0, "nothing was queued");
 
     // Already queued or running: not queued twice, the same request id comes back.
     app.sim.set_latency(Duration::from_millis(300));
@@ -464,8 +473,15 @@ async fn refresh_rules() {
     for status in ["EXPIRED", "DELETED", "IN_PROGRESS", "RECONNECT_REQUIRED"] {
         set_status(&app, &connection.id, status).await;
         let refused = refresh(&app, &key, &connection.id).await.unwrap_err();
-        assert_eq!(refused.code(), Code::FailedPrecondition, "{status}");
-        assert!(refused.message().contains(status));
+        assert_status(
+            &refused,
+            Code::FailedPrecondition,
+            &format!(
+                "connection is {status}: a refresh is allowed only from ACTIVE, \
+                 PARTIALLY_ACTIVE, DEGRADED or UNDETERMINED"
+            ),
+        );
+        assert_eq!(app.count("jobs").await, 0, "{status}: nothing was queued");
     }
     app.stop().await;
 }

@@ -486,7 +486,12 @@ async fn a_run_that_cannot_start_exits_2_and_sends_nothing() {
     ] {
         let out_of_range = migration.run(&app, &key, &[flag, value]).await;
         assert_eq!(out_of_range.status.code(), Some(2), "{flag} {value}");
-        assert_eq!(out_of_range.stderr.lines().count(), 1, "{}", out_of_range.stderr);
+        assert_eq!(
+            out_of_range.stderr.lines().count(),
+            1,
+            "{}",
+            out_of_range.stderr
+        );
         assert!(
             out_of_range.stderr.contains(flag) && out_of_range.stderr.contains(value),
             "{}",

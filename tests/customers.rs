@@ -230,6 +230,7 @@ async fn delete_customer_deletes_every_connection_at_the_provider_then_the_custo
             > 0
     );
 
+    let events_before = app.count("events").await;
     let again = delete_customer(&app, &key, &customer_id, false)
         .await
         .unwrap_err();
@@ -237,6 +238,11 @@ async fn delete_customer_deletes_every_connection_at_the_provider_then_the_custo
         &again,
         Code::FailedPrecondition,
         "customer is already DELETED",
+    );
+    assert_eq!(
+        app.count("events").await,
+        events_before,
+        "nothing was written"
     );
 
     // The external id makes a new customer now.

@@ -52,7 +52,30 @@ async fn calls_without_a_known_key_are_unauthenticated() {
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::Unauthenticated);
+    assert_eq!(
+        unknown.message(),
+        "missing or unknown API key: send `authorization: Bearer <apiKey>`"
+    );
     assert_eq!(unknown.message(), bare.message());
+    // A write without a known key writes nothing, and never reaches the provider.
+    let item = app.sim.create_item("ins_109508");
+    let import = connections
+        .import_connections(authed(
+            "lsk_not-a-key",
+            common::import_request(vec![common::plaid_item(
+                "customer-1",
+                item.access_token.expose(),
+            )]),
+        ))
+        .await
+        .unwrap_err();
+    common::assert_status(
+        &import,
+        Code::Unauthenticated,
+        "missing or unknown API key: send `authorization: Bearer <apiKey>`",
+    );
+    common::assert_nothing_written(&app).await;
+    assert_eq!(app.sim.all_calls(), 0);
     let events = app
         .events()
         .await
@@ -96,17 +119,26 @@ async fn another_account_sees_nothing_of_the_first() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(foreign.code(), Code::NotFound);
+    common::assert_status(
+        &foreign,
+        Code::NotFound,
+        &format!("connection {:?} not found", connection.id),
+    );
+    let unknown_id = uuid::Uuid::now_v7().to_string();
     let missing = connections
         .get_connection(authed(
             &second,
             proto::GetConnectionRequest {
-                connection_id: uuid::Uuid::now_v7().to_string(),
+                connection_id: unknown_id.clone(),
             },
         ))
         .await
         .unwrap_err();
-    assert_eq!(missing.code(), Code::NotFound);
+    common::assert_status(
+        &missing,
+        Code::NotFound,
+        &format!("connection {unknown_id:?} not found"),
+    );
 
     let listed = connections
         .list_connections(authed(&second, proto::ListConnectionsRequest::default()))
@@ -148,7 +180,11 @@ async fn another_account_sees_nothing_of_the_first() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(foreign_event.code(), Code::NotFound);
+    common::assert_status(
+        &foreign_event,
+        Code::NotFound,
+        &format!("event {:?} not found", own[0].event_id),
+    );
 
     // The second account's stream from the earliest event brings only heartbeats.
     let mut stream = events

@@ -605,11 +605,60 @@ async fn record_webhook_runs_the_same_path() {
         .into_inner();
     assert!(!first.duplicate && again.duplicate);
     assert_eq!(first.webhook_id, again.webhook_id);
+    let recorded = app.count("webhook_deliveries").await;
     let bad = client
         .record_webhook(authed(&key, request("garbage".into())))
         .await
         .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::Unauthenticated);
+    assert!(
+        bad.message().starts_with("webhook signature: "),
+        "{}",
+        bad.message()
+    );
+    let garbage = b"this is not json".to_vec();
+    let malformed = client
+        .record_webhook(authed(
+            &key,
+            proto::RecordWebhookRequest {
+                headers: [(
+                    "Plaid-Verification".to_string(),
+                    app.sim.sign_webhook(&garbage),
+                )]
+                .into(),
+                body: garbage,
+                ..request(String::new())
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(malformed.code(), tonic::Code::InvalidArgument);
+    assert!(
+        malformed
+            .message()
+            .starts_with("body is not a Plaid webhook"),
+        "{}",
+        malformed.message()
+    );
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let too_large = client
+        .record_webhook(authed(
+            &key,
+            proto::RecordWebhookRequest {
+                headers: [("Plaid-Verification".to_string(), app.sim.sign_webhook(&big))].into(),
+                body: big,
+                ..request(String::new())
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(too_large.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(too_large.message(), "body is larger than 1048576 bytes");
+    assert_eq!(
+        app.count("webhook_deliveries").await,
+        recorded,
+        "nothing refused was recorded"
+    );
     let unauthenticated = client
         .record_webhook(request(app.sim.sign_webhook(&body)))
         .await
