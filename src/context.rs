@@ -8,11 +8,12 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use crate::api::http::HttpLimits;
 use crate::cipher::Cipher;
 use crate::config::{DeliverySettings, EventSettings, TenantSettings, WorkerSettings};
+use crate::domain::service_provider::ServiceProvider;
 use crate::events::hub::EventHub;
-use crate::providers::akoya::AkoyaClient;
+use crate::providers::akoya::{AkoyaClient, AkoyaError};
 use crate::providers::circuits::Circuits;
-use crate::providers::plaid::PlaidClient;
 use crate::providers::plaid::verify::Verifier;
+use crate::providers::plaid::{PlaidClient, PlaidError};
 use crate::store::DbPool;
 use crate::tenant_limits::TenantLimits;
 use crate::webhooks::group_commit::GroupCommit;
@@ -132,6 +133,20 @@ impl Context {
     /// The Akoya client.
     pub fn akoya(&self) -> &AkoyaClient {
         &self.inner.akoya
+    }
+
+    /// The refusal of a call that needs `provider` while it has no API keys, in its client's
+    /// own words; `None` when it has them.
+    pub fn unconfigured(&self, provider: ServiceProvider) -> Option<String> {
+        match provider {
+            ServiceProvider::Plaid if !self.plaid().is_configured() => {
+                Some(PlaidError::NotConfigured.to_string())
+            }
+            ServiceProvider::Akoya if !self.akoya().is_configured() => {
+                Some(AkoyaError::NotConfigured.to_string())
+            }
+            _ => None,
+        }
     }
 
     /// The providers' circuit breakers.

@@ -28,6 +28,9 @@ pub enum RefreshError {
     /// An inactive duplicate is not aggregated: the active one is.
     #[error("connection is an INACTIVE_DUPLICATE of {0}: refresh that connection instead")]
     InactiveDuplicate(ConnectionId),
+    /// The connection's provider has no API keys configured; the message says which.
+    #[error("{0}")]
+    ProviderNotConfigured(String),
     /// The provider is throttling this item.
     #[error("the provider is rate limiting this connection; retry later")]
     RateLimited,
@@ -62,6 +65,10 @@ pub async fn refresh(
     }
     if !connection.is_refreshable() {
         return Err(RefreshError::NotRefreshable(connection.status));
+    }
+    // Accepted, it could only fail in the background.
+    if let Some(refusal) = ctx.unconfigured(connection.service_provider) {
+        return Err(RefreshError::ProviderNotConfigured(refusal));
     }
     let Job::Aggregate(requested) = Job::refresh(account_id, connection_id, products.clone())
     else {
@@ -106,7 +113,6 @@ async fn extract_now(
     match ctx.plaid().transactions_refresh(access_token).await {
         Ok(_) => Ok(()),
         Err(error) if error.kind() == PlaidErrorKind::RateLimited => Err(RefreshError::RateLimited),
-        Err(error) if error.kind() == PlaidErrorKind::NotConfigured => Ok(()),
         Err(error) => {
             tracing::warn!(%error, "transactions/refresh failed; aggregating anyway");
             Ok(())

@@ -960,7 +960,7 @@ async fn akoya_without_app_credentials_is_a_failed_precondition_and_writes_nothi
     common::assert_status(
         &status,
         tonic::Code::FailedPrecondition,
-        "AKOYA is not configured: set AKOYA_CLIENT_ID and AKOYA_CLIENT_SECRET",
+        "Akoya is not configured: set AKOYA_CLIENT_ID and AKOYA_CLIENT_SECRET",
     );
     common::assert_nothing_written(&app).await;
     assert_eq!(

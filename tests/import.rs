@@ -329,7 +329,7 @@ async fn plaid_without_api_keys_is_a_failed_precondition() {
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert_eq!(
         status.message(),
-        "PLAID is not configured: set PLAID_CLIENT_ID and PLAID_SECRET"
+        "Plaid is not configured: set PLAID_CLIENT_ID and PLAID_SECRET"
     );
     assert_nothing_written(&app).await;
     app.stop().await;

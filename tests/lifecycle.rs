@@ -1082,3 +1082,75 @@ async fn another_account_gets_not_found_and_changes_nothing() {
         .unwrap();
     app.stop().await;
 }
+
+/// A second process on the same database, with the same key at rest but without Plaid's API
+/// keys: every call that needs Plaid is a FAILED_PRECONDITION naming the settings, and changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_plaid_keys_every_call_that_needs_plaid_is_refused_and_changes_nothing() {
+    let sealing_key = linkstate::cipher::Cipher::generate_key();
+    let cipher = || linkstate::cipher::Cipher::from_base64(&sealing_key).unwrap();
+    let app = TestApp::start_with(|config| config.cipher = cipher()).await;
+    let (_, key) = app.account("acme").await;
+    let (connection, _) = imported(&app, &key).await;
+    let flow = plaid_flow(&app, &key).await;
+    let other_item = app.sim.create_item("ins_109508");
+    let bare = TestApp::start_with(|config| {
+        config.database_url = app.database.url.clone();
+        config.cipher = cipher();
+        config.plaid.client_id = None;
+        config.plaid.secret = None;
+    })
+    .await;
+    let events = app.count("events").await;
+    let calls = app.sim.all_calls();
+    let not_configured = "Plaid is not configured: set PLAID_CLIENT_ID and PLAID_SECRET";
+
+    assert_refused(
+        complete_plaid(&bare, &key, &flow.id, &other_item).await,
+        Code::FailedPrecondition,
+        not_configured,
+    );
+    assert_refused(
+        delete(&bare, &key, &connection.id).await,
+        Code::FailedPrecondition,
+        not_configured,
+    );
+    let repaired = bare
+        .connections()
+        .await
+        .repair_connection(authed(
+            &key,
+            proto::RepairConnectionRequest {
+                connection_id: connection.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner);
+    assert_refused(repaired, Code::FailedPrecondition, not_configured);
+    let refreshed = bare
+        .connections()
+        .await
+        .refresh_connection(authed(
+            &key,
+            proto::RefreshConnectionRequest {
+                connection_id: connection.id.clone(),
+                products: Vec::new(),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner);
+    let refused = refreshed.expect_err("the refresh must be refused");
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (Code::FailedPrecondition, not_configured)
+    );
+
+    assert_eq!(app.count("events").await, events, "nothing was written");
+    assert_eq!(app.sim.all_calls(), calls, "Plaid was not called");
+    assert_eq!(connections_where(&app, "status = 'IN_PROGRESS'").await, 1);
+    assert_eq!(connections_where(&app, "status = 'ACTIVE'").await, 1);
+    bare.stop().await;
+    app.stop().await;
+}

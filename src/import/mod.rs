@@ -80,22 +80,12 @@ pub const NO_PROFILE_WARNING: &str = "no ACTIVE webhook profile of this account 
 /// Why a whole import could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    /// A provider named in the request has no API keys configured.
-    #[error("{provider} is not configured: set {}", settings_of(*.provider))]
-    ProviderNotConfigured {
-        /// The provider.
-        provider: ServiceProvider,
-    },
+    /// A provider named in the request has no API keys configured; the message says which.
+    #[error("{0}")]
+    ProviderNotConfigured(String),
 }
 
 /// The settings that configure a provider's client.
-fn settings_of(provider: ServiceProvider) -> &'static str {
-    match provider {
-        ServiceProvider::Akoya => "AKOYA_CLIENT_ID and AKOYA_CLIENT_SECRET",
-        _ => "PLAID_CLIENT_ID and PLAID_SECRET",
-    }
-}
-
 /// Imports validated items for a tenant.
 pub async fn import(
     ctx: &Context,
@@ -126,15 +116,9 @@ pub async fn import(
 
 /// Refuses the whole request when a provider it names has no API keys configured.
 fn require_configured(ctx: &Context, items: &[ImportItem]) -> Result<(), ImportError> {
-    for (provider, configured) in [
-        (ServiceProvider::Plaid, ctx.plaid().is_configured()),
-        (ServiceProvider::Akoya, ctx.akoya().is_configured()),
-    ] {
-        let needed = items
-            .iter()
-            .any(|item| item.credentials.service_provider() == provider);
-        if needed && !configured {
-            return Err(ImportError::ProviderNotConfigured { provider });
+    for item in items {
+        if let Some(refusal) = ctx.unconfigured(item.credentials.service_provider()) {
+            return Err(ImportError::ProviderNotConfigured(refusal));
         }
     }
     Ok(())

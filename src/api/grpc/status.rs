@@ -50,9 +50,7 @@ impl From<ProfileError> for Status {
 impl From<ImportError> for Status {
     fn from(error: ImportError) -> Self {
         match error {
-            ImportError::ProviderNotConfigured { .. } => {
-                Status::failed_precondition(error.to_string())
-            }
+            ImportError::ProviderNotConfigured(_) => Status::failed_precondition(error.to_string()),
         }
     }
 }
@@ -61,7 +59,9 @@ impl From<RefreshError> for Status {
     fn from(error: RefreshError) -> Self {
         match error {
             RefreshError::NotFound(_) => Status::not_found(error.to_string()),
-            RefreshError::NotRefreshable(_) | RefreshError::InactiveDuplicate(_) => {
+            RefreshError::NotRefreshable(_)
+            | RefreshError::InactiveDuplicate(_)
+            | RefreshError::ProviderNotConfigured(_) => {
                 Status::failed_precondition(error.to_string())
             }
             RefreshError::RateLimited => Status::resource_exhausted(error.to_string()),
