@@ -76,17 +76,16 @@ async fn readyz(State(ctx): State<Context>) -> impl IntoResponse {
     }
 }
 
-/// The webhook's body, or its refusal in the path's own `{"error": ...}` shape: axum stops
-/// reading at the limit, and the 413 says the limit as every other refusal of the path would.
-fn read_body(ctx: &Context, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            let limit = ctx.webhook_max_bytes();
-            return RecordError::TooLarge { limit }.into_response();
-        }
-        let error = serde_json::json!({ "error": rejection.body_text() });
-        (rejection.status(), Json(error)).into_response()
-    })
+/// The refusal of a webhook body that could not be read, in the path's own `{"error": ...}`
+/// shape: axum stops reading at the limit, and the 413 says the limit as every other refusal of
+/// the path would.
+fn body_refusal(ctx: &Context, rejection: BytesRejection) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        let limit = ctx.webhook_max_bytes();
+        return RecordError::TooLarge { limit }.into_response();
+    }
+    let error = serde_json::json!({ "error": rejection.body_text() });
+    (rejection.status(), Json(error)).into_response()
 }
 
 /// Plaid's webhooks: 200 only once the delivery and its job are committed.
@@ -95,9 +94,9 @@ async fn plaid_webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match read_body(&ctx, body) {
+    let body = match body {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(rejection) => return body_refusal(&ctx, rejection),
     };
     let verification = headers.get(HEADER).and_then(|value| value.to_str().ok());
     match webhooks::record_plaid(&ctx, verification, &body).await {
@@ -115,9 +114,9 @@ async fn akoya_webhook(
     State(ctx): State<Context>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match read_body(&ctx, body) {
+    let body = match body {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(rejection) => return body_refusal(&ctx, rejection),
     };
     match webhooks::record_akoya(&ctx, &body).await {
         Ok(recorded) => Json(serde_json::json!({
