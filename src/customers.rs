@@ -33,8 +33,8 @@ pub enum CustomerError {
     /// Deleting a deleted customer.
     #[error("customer is already DELETED")]
     AlreadyDeleted,
-    /// Some connections could not be deleted (a provider could not be reached); the others
-    /// stay deleted.
+    /// Some connections could not be deleted (a provider could not be reached, or refused);
+    /// the others stay deleted. Answered with the first failure's code.
     #[error(
         "{failed} of the customer's connections could not be deleted ({cause}); the others stay \
          deleted: call DeleteCustomer again to finish"

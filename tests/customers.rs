@@ -255,6 +255,40 @@ async fn delete_customer_deletes_every_connection_at_the_provider_then_the_custo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_refusing_one_connection_is_a_failed_precondition_not_unavailable() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let (items, connections) = customer_with_three(&app, &key).await;
+    let customer_id = connections[0].customer_id.clone();
+    let mut rule =
+        linkstate_testing::plaid::rule("/item/remove", 400, "INVALID_INPUT", "INVALID_API_KEYS");
+    rule.access_token = Some(items[1].access_token.expose().to_string());
+    app.sim.inject_error(rule);
+
+    let refused = delete_customer(&app, &key, &customer_id, false)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused.message().starts_with(
+            "1 of the customer's connections could not be deleted (Plaid refused to remove the \
+             item: Plaid answered HTTP 400 INVALID_API_KEYS"
+        ),
+        "{}",
+        refused.message()
+    );
+    let customer = get_customer(&app, &key, &customer_id).await.unwrap();
+    assert_eq!(customer.status, CustomerStatus::Active as i32);
+    assert_eq!(customer.connection_count, 1);
+    assert_ne!(
+        common::connection(&app, &key, &connections[1].id)
+            .await
+            .status,
+        proto::connection::Status::Deleted as i32
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_down_for_one_connection_leaves_the_rest_deleted_and_a_second_call_finishes() {
     let app = TestApp::start().await;
     let (_, key) = app.account("acme").await;

@@ -111,10 +111,15 @@ impl From<LifecycleError> for Status {
 
 impl From<CustomerError> for Status {
     fn from(error: CustomerError) -> Self {
+        let message = error.to_string();
         match error {
-            CustomerError::NotFound(_) => Status::not_found(error.to_string()),
-            CustomerError::AlreadyDeleted => Status::failed_precondition(error.to_string()),
-            CustomerError::Unfinished { .. } => Status::unavailable(error.to_string()),
+            CustomerError::NotFound(_) => Status::not_found(message),
+            CustomerError::AlreadyDeleted => Status::failed_precondition(message),
+            // The first failure's code: UNAVAILABLE only when a provider could not be reached,
+            // so that a caller retries blindly only what a retry can finish.
+            CustomerError::Unfinished { cause, .. } => {
+                Status::new(Status::from(*cause).code(), message)
+            }
             CustomerError::Store(error) => error.into(),
         }
     }
