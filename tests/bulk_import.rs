@@ -441,6 +441,85 @@ async fn the_server_running_out_of_room_is_waited_out_not_failed() {
     assert_eq!(app.count("connections").await, 4);
 }
 
+/// The state file of a first run, with line 2's refusal turned into what a Plaid outage would
+/// have left (the CLI's own retries of an outage take over a minute, too long for a test): a
+/// second run sends line 2 again, and not line 3, whose refusal a retry cannot change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_retries_only_the_lines_that_failed_with_a_retryable_code() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let (lines, tokens) = items(&app, "customer", 4);
+    for token in &tokens[1..3] {
+        app.sim.inject_error(ErrorRule {
+            access_token: Some(token.clone()),
+            ..linkstate_testing::plaid::rule(
+                "/item/get",
+                400,
+                "INVALID_INPUT",
+                "INVALID_ACCESS_TOKEN",
+            )
+        });
+    }
+    let migration = Migration::new(&lines);
+    let first = migration.run(&app, &key, &[]).await;
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "{}{}",
+        first.stdout,
+        first.stderr
+    );
+    assert_eq!(first.row("imported"), 2);
+    assert_eq!(first.row("failed"), 2);
+    app.sim.clear_errors();
+
+    let state_path = migration.path("items.jsonl.state");
+    let state = read(&state_path);
+    let edited: Vec<String> = state
+        .lines()
+        .map(|record| {
+            if record.starts_with(r#"{"line":2,"#) {
+                assert!(record.contains("UNAUTHENTICATED"), "{record}");
+                record.replace("UNAUTHENTICATED", "UNAVAILABLE")
+            } else {
+                record.to_string()
+            }
+        })
+        .collect();
+    assert_ne!(
+        edited.join("\n"),
+        state.trim_end(),
+        "line 2 was in the state"
+    );
+    std::fs::write(&state_path, edited.join("\n") + "\n").unwrap();
+
+    let calls = app.sim.calls("/item/get");
+    let second = migration.run(&app, &key, &[]).await;
+    assert_eq!(
+        second.status.code(),
+        Some(1),
+        "{}{}",
+        second.stdout,
+        second.stderr
+    );
+    assert_eq!(
+        app.sim.calls("/item/get") - calls,
+        1,
+        "only line 2 was sent again"
+    );
+    assert_eq!(app.count("connections").await, 3);
+    let record_of = |line: u64| {
+        read(&state_path)
+            .lines()
+            .filter(|r| r.starts_with(&format!(r#"{{"line":{line},"#)))
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    assert!(record_of(2).contains("connectionId"), "{}", record_of(2));
+    assert!(record_of(3).contains("UNAUTHENTICATED"), "{}", record_of(3));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_cannot_start_exits_2_and_sends_nothing() {
     let app = TestApp::start().await;
