@@ -1154,3 +1154,67 @@ async fn without_plaid_keys_every_call_that_needs_plaid_is_refused_and_changes_n
     bare.stop().await;
     app.stop().await;
 }
+
+/// A connect flow completed while its delete was under way: the delete read IN_PROGRESS (no
+/// provider link to sever), and found the row linked when it came to write. It refuses with
+/// ABORTED and writes nothing; deleting again does it. The completion is played by a
+/// transaction of the test that holds the row while the delete waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_completed_during_its_delete_aborts_the_delete_and_a_second_delete_finishes() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let flow = plaid_flow(&app, &key).await;
+    let (completion, connection) =
+        tokio_postgres::connect(&app.database.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    completion
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM connections WHERE id = '{}' FOR UPDATE",
+            flow.id
+        ))
+        .await
+        .unwrap();
+    let deleting = tokio::spawn({
+        let channel = app.channel().await;
+        let (key, id) = (key.clone(), flow.id.clone());
+        async move {
+            proto::connection_service_client::ConnectionServiceClient::new(channel)
+                .delete_connection(authed(
+                    &key,
+                    proto::DeleteConnectionRequest { connection_id: id },
+                ))
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    });
+    // The delete waits for the row the completion holds.
+    wait_until(|| async {
+        app.count(
+            "pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await
+            > 0
+    })
+    .await;
+    completion
+        .batch_execute(&format!(
+            "UPDATE connections SET status = 'ACTIVE', flow_expires_at = NULL WHERE id = '{}'; \
+             COMMIT",
+            flow.id
+        ))
+        .await
+        .unwrap();
+    assert_refused(
+        deleting.await.unwrap(),
+        Code::Aborted,
+        "the connection's connect flow completed during the delete; retry the delete",
+    );
+    assert_eq!(lifecycle_event_rows(&app).await, 0, "nothing was written");
+    assert_eq!(connections_where(&app, "status = 'ACTIVE'").await, 1);
+
+    let deleted = delete(&app, &key, &flow.id).await.unwrap();
+    assert_eq!(status_of(&deleted), ConnStatus::Deleted);
+    app.stop().await;
+}
