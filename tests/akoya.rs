@@ -424,12 +424,19 @@ async fn a_new_consent_repairs_a_connection_whose_consent_is_gone() {
         .repair_connection(repair(dead.expose()))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
-    assert!(
-        refused
-            .message()
-            .starts_with("Akoya could not refresh the refreshToken")
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
     );
+    assert!(
+        refused.message().starts_with(
+            "the provider still refuses this connection: Akoya could not refresh the refreshToken"
+        ),
+        "{}",
+        refused.message()
+    );
+    assert!(refused.message().contains("invalid_request"), "its code");
     assert_eq!(app.count("events").await, before);
     let without = client
         .repair_connection(authed(

@@ -586,3 +586,45 @@ async fn a_repaired_inactive_duplicate_is_compared_again_and_stays_inactive() {
         vec![first.id]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_whose_check_plaid_refuses_is_a_failed_precondition_with_its_code() {
+    let app = TestApp::start().await;
+    let (_, key) = app.account("acme").await;
+    let item = app.sim.create_item("ins_109508");
+    let connection = imported(&app, &key, &item).await;
+    let before = app.count("events").await;
+    app.sim.inject_error(linkstate_testing::plaid::rule(
+        "/item/get",
+        400,
+        "INVALID_INPUT",
+        "INVALID_ACCESS_TOKEN",
+    ));
+    for request in [
+        repair_of(&connection.id),
+        proto::RepairConnectionRequest {
+            access_token: "access-sandbox-refused".into(),
+            ..repair_of(&connection.id)
+        },
+    ] {
+        let refused = repair(&app, &key, request).await.unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        assert!(
+            refused.message().starts_with(
+                "the provider still refuses this connection: Plaid refused the accessToken: \
+                 Plaid answered HTTP 400 INVALID_ACCESS_TOKEN"
+            ),
+            "{}",
+            refused.message()
+        );
+        assert!(refused.message().ends_with("; nothing changed"));
+    }
+    assert_eq!(app.count("events").await, before, "nothing was written");
+    let stored = app
+        .count(&format!(
+            "connections WHERE id = '{}' AND status = 'ACTIVE'",
+            connection.id
+        ))
+        .await;
+    assert_eq!(stored, 1);
+}

@@ -96,6 +96,10 @@ pub enum LifecycleError {
         /// Plaid's error code.
         code: String,
     },
+    /// The provider refused the repair's check, with the stored credential or a new one: the
+    /// link is still broken; nothing changed.
+    #[error("the provider still refuses this connection: {0}; nothing changed")]
+    StillRefused(String),
     /// The connect flow completed while a delete was under way, so its new provider link was
     /// not severed; deleting again does it.
     #[error("the connection's connect flow completed during the delete; retry the delete")]

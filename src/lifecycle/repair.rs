@@ -18,6 +18,7 @@ use crate::domain::ids::{AccountId, ConnectionId, RequestId};
 use crate::domain::import::ProviderCredentials;
 use crate::domain::secret::Secret;
 use crate::jobs::{self, Job};
+use crate::providers::akoya::AkoyaErrorKind;
 use crate::providers::akoya::tokens::{self, Refreshed};
 use crate::store::credentials::AkoyaTokens;
 use crate::store::jobs::OnDuplicate;
@@ -52,7 +53,9 @@ pub async fn repair(
         return Err(LifecycleError::NotSupported(connection.service_provider));
     }
     let new_credentials = connect_flow::validate_repair(connection.service_provider, raw)?;
-    let checked = check(ctx, &connection, new_credentials).await?;
+    let checked = check(ctx, &connection, new_credentials)
+        .await
+        .map_err(still_refused)?;
     let request_id = RequestId::generate();
     let mut conn = store::connect(ctx.pool()).await?;
     let repaired = conn
@@ -86,6 +89,25 @@ fn require_repairable(status: ConnectionStatus) -> Result<(), LifecycleError> {
             Err(LifecycleError::NotRepairable(status))
         }
         _ => Ok(()),
+    }
+}
+
+/// The provider refusing the repair's check, the stored credential or a new one: the link is
+/// still broken, which RepairConnection answers with FAILED_PRECONDITION and the provider's
+/// code in the message.
+fn still_refused(error: LifecycleError) -> LifecycleError {
+    let refused = match &error {
+        LifecycleError::CredentialsRefused(_) => true,
+        LifecycleError::Akoya(akoya) => matches!(
+            akoya.kind(),
+            AkoyaErrorKind::ConsentRefused | AkoyaErrorKind::Refused
+        ),
+        _ => false,
+    };
+    if refused {
+        LifecycleError::StillRefused(error.to_string())
+    } else {
+        error
     }
 }
 

@@ -87,6 +87,7 @@ impl From<LifecycleError> for Status {
             | E::HasInactiveDuplicates(_)
             | E::NotRepairable(_)
             | E::StillBroken { .. }
+            | E::StillRefused(_)
             | E::ProviderRefused(_)
             | E::ProviderNotConfigured(_) => Status::failed_precondition(error.to_string()),
             E::AlreadyLinked(_) => Status::already_exists(error.to_string()),
