@@ -511,8 +511,7 @@ async fn a_second_run_retries_only_the_lines_that_failed_with_a_retryable_code()
     let record_of = |line: u64| {
         read(&state_path)
             .lines()
-            .filter(|r| r.starts_with(&format!(r#"{{"line":{line},"#)))
-            .last()
+            .rfind(|r| r.starts_with(&format!(r#"{{"line":{line},"#)))
             .unwrap()
             .to_string()
     };
