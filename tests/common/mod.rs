@@ -254,8 +254,11 @@ pub async fn assert_nothing_written(app: &TestApp) {
         "customers",
         "connections",
         "financial_accounts",
+        "transactions",
         "events",
         "jobs",
+        "webhook_deliveries",
+        "outbound_deliveries",
     ] {
         assert_eq!(app.count(table).await, 0, "{table} has rows");
     }
