@@ -82,7 +82,10 @@ fn one_line(clap_error: &str) -> String {
 /// text) or one JSON object per line, with the fields of the spans around each line.
 fn init_logs(format: LogFormat) {
     use std::io::IsTerminal;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = log_filter().unwrap_or_else(|problem| {
+        eprintln!("linkstate: RUST_LOG: {problem}");
+        std::process::exit(2);
+    });
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -93,6 +96,17 @@ fn init_logs(format: LogFormat) {
             .with_current_span(true)
             .with_span_list(true)
             .init(),
+    }
+}
+
+/// The log filter: `RUST_LOG`, else `info`; a malformed one is a setting error like any other,
+/// not a silent `info`.
+fn log_filter() -> Result<EnvFilter, String> {
+    match std::env::var("RUST_LOG") {
+        Ok(directives) if directives.trim().is_empty() => Ok(EnvFilter::new("info")),
+        Ok(directives) => EnvFilter::try_new(&directives).map_err(|e| one_line(&e.to_string())),
+        Err(std::env::VarError::NotPresent) => Ok(EnvFilter::new("info")),
+        Err(std::env::VarError::NotUnicode(_)) => Err("is not valid UTF-8".into()),
     }
 }
 

@@ -48,6 +48,14 @@ fn zero_for_a_concurrency_a_limit_or_a_timeout_is_refused_in_one_line() {
 }
 
 #[test]
+fn a_malformed_log_filter_is_refused_in_one_line() {
+    let (code, stderr) = serve_with("RUST_LOG", "info,linkstate=loudest");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("linkstate: RUST_LOG: "), "{stderr}");
+}
+
+#[test]
 fn a_malformed_log_format_is_refused_in_one_line() {
     let (code, stderr) = serve_with("LINKSTATE_LOG_FORMAT", "xml");
     assert_eq!(code, Some(2));

@@ -52,7 +52,9 @@ impl Outcome {
             Outcome::Answered { status, .. } => Some(format!("HTTP error: {status}")),
             Outcome::Timeout => Some("Timeout".into()),
             Outcome::CouldNotConnect => Some("Could not connect".into()),
-            Outcome::RefusedAddress => Some("Refused address: not globally routable".into()),
+            // The contract's three reasons: a refused address is a connection not made (the
+            // metrics and the log tell it apart).
+            Outcome::RefusedAddress => Some("Could not connect".into()),
         }
     }
 
@@ -111,7 +113,9 @@ pub fn next(
             status: 429 | 503,
             retry_after: Some(asked),
         } => (*asked).min(policy.max),
-        _ => backoff(policy, attempt).mul_f64(1.0 + JITTER * jitter.clamp(0.0, 1.0)),
+        _ => backoff(policy, attempt)
+            .mul_f64(1.0 + JITTER * jitter.clamp(0.0, 1.0))
+            .min(policy.max),
     };
     let at = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
     let give_up_at = first_attempted_at
@@ -241,6 +245,14 @@ mod tests {
         };
         let waited = (t - at(0)).num_milliseconds();
         assert!((60_000..66_000).contains(&waited), "{waited}");
+    }
+
+    #[test]
+    fn jitter_never_takes_a_wait_past_the_max() {
+        let Next::RetryAt(t) = next(&POLICY, &http(500), 12, at(0), at(0), 0.999) else {
+            panic!()
+        };
+        assert_eq!(t - at(0), chrono::Duration::hours(1));
     }
 
     #[test]

@@ -108,6 +108,11 @@ pub fn check_url(text: &str, allow_private: bool) -> Result<Url, ProfileInputErr
         return Err(ProfileInputError::Missing("url"));
     }
     input::text("url", text, MAX_URL_CHARS)?;
+    // Stored and signed as typed (Meld signs "the exact url"): whitespace that the parser
+    // would quietly drop would make the receiver's own check fail.
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ProfileInputError::Url("must not contain whitespace".into()));
+    }
     let url = Url::parse(text)
         .map_err(|_| ProfileInputError::Url("must be an absolute http(s) URL".into()))?;
     match url.scheme() {

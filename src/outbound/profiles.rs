@@ -2,7 +2,6 @@
 //! is written.
 
 use chrono::Utc;
-use url::Url;
 
 use super::address::{self, AddressError};
 use crate::context::Context;
@@ -70,13 +69,14 @@ pub struct WithSecret {
 }
 
 /// Checks a URL: its form, then (for a host name) that DNS does not point it anywhere private.
-async fn check_url(ctx: &Context, text: &str) -> Result<Url, ProfileInputError> {
+async fn check_url(ctx: &Context, text: &str) -> Result<String, ProfileInputError> {
     let allow_private = ctx.delivery().allow_private;
     let url = rules::check_url(text, allow_private)?;
     // A name that does not resolve yet is taken (its DNS may still be on the way); every
     // attempt resolves it again and refuses a non-public answer then.
     match address::check_url_host(&url, allow_private).await {
-        Ok(()) | Err(AddressError::Unresolved) => Ok(url),
+        // As typed, not as the parser writes it back: the Meld signature covers it.
+        Ok(()) | Err(AddressError::Unresolved) => Ok(text.to_string()),
         Err(AddressError::NotPublic) => Err(rules::refused_address()),
     }
 }
@@ -94,7 +94,7 @@ pub async fn create(
     let new = NewProfile {
         account_id,
         name: rules::check_name(&fields.name)?,
-        url: check_url(ctx, &fields.url).await?.to_string(),
+        url: check_url(ctx, &fields.url).await?,
         event_types: fields.event_types,
         event_version: rules::check_version(&fields.event_version)?,
     };
@@ -148,7 +148,7 @@ pub async fn update(
         changes.name = Some(rules::check_name(&fields.name)?);
     }
     if mask.url {
-        changes.url = Some(check_url(ctx, &fields.url).await?.to_string());
+        changes.url = Some(check_url(ctx, &fields.url).await?);
     }
     if mask.event_types {
         changes.event_types = Some(fields.event_types);

@@ -40,6 +40,9 @@ pub fn client(settings: &DeliverySettings) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy from the environment would be the address the resolver checks, not the
+        // profile's: deliveries go direct.
+        .no_proxy()
         .timeout(settings.timeout)
         .user_agent(concat!("linkstate/", env!("CARGO_PKG_VERSION")))
         .dns_resolver(Arc::new(PublicOnly {
@@ -235,6 +238,10 @@ async fn attempt(ctx: &Context, claimed: Claimed) -> Finished {
     };
     let clock = Instant::now();
     let (outcome, response_body) = post(ctx, &claimed, &signers, &body, started_at).await;
+    if outcome == Outcome::RefusedAddress {
+        // Recorded as "Could not connect", the contract's word for it; the reason is here.
+        tracing::warn!(profile = %claimed.profile_id, "delivery refused: the profile's address is not globally routable");
+    }
     let attempt = Attempt {
         attempted_at: started_at,
         response_status: outcome.status(),
