@@ -85,7 +85,6 @@ pub enum ImportError {
     ProviderNotConfigured(String),
 }
 
-/// The settings that configure a provider's client.
 /// Imports validated items for a tenant.
 pub async fn import(
     ctx: &Context,
