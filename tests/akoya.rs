@@ -574,15 +574,7 @@ async fn a_pull_reports_exactly_what_akoya_changed_in_its_window() {
 
 /// Posts a body to `/webhooks/akoya`.
 async fn notify(app: &TestApp, body: &[u8]) -> (reqwest::StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("http://{}/webhooks/akoya", app.app.http_addr))
-        .header("content-type", "application/json")
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    common::post_to(app, "/webhooks/akoya", body).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

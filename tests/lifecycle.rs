@@ -1129,23 +1129,10 @@ async fn without_plaid_keys_every_call_that_needs_plaid_is_refused_and_changes_n
         .await
         .map(tonic::Response::into_inner);
     assert_refused(repaired, Code::FailedPrecondition, not_configured);
-    let refreshed = bare
-        .connections()
+    let refused = refresh(&bare, &key, &connection.id)
         .await
-        .refresh_connection(authed(
-            &key,
-            proto::RefreshConnectionRequest {
-                connection_id: connection.id.clone(),
-                products: Vec::new(),
-            },
-        ))
-        .await
-        .map(tonic::Response::into_inner);
-    let refused = refreshed.expect_err("the refresh must be refused");
-    assert_eq!(
-        (refused.code(), refused.message()),
-        (Code::FailedPrecondition, not_configured)
-    );
+        .expect_err("the refresh must be refused");
+    assert_status(&refused, Code::FailedPrecondition, not_configured);
 
     assert_eq!(app.count("events").await, events, "nothing was written");
     assert_eq!(app.sim.all_calls(), calls, "Plaid was not called");

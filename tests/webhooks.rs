@@ -202,19 +202,6 @@ async fn malformed_oversized_and_unreachable_database_answers() {
     down.stop().await;
 }
 
-/// Posts `body` unsigned to one of the HTTP listener's paths.
-async fn post_to(app: &TestApp, path: &str, body: &[u8]) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("http://{}{path}", app.app.http_addr))
-        .header("content-type", "application/json")
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_delivery_twice_is_recorded_and_applied_once() {
     let (app, key, item, _) = connected().await;

@@ -218,6 +218,19 @@ pub async fn post(app: &TestApp, body: &[u8], jwt: Option<&str>) -> (StatusCode,
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Posts `body` unsigned to one of the HTTP listener's paths.
+pub async fn post_to(app: &TestApp, path: &str, body: &[u8]) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}{path}", app.app.http_addr))
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// Posts a body signed by the simulator, as Plaid would.
 pub async fn deliver(app: &TestApp, body: &Value) -> (StatusCode, Value) {
     let bytes = serde_json::to_vec(body).unwrap();
