@@ -182,6 +182,11 @@ async fn drive(channels: &[Channel], subject: &Arc<Subject>, read: Read, length:
             })
         })
         .collect();
+    gather(started, clients).await
+}
+
+/// Every client's latencies, once all have stopped; the wall time runs from `started`.
+async fn gather(started: Instant, clients: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> Run {
     let mut latencies = Vec::new();
     for client in clients {
         latencies.extend(client.await.expect("client"));
@@ -397,14 +402,7 @@ mod raw {
                 })
             })
             .collect();
-        let mut latencies = Vec::new();
-        for client in clients {
-            latencies.extend(client.await.expect("client"));
-        }
-        Run {
-            wall: started.elapsed(),
-            latencies,
-        }
+        super::gather(started, clients).await
     }
 
     fn call(addr: SocketAddr, subject: &Subject, read: Read) -> Call {
