@@ -161,13 +161,8 @@ async fn a_plaid_401_or_403_fails_only_its_item() {
         (&forbidden, 403, "ACCESS_NOT_GRANTED"),
     ] {
         app.sim.inject_error(ErrorRule {
-            endpoint: "/accounts/get".into(),
             access_token: Some(item.access_token.expose().into()),
-            http_status,
-            error_type: "INVALID_INPUT".into(),
-            error_code: code.into(),
-            error_message: "refused".into(),
-            times: None,
+            ..linkstate_testing::plaid::rule("/accounts/get", http_status, "INVALID_INPUT", code)
         });
     }
     let response = app

@@ -1116,19 +1116,11 @@ async fn without_plaid_keys_every_call_that_needs_plaid_is_refused_and_changes_n
         Code::FailedPrecondition,
         not_configured,
     );
-    let repaired = bare
-        .connections()
-        .await
-        .repair_connection(authed(
-            &key,
-            proto::RepairConnectionRequest {
-                connection_id: connection.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .map(tonic::Response::into_inner);
-    assert_refused(repaired, Code::FailedPrecondition, not_configured);
+    assert_refused(
+        repair(&bare, &key, repair_of(&connection.id)).await,
+        Code::FailedPrecondition,
+        not_configured,
+    );
     let refused = refresh(&bare, &key, &connection.id)
         .await
         .expect_err("the refresh must be refused");

@@ -11,23 +11,6 @@ use linkstate_sim::SandboxItem;
 use linkstate_testing::{TestApp, authed};
 use tonic::Code;
 
-type Reply = Result<proto::Connection, tonic::Status>;
-
-async fn repair(app: &TestApp, key: &str, request: proto::RepairConnectionRequest) -> Reply {
-    app.connections()
-        .await
-        .repair_connection(authed(key, request))
-        .await
-        .map(tonic::Response::into_inner)
-}
-
-fn repair_of(id: &str) -> proto::RepairConnectionRequest {
-    proto::RepairConnectionRequest {
-        connection_id: id.into(),
-        ..Default::default()
-    }
-}
-
 /// Imports the item and waits until its first aggregation is written.
 async fn imported(app: &TestApp, key: &str, item: &SandboxItem) -> proto::Connection {
     let connection = import(app, key, item).await;

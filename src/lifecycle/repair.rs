@@ -6,7 +6,7 @@
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
-use super::{LifecycleError, aggregates, completion_failure, tenant_connection};
+use super::{LifecycleError, aggregates, plaid_failure, tenant_connection};
 use crate::context::Context;
 use crate::domain::background_refresh;
 use crate::domain::connect_flow::{self, RawRepair};
@@ -53,9 +53,7 @@ pub async fn repair(
         return Err(LifecycleError::NotSupported(connection.service_provider));
     }
     let new_credentials = connect_flow::validate_repair(connection.service_provider, raw)?;
-    let checked = check(ctx, &connection, new_credentials)
-        .await
-        .map_err(still_refused)?;
+    let checked = check(ctx, &connection, new_credentials).await?;
     let request_id = RequestId::generate();
     let mut conn = store::connect(ctx.pool()).await?;
     let repaired = conn
@@ -95,20 +93,8 @@ fn require_repairable(status: ConnectionStatus) -> Result<(), LifecycleError> {
 /// The provider refusing the repair's check, the stored credential or a new one: the link is
 /// still broken, which RepairConnection answers with FAILED_PRECONDITION and the provider's
 /// code in the message.
-fn still_refused(error: LifecycleError) -> LifecycleError {
-    let refused = match &error {
-        LifecycleError::CredentialsRefused(_) => true,
-        LifecycleError::Akoya(akoya) => matches!(
-            akoya.kind(),
-            AkoyaErrorKind::ConsentRefused | AkoyaErrorKind::Refused
-        ),
-        _ => false,
-    };
-    if refused {
-        LifecycleError::StillRefused(error.to_string())
-    } else {
-        error
-    }
+fn still_refused(refusal: LifecycleError) -> LifecycleError {
+    LifecycleError::StillRefused(refusal.to_string())
 }
 
 /// Asks the provider whether the connection works now, outside any transaction.
@@ -122,9 +108,15 @@ async fn check(
             refresh_token,
             provider_id,
         }) => {
-            let refreshed = tokens::refresh(ctx.akoya(), &refresh_token)
-                .await
-                .map_err(LifecycleError::Akoya)?;
+            let refreshed =
+                tokens::refresh(ctx.akoya(), &refresh_token)
+                    .await
+                    .map_err(|error| match error.kind() {
+                        AkoyaErrorKind::ConsentRefused | AkoyaErrorKind::Refused => {
+                            still_refused(LifecycleError::Akoya(error))
+                        }
+                        _ => LifecycleError::Akoya(error),
+                    })?;
             Ok(Checked::Akoya {
                 refreshed,
                 provider_id,
@@ -160,11 +152,11 @@ async fn check_plaid_item(
     connection: &Connection,
     access_token: &Secret,
 ) -> Result<(), LifecycleError> {
-    let answer = ctx
-        .plaid()
-        .item_get(access_token)
-        .await
-        .map_err(completion_failure)?;
+    let answer = ctx.plaid().item_get(access_token).await.map_err(|error| {
+        plaid_failure(error, |refused| {
+            still_refused(LifecycleError::CredentialsRefused(refused))
+        })
+    })?;
     let item = answer.item;
     if connection.provider_connection_id.as_deref() != Some(item.item_id.as_str()) {
         return Err(LifecycleError::TokenOfOtherItem);

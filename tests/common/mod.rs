@@ -133,6 +133,27 @@ pub async fn all_transactions(
     }
 }
 
+/// RepairConnection, as `key`'s tenant.
+pub async fn repair(
+    app: &TestApp,
+    key: &str,
+    request: proto::RepairConnectionRequest,
+) -> Result<proto::Connection, tonic::Status> {
+    app.connections()
+        .await
+        .repair_connection(authed(key, request))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A repair of `id` without new credentials.
+pub fn repair_of(id: &str) -> proto::RepairConnectionRequest {
+    proto::RepairConnectionRequest {
+        connection_id: id.into(),
+        ..Default::default()
+    }
+}
+
 /// Asks for a refresh of the connection.
 pub async fn refresh(
     app: &TestApp,
