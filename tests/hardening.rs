@@ -638,19 +638,15 @@ async fn an_import_reports_each_item_as_committed_or_not_when_the_database_refus
         ),
     )
     .await;
-    let response = app
-        .connections()
-        .await
-        .import_connections(authed(
-            &key,
-            import_request(vec![
-                plaid_item("customer-1", fine.access_token.expose()),
-                plaid_item("customer-2", refused.access_token.expose()),
-            ]),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let response = common::import_items(
+        &app,
+        &key,
+        vec![
+            plaid_item("customer-1", fine.access_token.expose()),
+            plaid_item("customer-2", refused.access_token.expose()),
+        ],
+    )
+    .await;
     let Some(import_result::Result::Connection(connection)) = &response.results[0].result else {
         panic!("the first item failed: {:?}", response.results[0]);
     };

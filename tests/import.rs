@@ -165,20 +165,16 @@ async fn a_plaid_401_or_403_fails_only_its_item() {
             ..linkstate_testing::plaid::rule("/accounts/get", http_status, "INVALID_INPUT", code)
         });
     }
-    let response = app
-        .connections()
-        .await
-        .import_connections(authed(
-            &key,
-            import_request(vec![
-                plaid_item("c-401", unauthorized.access_token.expose()),
-                plaid_item("c-good", good.access_token.expose()),
-                plaid_item("c-403", forbidden.access_token.expose()),
-            ]),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let response = common::import_items(
+        &app,
+        &key,
+        vec![
+            plaid_item("c-401", unauthorized.access_token.expose()),
+            plaid_item("c-good", good.access_token.expose()),
+            plaid_item("c-403", forbidden.access_token.expose()),
+        ],
+    )
+    .await;
     let error_of = |i: usize| match &response.results[i].result {
         Some(import_result::Result::Error(error)) => (error.code.clone(), error.message.clone()),
         other => panic!("item {i} was not refused: {other:?}"),
@@ -216,20 +212,16 @@ async fn a_plaid_error_fails_only_its_item() {
         times: None,
     });
 
-    let response = app
-        .connections()
-        .await
-        .import_connections(authed(
-            &key,
-            import_request(vec![
-                plaid_item("c-good", good.access_token.expose()),
-                plaid_item("c-bad", bad.access_token.expose()),
-                plaid_item("c-other", other.access_token.expose()),
-            ]),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let response = common::import_items(
+        &app,
+        &key,
+        vec![
+            plaid_item("c-good", good.access_token.expose()),
+            plaid_item("c-bad", bad.access_token.expose()),
+            plaid_item("c-other", other.access_token.expose()),
+        ],
+    )
+    .await;
 
     assert!(matches!(
         response.results[0].result,

@@ -274,6 +274,20 @@ pub fn payload(event: &proto::Event) -> &proto::EventPayload {
     event.payload.as_ref().unwrap()
 }
 
+/// ImportConnections of these items, which must be answered (item by item, failures included).
+pub async fn import_items(
+    app: &TestApp,
+    key: &str,
+    items: Vec<proto::ImportConnection>,
+) -> proto::ImportConnectionsResponse {
+    app.connections()
+        .await
+        .import_connections(authed(key, import_request(items)))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// An import request of these items.
 pub fn import_request(items: Vec<proto::ImportConnection>) -> proto::ImportConnectionsRequest {
     proto::ImportConnectionsRequest {
